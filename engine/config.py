@@ -1,0 +1,348 @@
+"""Study config: the TOML a user writes to describe a study (DESIGN.md contract 4).
+
+A :class:`StudyConfig` is plain, typed and immutable; it is parsed from TOML with
+:func:`load_config` / :func:`parse_config`, validated with messages that name the key and the
+fix, and stored in the database as JSON (:meth:`StudyConfig.to_dict`). Everything optional has a
+default, so a config of a name and its domains is enough to import runs and fit models.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+RUNNER_KINDS = ("builtin", "command", "mfms-sim", "table")
+TOP_KEYS = {
+    "name", "domains", "eval_domains", "objective", "direction", "tokens_per_step", "scales",
+    "target", "bounds", "runner", "budget", "seed", "description",
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A model size on offer, the step counts it may be trained for, and its cost per step."""
+
+    model_params: int
+    steps: tuple[int, ...]
+    cost_per_step: float | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """The scale whose optimum the user wants (tokens or steps; steps preferred)."""
+
+    model_params: int
+    steps: int | None = None
+    tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How a trial becomes checkpoints. ``options`` keeps kind-specific keys verbatim."""
+
+    kind: str = "builtin"
+    argv: tuple[str, ...] = ()
+    timeout_s: float = 3600.0
+    retries: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything mixplan needs to know about a study. See the README's config reference."""
+
+    name: str
+    domains: tuple[str, ...]
+    eval_domains: tuple[str, ...] = ()
+    objective: str = "mean_loss"
+    direction: str = "minimize"
+    tokens_per_step: int | None = None
+    scales: tuple[Scale, ...] = ()
+    target: Target | None = None
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+    budget: float | None = None
+    seed: int = 0
+    description: str = ""
+
+    # ---- derived -------------------------------------------------------------------------
+    def bound(self, domain: str) -> tuple[float, float]:
+        """(low, high) weight bounds of a domain (``default`` applies where none is given)."""
+        return self.bounds.get(domain, self.bounds.get("default", (0.0, 1.0)))
+
+    def bounds_array(self) -> list[tuple[float, float]]:
+        """Bounds in domain order, for the optimisers."""
+        return [self.bound(d) for d in self.domains]
+
+    def tokens_for(self, steps: float | None) -> float | None:
+        """Tokens seen after ``steps`` (needs ``tokens_per_step``)."""
+        if steps is None or self.tokens_per_step is None:
+            return None
+        return float(steps) * self.tokens_per_step
+
+    def steps_for(self, tokens: float | None) -> float | None:
+        """Steps needed for ``tokens`` (needs ``tokens_per_step``)."""
+        if tokens is None or self.tokens_per_step is None:
+            return None
+        return float(tokens) / self.tokens_per_step
+
+    def scale_for(self, model_params: int) -> Scale | None:
+        """The offered scale of exactly this size, if any."""
+        for s in self.scales:
+            if s.model_params == int(model_params):
+                return s
+        return None
+
+    def fidelities(self) -> list[tuple[int, int]]:
+        """Every (model_params, steps) on offer, cheapest first."""
+        pairs = [(s.model_params, st) for s in self.scales for st in s.steps]
+        return sorted(pairs, key=lambda p: self.cost(p[0], steps=p[1]) or 0.0)
+
+    def cost(self, model_params: int, *, steps: float | None = None, tokens: float | None = None) -> float | None:
+        """Cost of a run: ``cost_per_step * steps`` where the scale has one, else
+        ``6 * model_params * tokens`` FLOPs; None when neither can be computed."""
+        scale = self.scale_for(model_params)
+        if steps is None and tokens is not None:
+            steps = self.steps_for(tokens)
+        if scale is not None and scale.cost_per_step is not None and steps is not None:
+            return float(scale.cost_per_step) * float(steps)
+        if tokens is None:
+            tokens = self.tokens_for(steps)
+        if tokens is None:
+            return None
+        return 6.0 * float(model_params) * float(tokens)
+
+    @property
+    def objective_column(self) -> str:
+        """The run-table column the objective reads (``mean_loss`` is computed, not stored)."""
+        return self.objective
+
+    # ---- (de)serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/TOML-friendly dict that :func:`config_from_dict` reads back identically."""
+        d = asdict(self)
+        d["domains"] = list(self.domains)
+        d["eval_domains"] = list(self.eval_domains)
+        d["scales"] = [
+            {k: (list(v) if k == "steps" else v) for k, v in asdict(s).items() if v is not None}
+            for s in self.scales
+        ]
+        d["target"] = (
+            {k: v for k, v in asdict(self.target).items() if v is not None} if self.target else None
+        )
+        d["bounds"] = {k: list(v) for k, v in self.bounds.items()}
+        r = self.runner
+        d["runner"] = {"kind": r.kind, "argv": list(r.argv), "timeout_s": r.timeout_s,
+                       "retries": r.retries, **r.options}
+        return {k: v for k, v in d.items() if v is not None}
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study config file."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError("file not found.", file=str(p), fix="check the path given to --config.")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML ({exc}).", file=str(p),
+                          fix="see the config reference in the README.") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("not a UTF-8 text file.", file=str(p)) from exc
+    return config_from_dict(raw, source=str(p))
+
+
+def parse_config(text: str, source: str = "<config>") -> StudyConfig:
+    """Validate a config given as TOML text (the app's upload)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML ({exc}).", file=source) from exc
+    return config_from_dict(raw, source=source)
+
+
+def _err(source: str, key: str, msg: str, fix: str | None = None) -> ConfigError:
+    return ConfigError(f"key '{key}': {msg}", file=source, fix=fix)
+
+
+def _positive_int(v: Any, source: str, key: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v <= 0:
+        raise _err(source, key, f"expected a positive integer, got {v!r}.")
+    return int(v)
+
+
+def _positive_float(v: Any, source: str, key: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise _err(source, key, f"expected a positive number, got {v!r}.")
+    return float(v)
+
+
+def _unknown(keys: set[str], allowed: set[str], source: str, where: str) -> None:
+    for k in sorted(keys - allowed):
+        close = difflib.get_close_matches(k, sorted(allowed), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(sorted(allowed))}."
+        raise _err(source, f"{where}{k}", "unknown key.", fix=hint)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
+    """Validate a parsed config (TOML or stored JSON) into a :class:`StudyConfig`."""
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a table of keys.", file=source)
+    _unknown(set(raw), TOP_KEYS, source, "")
+
+    name = raw.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise _err(source, "name", f"expected a study name of letters, digits, '_', '-', '.', got {name!r}.",
+                   fix='add a line like name = "my-study".')
+
+    domains = raw.get("domains")
+    if not isinstance(domains, list) or len(domains) < 2:
+        raise _err(source, "domains", f"expected a list of at least two domain names, got {domains!r}.",
+                   fix='e.g. domains = ["web", "code", "books"].')
+    for d in domains:
+        if not isinstance(d, str) or not DOMAIN_RE.match(d):
+            raise _err(source, "domains", f"bad domain name {d!r}: use letters, digits, '_', '-', '.'.")
+    if len(set(domains)) != len(domains):
+        dup = sorted({d for d in domains if domains.count(d) > 1})
+        raise _err(source, "domains", f"repeated domain(s): {', '.join(dup)}.")
+
+    eval_domains = raw.get("eval_domains", [])
+    if not isinstance(eval_domains, list) or any(
+        not isinstance(d, str) or not DOMAIN_RE.match(d) for d in eval_domains
+    ):
+        raise _err(source, "eval_domains", "expected a list of domain names.")
+
+    objective = raw.get("objective", "mean_loss")
+    if not isinstance(objective, str) or not (
+        objective == "mean_loss" or objective.startswith("loss_") or objective.startswith("metric_")
+    ):
+        raise _err(source, "objective", f"got {objective!r}.",
+                   fix="use 'mean_loss', 'loss_<domain>' or 'metric_<name>'.")
+    loss_domains = list(eval_domains) or list(domains)
+    if objective.startswith("loss_") and eval_domains and objective[5:] not in loss_domains:
+        raise _err(source, "objective", f"'{objective}' names no evaluation domain.",
+                   fix=f"evaluation domains are: {', '.join(loss_domains)}.")
+
+    direction = raw.get("direction", "maximize" if objective.startswith("metric_") else "minimize")
+    if direction not in ("minimize", "maximize"):
+        raise _err(source, "direction", f"got {direction!r}.", fix="use 'minimize' or 'maximize'.")
+
+    tps = raw.get("tokens_per_step")
+    tokens_per_step = None if tps is None else _positive_int(tps, source, "tokens_per_step")
+
+    scales_raw = raw.get("scales", [])
+    if not isinstance(scales_raw, list):
+        raise _err(source, "scales", "expected [[scales]] tables.")
+    scales: list[Scale] = []
+    for i, s in enumerate(scales_raw):
+        where = f"scales[{i}]."
+        if not isinstance(s, dict):
+            raise _err(source, f"scales[{i}]", "expected a table.")
+        _unknown(set(s), {"model_params", "steps", "cost_per_step"}, source, where)
+        if "model_params" not in s:
+            raise _err(source, where + "model_params", "missing.", fix="give the model size in parameters.")
+        mp = _positive_int(s["model_params"], source, where + "model_params")
+        steps = s.get("steps")
+        if not isinstance(steps, list) or not steps:
+            raise _err(source, where + "steps", f"expected a non-empty list of step counts, got {steps!r}.")
+        st = tuple(sorted({_positive_int(x, source, where + "steps") for x in steps}))
+        cps = s.get("cost_per_step")
+        cps = None if cps is None else _positive_float(cps, source, where + "cost_per_step")
+        if any(sc.model_params == mp for sc in scales):
+            raise _err(source, where + "model_params", f"size {mp} is listed twice.", fix="merge the two [[scales]].")
+        scales.append(Scale(mp, st, cps))
+    scales.sort(key=lambda s: s.model_params)
+
+    target = None
+    t = raw.get("target")
+    if t is not None:
+        if not isinstance(t, dict):
+            raise _err(source, "target", "expected a table.")
+        _unknown(set(t), {"model_params", "steps", "tokens"}, source, "target.")
+        if "model_params" not in t:
+            raise _err(source, "target.model_params", "missing.")
+        tmp = _positive_int(t["model_params"], source, "target.model_params")
+        tst = None if t.get("steps") is None else _positive_int(t["steps"], source, "target.steps")
+        ttk = None if t.get("tokens") is None else _positive_float(t["tokens"], source, "target.tokens")
+        if tst is None and ttk is None:
+            raise _err(source, "target", "give steps or tokens.", fix="add steps = N under [target].")
+        target = Target(tmp, tst, ttk)
+    elif scales:
+        big = scales[-1]
+        target = Target(big.model_params, big.steps[-1], None)
+
+    bounds: dict[str, tuple[float, float]] = {}
+    b = raw.get("bounds", {})
+    if not isinstance(b, dict):
+        raise _err(source, "bounds", "expected a table of domain = [low, high].")
+    _unknown(set(b), set(domains) | {"default"}, source, "bounds.")
+    for k, v in b.items():
+        if (not isinstance(v, list) or len(v) != 2
+                or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)):
+            raise _err(source, f"bounds.{k}", f"expected [low, high], got {v!r}.")
+        lo, hi = float(v[0]), float(v[1])
+        if not (0.0 <= lo <= hi <= 1.0):
+            raise _err(source, f"bounds.{k}", f"need 0 <= low <= high <= 1, got [{lo}, {hi}].")
+        bounds[k] = (lo, hi)
+    default = bounds.get("default", (0.0, 1.0))
+    lows = sum(bounds.get(d, default)[0] for d in domains)
+    highs = sum(bounds.get(d, default)[1] for d in domains)
+    if lows > 1.0 + 1e-9 or highs < 1.0 - 1e-9:
+        raise _err(source, "bounds", f"no mixture fits: lower bounds sum to {lows:g}, upper to {highs:g}.",
+                   fix="lower bounds must sum to <= 1 and upper bounds to >= 1.")
+
+    r = raw.get("runner", {})
+    if not isinstance(r, dict):
+        raise _err(source, "runner", "expected a table.")
+    kind = r.get("kind", "builtin")
+    if kind not in RUNNER_KINDS:
+        raise _err(source, "runner.kind", f"got {kind!r}.", fix=f"use one of {', '.join(RUNNER_KINDS)}.")
+    argv = r.get("argv", [])
+    if not isinstance(argv, list) or any(not isinstance(a, str) for a in argv):
+        raise _err(source, "runner.argv", "expected a list of strings (an argv, never a shell string).")
+    if kind == "command" and not argv:
+        raise _err(source, "runner.argv", "a command runner needs an argv.",
+                   fix='e.g. argv = ["python3", "train.py", "--weights", "{weights_json}", "--out", "{out_dir}"].')
+    if kind == "command":
+        from string import Formatter
+
+        allowed = {"run_id", "weights_json", "model_params", "tokens", "steps", "out_dir", "seed"}
+        for a in argv:
+            try:
+                names = {f for _, f, _, _ in Formatter().parse(a) if f is not None}
+            except ValueError as exc:
+                raise _err(source, "runner.argv", f"bad placeholder in {a!r} ({exc}).") from exc
+            bad = names - allowed
+            if bad:
+                raise _err(source, "runner.argv", f"unknown placeholder(s) {sorted(bad)} in {a!r}.",
+                           fix=f"placeholders are {{{'}, {'.join(sorted(allowed))}}}.")
+    timeout = _positive_float(r.get("timeout_s", 3600), source, "runner.timeout_s")
+    retries = r.get("retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise _err(source, "runner.retries", f"expected an integer >= 0, got {retries!r}.")
+    options = {k: v for k, v in r.items() if k not in {"kind", "argv", "timeout_s", "retries"}}
+    runner = RunnerConfig(kind, tuple(argv), timeout, retries, options)
+
+    budget = raw.get("budget")
+    budget = None if budget is None else _positive_float(budget, source, "budget")
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise _err(source, "seed", f"expected an integer, got {seed!r}.")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise _err(source, "description", "expected a string.")
+
+    return StudyConfig(
+        name=name, domains=tuple(domains), eval_domains=tuple(eval_domains), objective=objective,
+        direction=direction, tokens_per_step=tokens_per_step, scales=tuple(scales), target=target,
+        bounds=bounds, runner=runner, budget=budget, seed=seed, description=description,
+    )
