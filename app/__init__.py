@@ -1,0 +1,1 @@
+"""The mixplan Streamlit app. Layout and widgets only: every number comes from ``engine``."""

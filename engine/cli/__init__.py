@@ -1,0 +1,59 @@
+"""The ``mixplan`` command (DESIGN.md contract 1).
+
+Each command group lives in its own module with a ``register(app)`` function; modules import
+heavy libraries (torch, botorch, streamlit) inside the command bodies so ``--help`` stays fast.
+Errors meant for the user (:class:`engine.errors.MixplanError`) print as one clear message and
+exit with status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from engine.cli import app_cmd, bench, data_cmd, export, models, propose, run, runs, study, trials
+from engine.cli.common import console_err
+from engine.errors import MixplanError
+
+app = typer.Typer(
+    name="mixplan",
+    help=(
+        "Plan the data mixture of an LLM pre-training run.\n\n"
+        "Typical session: `mixplan study create --config study.toml`, `mixplan import runs.csv --study S`, "
+        "`mixplan propose --study S --strategy mfms-bo -n 4`, `mixplan approve --study S --all`, "
+        "`mixplan run --study S`, `mixplan optimum --study S --model mfms-gp --model-params 1e9 --steps 19500 --json`, "
+        "`mixplan export --study S --format megatron`. Every command takes --db PATH (default ./runs.duckdb)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (study, runs, models, propose, trials, run, export, bench, app_cmd, data_cmd):
+    module.register(app)
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning user errors into a message and exit status 2."""
+    try:
+        app(standalone_mode=False)
+    except MixplanError as exc:
+        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        console_err.print("aborted")
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,735 @@
+"""The run store: every study, trial, checkpoint and event of mixplan, in one DuckDB file.
+
+Only this module talks SQL. Every public method opens a connection, does one short
+transaction and closes it (see :mod:`engine.store.connection`), so the app, the CLI and
+worker processes can share a file. Writes are all-or-nothing: an import, a batch of
+transitions or a finished trial either lands whole or leaves the database as it was, and a
+committed write survives ``kill -9`` (DuckDB replays its WAL).
+
+Run tables come out in the format of :mod:`engine.runtable.schema` (one row per checkpoint),
+so models, exports and the app all read the same frame.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from engine.config import StudyConfig, config_from_dict
+from engine.errors import MixplanError, NotFoundError, StateError, ValidationError
+from engine.mixture import validate_weights
+from engine.records import (
+    EDITABLE_STATES,
+    TRANSITIONS,
+    Checkpoint,
+    Proposal,
+    RunResult,
+    StudySummary,
+    Trial,
+    TrialState,
+)
+from engine.runtable import schema as rt
+from engine.store.connection import connect, transaction
+from engine.store.schema import LATEST_VERSION, MIGRATIONS
+
+DEFAULT_DB = "runs.duckdb"
+_TRIAL_COLUMNS = (
+    "trial_id, run_id, state, model_params, steps, tokens, source, strategy, acq_value, "
+    "pred_mean, pred_std, cost, reason, seed, job_id, attempts"
+)
+
+
+def _ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    """A quoted SQL string literal (names reaching here were validated, this is belt and braces)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _first(rows: list[Any]) -> Any:
+    """First row or None (DuckDB 2 wants results read to the end, so we never fetchone)."""
+    return rows[0] if rows else None
+
+
+def _none(v: Any) -> Any:
+    """NaN/NA -> None for the database."""
+    if v is None:
+        return None
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return v.item() if isinstance(v, np.generic) else v
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did."""
+
+    study: str
+    runs: int
+    checkpoints: int
+    created_study: bool
+    renormalised_rows: int = 0
+
+
+class Store:
+    """A mixplan database file. Cheap to construct; holds no open connection."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB, *, busy_timeout_s: float = 60.0, create: bool = True) -> None:
+        self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
+        if not self.path.exists():
+            if not create:
+                raise NotFoundError(f"no database at {self.path}. Create one with `mixplan study create` "
+                                    "or `mixplan import`, or pass --db PATH.")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_schema()
+
+    # ---- connections and schema ----------------------------------------------------------
+    def _read(self):
+        return connect(self.path, write=False, busy_timeout_s=self.busy_timeout_s)
+
+    def _write(self):
+        return transaction(self.path, busy_timeout_s=self.busy_timeout_s)
+
+    def schema_version(self) -> int:
+        """The schema version stored in the file (0 for a new file)."""
+        if not self.path.exists():
+            return 0
+        with self._read() as con:
+            return self._version(con)
+
+    @staticmethod
+    def _version(con: duckdb.DuckDBPyConnection) -> int:
+        has = _first(con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        ).fetchall())[0]
+        if not has:
+            return 0
+        v = _first(con.execute("SELECT max(version) FROM schema_version").fetchall())[0]
+        return int(v or 0)
+
+    def _ensure_schema(self) -> None:
+        if self.path.exists() and self.path.stat().st_size > 0 and self.schema_version() == LATEST_VERSION:
+            return
+        with self._write() as con:
+            self.migrate(con)
+
+    @staticmethod
+    def migrate(con: duckdb.DuckDBPyConnection, up_to: int = LATEST_VERSION) -> list[int]:
+        """Apply the migrations the file lacks, up to ``up_to``; returns the versions applied."""
+        current = Store._version(con)
+        if current > LATEST_VERSION:
+            raise MixplanError(f"this database has schema version {current}, newer than this mixplan "
+                               f"understands ({LATEST_VERSION}). Upgrade mixplan to open it.")
+        applied = []
+        for version, description, statements in MIGRATIONS:
+            if current < version <= up_to:
+                for sql in statements:
+                    con.execute(sql)
+                con.execute("INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                            [version, description])
+                applied.append(version)
+        return applied
+
+    # ---- helpers -------------------------------------------------------------------------
+    @staticmethod
+    def _next_id(con: duckdb.DuckDBPyConnection, table: str, column: str) -> int:
+        return int(_first(con.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchall())[0])
+
+    @staticmethod
+    def _study_row(con: duckdb.DuckDBPyConnection, name: str) -> tuple[int, StudyConfig]:
+        row = _first(con.execute("SELECT study_id, config_json FROM studies WHERE name = ?", [name]).fetchall())
+        if row is None:
+            names = [r[0] for r in con.execute("SELECT name FROM studies ORDER BY name").fetchall()]
+            have = f"studies here: {', '.join(names)}" if names else "this database has no study yet"
+            raise NotFoundError(f"no study named '{name}' ({have}). Create it with `mixplan study create "
+                                "--config FILE` or `mixplan import FILE --study NAME`.")
+        return int(row[0]), config_from_dict(json.loads(row[1]), source=f"study '{name}'")
+
+    @staticmethod
+    def _domains(con: duckdb.DuckDBPyConnection, study_id: int, role: str) -> list[str]:
+        rows = con.execute("SELECT name FROM domains WHERE study_id = ? AND role = ? ORDER BY position",
+                           [study_id, role]).fetchall()
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def _add_domains(con: duckdb.DuckDBPyConnection, study_id: int, role: str, names: Iterable[str]) -> None:
+        have = Store._domains(con, study_id, role)
+        for name in names:
+            if name not in have:
+                con.execute("INSERT INTO domains VALUES (?, ?, ?, ?)", [study_id, role, name, len(have)])
+                have.append(name)
+
+    @staticmethod
+    def _event(con: duckdb.DuckDBPyConnection, study_id: int | None, trial_id: int | None, kind: str,
+               actor: str, detail: dict[str, Any] | None = None) -> None:
+        eid = Store._next_id(con, "events", "event_id")
+        con.execute(
+            "INSERT INTO events (event_id, study_id, trial_id, kind, actor, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            [eid, study_id, trial_id, kind, actor, json.dumps(detail or {}, default=str)],
+        )
+
+    @staticmethod
+    def _touch(con: duckdb.DuckDBPyConnection, study_id: int) -> None:
+        con.execute("UPDATE studies SET data_version = data_version + 1 WHERE study_id = ?", [study_id])
+
+    # ---- studies -------------------------------------------------------------------------
+    def create_study(self, config: StudyConfig, *, actor: str = "user") -> None:
+        """Register a study. Fails if the name is taken."""
+        with self._write() as con:
+            self._create_study(con, config, actor)
+
+    def _create_study(self, con: duckdb.DuckDBPyConnection, config: StudyConfig, actor: str) -> int:
+        if _first(con.execute("SELECT 1 FROM studies WHERE name = ?", [config.name]).fetchall()):
+            raise ValidationError(f"a study named '{config.name}' already exists.",
+                                  fix="choose another name, or import into the existing study.")
+        sid = self._next_id(con, "studies", "study_id")
+        con.execute("INSERT INTO studies (study_id, name, config_json) VALUES (?, ?, ?)",
+                    [sid, config.name, json.dumps(config.to_dict())])
+        self._add_domains(con, sid, "train", config.domains)
+        if config.eval_domains:
+            self._add_domains(con, sid, "eval", config.eval_domains)
+        self._event(con, sid, None, "study_created", actor, {"config": config.to_dict()})
+        return sid
+
+    def get_config(self, study: str) -> StudyConfig:
+        """The study's config."""
+        with self._read() as con:
+            return self._study_row(con, study)[1]
+
+    def update_config(self, config: StudyConfig, *, actor: str = "user") -> None:
+        """Replace a study's config (same name, same domains)."""
+        with self._write() as con:
+            sid, old = self._study_row(con, config.name)
+            if tuple(old.domains) != tuple(config.domains):
+                raise ValidationError("a study's domains cannot change once created.",
+                                      fix="create a new study for a different set of domains.")
+            con.execute("UPDATE studies SET config_json = ? WHERE study_id = ?",
+                        [json.dumps(config.to_dict()), sid])
+            self._event(con, sid, None, "config_updated", actor, {"config": config.to_dict()})
+
+    def study_names(self) -> list[str]:
+        with self._read() as con:
+            return [r[0] for r in con.execute("SELECT name FROM studies ORDER BY study_id").fetchall()]
+
+    def list_studies(self) -> list[StudySummary]:
+        """One summary per study: domains, runs (trials with checkpoints), checkpoints, runner kind."""
+        with self._read() as con:
+            rows = con.execute(
+                """SELECT s.study_id, s.name, s.config_json,
+                          (SELECT count(DISTINCT c.trial_id) FROM checkpoints c JOIN trials t USING (trial_id)
+                            WHERE t.study_id = s.study_id),
+                          (SELECT count(*) FROM checkpoints c JOIN trials t USING (trial_id)
+                            WHERE t.study_id = s.study_id)
+                   FROM studies s ORDER BY s.study_id"""
+            ).fetchall()
+            out = []
+            for sid, name, cfg, runs, ckpts in rows:
+                config = config_from_dict(json.loads(cfg))
+                out.append(StudySummary(name, self._domains(con, sid, "train"), int(runs), int(ckpts),
+                                        config.runner.kind))
+            return out
+
+    def data_version(self, study: str) -> int:
+        """A counter bumped by every write to the study: a cache key for fitted models."""
+        with self._read() as con:
+            row = _first(con.execute("SELECT data_version FROM studies WHERE name = ?", [study]).fetchall())
+            if row is None:
+                self._study_row(con, study)
+            return int(row[0])
+
+    def study_domains(self, study: str) -> dict[str, list[str]]:
+        """{'train': [...], 'eval': [...], 'metric': [...]} as registered."""
+        with self._read() as con:
+            sid, _ = self._study_row(con, study)
+            return {role: self._domains(con, sid, role) for role in ("train", "eval", "metric")}
+
+    # ---- imports -------------------------------------------------------------------------
+    def import_runs(self, study: str, table: pd.DataFrame, *, source: str = "<table>",
+                    config: StudyConfig | None = None, renormalised_rows: int = 0,
+                    actor: str = "import") -> ImportReport:
+        """Add a validated run table (see :func:`engine.runtable.read_run_table`) to a study,
+        creating the study (from ``config``, else from the table's columns) if needed.
+        All-or-nothing."""
+        wcols, lcols, mcols = rt.weight_columns(table), rt.loss_columns(table), rt.metric_columns(table)
+        domains = [c[2:] for c in wcols]
+        evals = [c[len(rt.LOSS_PREFIX):] for c in lcols]
+        metrics = [c[len(rt.METRIC_PREFIX):] for c in mcols]
+        with self._write() as con:
+            created = False
+            if _first(con.execute("SELECT 1 FROM studies WHERE name = ?", [study]).fetchall()) is None:
+                cfg = config or config_from_dict({"name": study, "domains": domains, "eval_domains": evals},
+                                                 source=source)
+                self._create_study(con, cfg, actor)
+                created = True
+            sid, cfg = self._study_row(con, study)
+            have = self._domains(con, sid, "train")
+            if set(have) != set(domains):
+                raise ValidationError(
+                    f"the table's mixture domains {sorted(domains)} disagree with study '{study}' "
+                    f"({sorted(have)}).", file=source,
+                    fix="import into a study with the same domains, or use a new --study name.")
+            have_eval = self._domains(con, sid, "eval")
+            has_data = _first(con.execute("SELECT count(*) FROM checkpoints c JOIN trials t USING (trial_id) "
+                                   "WHERE t.study_id = ?", [sid]).fetchall())[0]
+            if have_eval and has_data and set(have_eval) != set(evals):
+                raise ValidationError(
+                    f"the table's loss columns {sorted(evals)} disagree with the evaluation domains of "
+                    f"study '{study}' ({sorted(have_eval)}).", file=source,
+                    fix="give the same loss_* columns, or use a new --study name.")
+            self._add_domains(con, sid, "eval", evals)
+            self._add_domains(con, sid, "metric", metrics)
+
+            runs = table.groupby("run_id", sort=False)
+            first = runs.head(1).reset_index(drop=True)
+            existing = {r[0] for r in con.execute("SELECT run_id FROM trials WHERE study_id = ?", [sid]).fetchall()}
+            clash = [r for r in first["run_id"] if r in existing]
+            if clash:
+                row = int(table.index[table["run_id"] == clash[0]][0]) + 1
+                raise ValidationError(
+                    f"run '{clash[0]}' already exists in study '{study}' ({len(clash)} run id(s) clash).",
+                    file=source, row=row, column="run_id",
+                    fix="give the runs new run_id values, or import into a new study.")
+
+            t0 = self._next_id(con, "trials", "trial_id")
+            trial_ids = np.arange(t0, t0 + len(first), dtype=np.int64)
+            id_of_run = dict(zip(first["run_id"], trial_ids))
+            last = runs.agg(
+                {c: "max" for c in ("steps", "tokens", "cost") if c in table.columns}
+            ).reindex(first["run_id"]) if any(c in table.columns for c in ("steps", "tokens", "cost")) else None
+
+            def col(frame: pd.DataFrame | None, name: str, n: int) -> Any:
+                if frame is None or name not in frame.columns:
+                    return pd.Series([None] * n, dtype="object")
+                return frame[name].to_numpy()
+
+            n = len(first)
+            trials_df = pd.DataFrame({
+                "trial_id": trial_ids,
+                "study_id": sid,
+                "run_id": first["run_id"].astype(str).to_numpy(),
+                "state": TrialState.DONE.value,
+                "model_params": first["model_params"].astype("int64").to_numpy(),
+                "steps": pd.array(col(last, "steps", n), dtype="Int64"),
+                "tokens": pd.array(col(last, "tokens", n), dtype="Float64"),
+                "source": "import",
+                "cost": pd.array(col(last, "cost", n), dtype="Float64"),
+                "reason": f"imported from {source}",
+            })
+            mix_df = first.melt(id_vars=["run_id"], value_vars=wcols, var_name="domain", value_name="weight")
+            mix_df["trial_id"] = mix_df["run_id"].map(id_of_run).astype("int64")
+            mix_df["domain"] = mix_df["domain"].str.slice(2)
+            c0 = self._next_id(con, "checkpoints", "checkpoint_id")
+            ck = pd.DataFrame({
+                "checkpoint_id": np.arange(c0, c0 + len(table), dtype=np.int64),
+                "trial_id": table["run_id"].map(id_of_run).astype("int64").to_numpy(),
+                "steps": pd.array(col(table, "steps", len(table)), dtype="Int64"),
+                "tokens": pd.array(col(table, "tokens", len(table)), dtype="Float64"),
+                "cost": pd.array(col(table, "cost", len(table)), dtype="Float64"),
+            })
+            vals = table[lcols + mcols].copy()
+            vals["checkpoint_id"] = ck["checkpoint_id"].to_numpy()
+            vals = vals.melt(id_vars=["checkpoint_id"], var_name="name", value_name="value").dropna(subset=["value"])
+
+            con.register("_imp_trials", trials_df)
+            con.register("_imp_mix", mix_df[["trial_id", "domain", "weight"]])
+            con.register("_imp_ck", ck)
+            con.register("_imp_vals", vals[["checkpoint_id", "name", "value"]])
+            try:
+                con.execute("INSERT INTO trials (trial_id, study_id, run_id, state, model_params, steps, tokens, "
+                            "source, cost, reason) SELECT trial_id, study_id, run_id, state, model_params, steps, "
+                            "tokens, source, cost, reason FROM _imp_trials")
+                con.execute("INSERT INTO mixtures SELECT trial_id, domain, weight FROM _imp_mix")
+                con.execute("INSERT INTO checkpoints (checkpoint_id, trial_id, steps, tokens, cost) "
+                            "SELECT checkpoint_id, trial_id, steps, tokens, cost FROM _imp_ck")
+                con.execute("INSERT INTO checkpoint_values SELECT checkpoint_id, name, value FROM _imp_vals")
+            finally:
+                for v in ("_imp_trials", "_imp_mix", "_imp_ck", "_imp_vals"):
+                    con.unregister(v)
+            self._event(con, sid, None, "import", actor, {
+                "source": source, "runs": n, "checkpoints": len(table), "renormalised_rows": renormalised_rows})
+            self._touch(con, sid)
+        return ImportReport(study, n, len(table), created, renormalised_rows)
+
+    # ---- run tables out ------------------------------------------------------------------
+    def runs_frame(self, study: str, *, meta: bool = False, states: Sequence[TrialState] | None = None) -> pd.DataFrame:
+        """The study's checkpoints as a run table (one row per checkpoint, ordered by run and
+        step). ``meta`` adds ``trial_id``, ``state``, ``checkpoint_id``, ``wall_s``, ``source``
+        and ``strategy``. ``states`` keeps only trials in those states (default: all)."""
+        with self._read() as con:
+            sid, _ = self._study_row(con, study)
+            train = self._domains(con, sid, "train")
+            evals = self._domains(con, sid, "eval")
+            metrics = self._domains(con, sid, "metric")
+            value_cols = [rt.LOSS_PREFIX + d for d in evals] + [rt.METRIC_PREFIX + m for m in metrics]
+            w_sql = ", ".join(f"max(weight) FILTER (WHERE domain = {_lit(d)}) AS {_ident('w_' + d)}" for d in train)
+            v_sql = ", ".join(f"max(value) FILTER (WHERE name = {_lit(c)}) AS {_ident(c)}" for c in value_cols)
+            state_sql = ""
+            if states:
+                state_sql = " AND t.state IN (" + ", ".join(_lit(str(TrialState(s))) for s in states) + ")"
+            vals_cte = (f", vals AS (SELECT v.checkpoint_id, {v_sql} FROM checkpoint_values v "
+                        f"JOIN checkpoints c USING (checkpoint_id) JOIN trials t USING (trial_id) "
+                        f"WHERE t.study_id = {sid} GROUP BY v.checkpoint_id)") if value_cols else ""
+            sel_vals = ", " + ", ".join(f"vals.{_ident(c)}" for c in value_cols) if value_cols else ""
+            join_vals = " LEFT JOIN vals USING (checkpoint_id)" if value_cols else ""
+            sql = (
+                f"WITH mix AS (SELECT m.trial_id, {w_sql} FROM mixtures m JOIN trials t USING (trial_id) "
+                f"WHERE t.study_id = {sid} GROUP BY m.trial_id){vals_cte} "
+                f"SELECT t.run_id, t.model_params, c.tokens, c.steps, "
+                + ", ".join(f"mix.{_ident('w_' + d)}" for d in train)
+                + f"{sel_vals}, c.cost, t.trial_id, t.state, c.checkpoint_id, c.wall_s, t.source, t.strategy "
+                f"FROM checkpoints c JOIN trials t USING (trial_id) JOIN mix USING (trial_id){join_vals} "
+                f"WHERE t.study_id = {sid}{state_sql} "
+                f"ORDER BY t.trial_id, c.steps NULLS LAST, c.tokens NULLS LAST, c.checkpoint_id"
+            )
+            df = con.execute(sql).df()
+        df["model_params"] = df["model_params"].astype("int64")
+        df["steps"] = df["steps"].astype("Int64")
+        df["tokens"] = df["tokens"].astype("float64")
+        if not meta:
+            df = df.drop(columns=["trial_id", "state", "checkpoint_id", "wall_s", "source", "strategy"])
+        return df.reset_index(drop=True)
+
+    def export_frame(self, study: str) -> pd.DataFrame:
+        """The run table to write to a file: contract columns only; all-empty optional columns
+        (tokens, steps, cost) dropped; integral token counts kept integral."""
+        df = self.runs_frame(study)
+        for c in ("tokens", "steps", "cost"):
+            if c in df.columns and df[c].isna().all():
+                df = df.drop(columns=[c])
+        if "tokens" in df.columns and df["tokens"].notna().all():
+            tok = df["tokens"].to_numpy(dtype=float)
+            if np.all(np.isfinite(tok)) and np.all(tok == np.round(tok)) and np.all(np.abs(tok) < 2**62):
+                df["tokens"] = tok.astype("int64")
+        if "steps" in df.columns and df["steps"].notna().all():
+            df["steps"] = df["steps"].astype("int64")
+        return df
+
+    def latest_checkpoints(self, study: str) -> pd.DataFrame:
+        """One row per run: its last checkpoint (the app's runs table)."""
+        df = self.runs_frame(study, meta=True)
+        if df.empty:
+            return df
+        return df.groupby("trial_id", sort=False).tail(1).reset_index(drop=True)
+
+    # ---- trials --------------------------------------------------------------------------
+    def _trial_rows(self, con: duckdb.DuckDBPyConnection, where: str, params: list[Any], study: str) -> list[Trial]:
+        rows = con.execute(f"SELECT {_TRIAL_COLUMNS} FROM trials t WHERE {where} ORDER BY trial_id", params).fetchall()
+        if not rows:
+            return []
+        ids = [r[0] for r in rows]
+        mix: dict[int, dict[str, float]] = {i: {} for i in ids}
+        for tid, dom, w in con.execute(
+            "SELECT trial_id, domain, weight FROM mixtures WHERE trial_id IN (SELECT trial_id FROM trials t "
+            f"WHERE {where})", params
+        ).fetchall():
+            mix[tid][dom] = w
+        out = []
+        for r in rows:
+            (tid, run_id, state, mp, steps, tokens, source, strategy, acq, pm, ps, cost, reason, seed, job,
+             attempts) = r
+            out.append(Trial(int(tid), study, run_id, TrialState(state), mix[tid], int(mp),
+                             None if steps is None else int(steps), tokens, source, strategy, acq, pm, ps,
+                             cost, reason, seed, job, int(attempts or 0)))
+        return out
+
+    def trials(self, study: str, states: Iterable[TrialState | str] | None = None) -> list[Trial]:
+        """The study's trials (all, or those in ``states``), oldest first."""
+        with self._read() as con:
+            sid, cfg = self._study_row(con, study)
+            where, params = "t.study_id = ?", [sid]
+            if states is not None:
+                st = [str(TrialState(s)) for s in states]
+                if not st:
+                    return []
+                where += " AND t.state IN (" + ", ".join("?" for _ in st) + ")"
+                params += st
+            trials = self._trial_rows(con, where, params, study)
+        order = list(cfg.domains)
+        return [replace(t, weights={d: t.weights.get(d, 0.0) for d in order}) for t in trials]
+
+    def get_trial(self, trial_id: int) -> Trial:
+        """One trial by id."""
+        with self._read() as con:
+            row = _first(con.execute("SELECT s.name FROM trials t JOIN studies s USING (study_id) WHERE t.trial_id = ?",
+                              [int(trial_id)]).fetchall())
+            if row is None:
+                raise NotFoundError(f"no trial with id {trial_id}. List trials with `mixplan propose --study S "
+                                    "--json` or the app's Proposals page.")
+            return self._trial_rows(con, "t.trial_id = ?", [int(trial_id)], row[0])[0]
+
+    def trials_frame(self, study: str) -> pd.DataFrame:
+        """Trials as a DataFrame (one row per trial, ``w_*`` columns) for tables and plots."""
+        trials = self.trials(study)
+        cfg = self.get_config(study)
+        rows = []
+        for t in trials:
+            d = {k: getattr(t, k) for k in ("trial_id", "run_id", "model_params", "steps", "tokens", "source",
+                                             "strategy", "acq_value", "pred_mean", "pred_std", "cost", "reason",
+                                             "seed", "job_id", "attempts")}
+            d["state"] = t.state.value
+            d.update({f"w_{k}": t.weights.get(k) for k in cfg.domains})
+            rows.append(d)
+        cols = ["trial_id", "run_id", "state", "model_params", "steps", "tokens"] + [f"w_{k}" for k in cfg.domains] + [
+            "source", "strategy", "acq_value", "pred_mean", "pred_std", "cost", "reason", "seed", "job_id", "attempts"]
+        return pd.DataFrame(rows, columns=cols)
+
+    def add_trials(self, study: str, proposals: Sequence[Proposal], *, actor: str = "user",
+                   state: TrialState = TrialState.PROPOSED) -> list[Trial]:
+        """Store proposals as new trials (state ``proposed`` unless told otherwise; ``approved``
+        for a run a person typed in). Weights are validated against the study's domains and
+        bounds; run ids default to ``t<trial_id>``. All-or-nothing."""
+        state = TrialState(state)
+        if state not in (TrialState.PROPOSED, TrialState.APPROVED):
+            raise StateError(f"new trials start as proposed or approved, not {state}.")
+        with self._write() as con:
+            sid, cfg = self._study_row(con, study)
+            taken = {r[0] for r in con.execute("SELECT run_id FROM trials WHERE study_id = ?", [sid]).fetchall()}
+            tid = self._next_id(con, "trials", "trial_id")
+            ids = []
+            for i, p in enumerate(proposals):
+                where = f"proposal {i + 1}"
+                w = validate_weights(p.weights, cfg.domains, cfg.bounds_array(), where=where)
+                if p.model_params <= 0:
+                    raise ValidationError(f"{where}: model_params must be > 0, got {p.model_params}.")
+                if p.steps is None and p.tokens is None:
+                    raise ValidationError(f"{where}: give steps or tokens.")
+                steps = p.steps if p.steps is not None else cfg.steps_for(p.tokens)
+                tokens = p.tokens if p.tokens is not None else cfg.tokens_for(p.steps)
+                run_id = p.run_id or f"t{tid:05d}"
+                if run_id in taken:
+                    raise ValidationError(f"{where}: run_id '{run_id}' is already used in study '{study}'.")
+                taken.add(run_id)
+                cost = p.cost if p.cost is not None else cfg.cost(p.model_params, steps=steps, tokens=tokens)
+                con.execute(
+                    "INSERT INTO trials (trial_id, study_id, run_id, state, model_params, steps, tokens, source, "
+                    "strategy, acq_value, pred_mean, pred_std, cost, reason, seed, attempts) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                    [tid, sid, run_id, state.value, int(p.model_params),
+                     None if steps is None else int(round(steps)), _none(tokens),
+                     "manual" if p.strategy == "manual" else "strategy", p.strategy, _none(p.acq_value),
+                     _none(p.pred_mean), _none(p.pred_std), _none(cost), p.reason, p.seed])
+                con.executemany("INSERT INTO mixtures VALUES (?, ?, ?)", [[tid, d, v] for d, v in w.items()])
+                self._event(con, sid, tid, state.value, actor,
+                            {"strategy": p.strategy, "weights": w, "model_params": p.model_params,
+                             "steps": steps, "acq_value": _none(p.acq_value), "pred_mean": _none(p.pred_mean),
+                             "pred_std": _none(p.pred_std), "reason": p.reason})
+                ids.append(tid)
+                tid += 1
+            self._touch(con, sid)
+        return [self.get_trial(i) for i in ids]
+
+    def _transition(self, con: duckdb.DuckDBPyConnection, trial_id: int, to: TrialState, actor: str,
+                    detail: dict[str, Any] | None = None, study_id: int | None = None) -> TrialState:
+        row = _first(con.execute("SELECT state, study_id FROM trials WHERE trial_id = ?", [int(trial_id)]).fetchall())
+        if row is None:
+            raise NotFoundError(f"no trial with id {trial_id}.")
+        cur, sid = TrialState(row[0]), int(row[1])
+        if study_id is not None and sid != study_id:
+            raise NotFoundError(f"trial {trial_id} does not belong to this study.")
+        if to not in TRANSITIONS[cur]:
+            allowed = ", ".join(sorted(s.value for s in TRANSITIONS[cur])) or "none (final state)"
+            raise StateError(f"trial {trial_id} is {cur}; it cannot become {to} (from {cur}: {allowed}).")
+        extra = ", attempts = attempts + 1" if to == TrialState.RUNNING else ""
+        con.execute(f"UPDATE trials SET state = ?, updated_at = current_timestamp{extra} WHERE trial_id = ?",
+                    [to.value, int(trial_id)])
+        self._event(con, sid, int(trial_id), to.value, actor, detail or {})
+        return cur
+
+    def transition(self, trial_ids: Sequence[int], to: TrialState | str, *, actor: str = "user",
+                   reason: str | None = None, study: str | None = None) -> None:
+        """Move trials to state ``to``; every move must be legal or none happens."""
+        to = TrialState(to)
+        with self._write() as con:
+            sid = self._study_row(con, study)[0] if study is not None else None
+            sids = set()
+            for tid in trial_ids:
+                self._transition(con, tid, to, actor, {"reason": reason} if reason else None, sid)
+                sids.add(_first(con.execute("SELECT study_id FROM trials WHERE trial_id = ?", [int(tid)]).fetchall())[0])
+                if reason and to in (TrialState.REJECTED, TrialState.CANCELLED):
+                    con.execute("UPDATE trials SET reason = ? WHERE trial_id = ?", [reason, int(tid)])
+            for s in sids:
+                self._touch(con, s)
+
+    def approve(self, study: str, trial_ids: Sequence[int] | None = None, *, actor: str = "user") -> list[int]:
+        """Approve the given proposed trials, or all proposed ones; returns the ids approved."""
+        if trial_ids is None:
+            trial_ids = [t.trial_id for t in self.trials(study, [TrialState.PROPOSED])]
+        self.transition(trial_ids, TrialState.APPROVED, actor=actor, study=study)
+        return list(trial_ids)
+
+    def reject(self, study: str, trial_ids: Sequence[int] | None = None, *, actor: str = "user",
+               reason: str | None = None) -> list[int]:
+        """Reject the given proposed/approved trials, or all proposed ones."""
+        if trial_ids is None:
+            trial_ids = [t.trial_id for t in self.trials(study, [TrialState.PROPOSED])]
+        self.transition(trial_ids, TrialState.REJECTED, actor=actor, reason=reason, study=study)
+        return list(trial_ids)
+
+    def edit_trial(self, trial_id: int, *, weights: dict[str, float] | None = None, model_params: int | None = None,
+                   steps: int | None = None, actor: str = "user") -> Trial:
+        """Change a proposed/approved trial's mixture or fidelity (re-validated); logged as an edit."""
+        with self._write() as con:
+            row = _first(con.execute("SELECT state, study_id, model_params, steps, tokens FROM trials WHERE trial_id = ?",
+                              [int(trial_id)]).fetchall())
+            if row is None:
+                raise NotFoundError(f"no trial with id {trial_id}.")
+            state, sid = TrialState(row[0]), int(row[1])
+            if state not in EDITABLE_STATES:
+                raise StateError(f"trial {trial_id} is {state}; only proposed or approved trials can be edited.")
+            name = _first(con.execute("SELECT name FROM studies WHERE study_id = ?", [sid]).fetchall())[0]
+            _, cfg = self._study_row(con, name)
+            detail: dict[str, Any] = {}
+            if weights is not None:
+                w = validate_weights(weights, cfg.domains, cfg.bounds_array(), where=f"trial {trial_id}")
+                con.execute("DELETE FROM mixtures WHERE trial_id = ?", [int(trial_id)])
+                con.executemany("INSERT INTO mixtures VALUES (?, ?, ?)", [[int(trial_id), d, v] for d, v in w.items()])
+                detail["weights"] = w
+            mp = int(model_params) if model_params is not None else int(row[2])
+            st = int(steps) if steps is not None else (None if row[3] is None else int(row[3]))
+            if mp <= 0 or (st is not None and st <= 0):
+                raise ValidationError(f"trial {trial_id}: model_params and steps must be > 0.")
+            if model_params is not None or steps is not None:
+                tokens = cfg.tokens_for(st) if steps is not None else row[4]
+                con.execute("UPDATE trials SET model_params = ?, steps = ?, tokens = ?, cost = ? WHERE trial_id = ?",
+                            [mp, st, tokens, cfg.cost(mp, steps=st, tokens=tokens), int(trial_id)])
+                detail.update({"model_params": mp, "steps": st})
+            self._event(con, sid, int(trial_id), "edited", actor, detail)
+            self._touch(con, sid)
+        return self.get_trial(trial_id)
+
+    def set_job(self, trial_id: int, job_id: str | None, *, actor: str = "dispatch") -> None:
+        """Remember the executor's job id (to re-attach after a restart)."""
+        with self._write() as con:
+            con.execute("UPDATE trials SET job_id = ? WHERE trial_id = ?", [job_id, int(trial_id)])
+
+    def start_trial(self, trial_id: int, *, actor: str = "dispatch", job_id: str | None = None) -> None:
+        """queued -> running (counts an attempt)."""
+        with self._write() as con:
+            self._transition(con, trial_id, TrialState.RUNNING, actor, {"job_id": job_id})
+            if job_id is not None:
+                con.execute("UPDATE trials SET job_id = ? WHERE trial_id = ?", [job_id, int(trial_id)])
+
+    @staticmethod
+    def _insert_checkpoints(con: duckdb.DuckDBPyConnection, trial_id: int, checkpoints: Sequence[Checkpoint]) -> int:
+        """Insert the checkpoints not already stored (same steps and tokens); returns how many."""
+        have = {(s, None if t is None else float(t)) for s, t in con.execute(
+            "SELECT steps, tokens FROM checkpoints WHERE trial_id = ?", [int(trial_id)]).fetchall()}
+        cid = Store._next_id(con, "checkpoints", "checkpoint_id")
+        added = 0
+        for c in checkpoints:
+            key = (None if c.steps is None else int(c.steps), None if c.tokens is None else float(c.tokens))
+            if key in have:
+                continue
+            if c.steps is None and c.tokens is None:
+                raise ValidationError(f"trial {trial_id}: a checkpoint needs steps or tokens.")
+            values = {rt.LOSS_PREFIX + k: v for k, v in c.losses.items()}
+            values.update({rt.METRIC_PREFIX + k: v for k, v in c.metrics.items()})
+            bad = {k: v for k, v in values.items() if v is None or not np.isfinite(float(v))}
+            if bad:
+                raise ValidationError(f"trial {trial_id}: checkpoint at steps={c.steps} has non-finite values {bad}.")
+            if not c.losses:
+                raise ValidationError(f"trial {trial_id}: checkpoint at steps={c.steps} has no losses.")
+            con.execute("INSERT INTO checkpoints (checkpoint_id, trial_id, steps, tokens, cost, wall_s) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        [cid, int(trial_id), key[0], key[1], _none(c.cost), _none(c.wall_s)])
+            con.executemany("INSERT INTO checkpoint_values VALUES (?, ?, ?)",
+                            [[cid, k, float(v)] for k, v in values.items()])
+            have.add(key)
+            cid += 1
+            added += 1
+        return added
+
+    def _register_values(self, con: duckdb.DuckDBPyConnection, sid: int, checkpoints: Sequence[Checkpoint]) -> None:
+        self._add_domains(con, sid, "eval", [k for c in checkpoints for k in c.losses])
+        self._add_domains(con, sid, "metric", [k for c in checkpoints for k in c.metrics])
+
+    def record_checkpoints(self, trial_id: int, checkpoints: Sequence[Checkpoint], *, actor: str = "worker") -> int:
+        """Store checkpoints of a running trial as they arrive. Idempotent: a checkpoint already
+        stored (same steps and tokens) is skipped, so a worker's results can be ingested twice."""
+        with self._write() as con:
+            row = _first(con.execute("SELECT state, study_id FROM trials WHERE trial_id = ?", [int(trial_id)]).fetchall())
+            if row is None:
+                raise NotFoundError(f"no trial with id {trial_id}.")
+            if TrialState(row[0]) not in (TrialState.RUNNING, TrialState.QUEUED, TrialState.DONE):
+                raise StateError(f"trial {trial_id} is {row[0]}; checkpoints are recorded for running trials.")
+            self._register_values(con, int(row[1]), checkpoints)
+            added = self._insert_checkpoints(con, trial_id, checkpoints)
+            if added:
+                self._touch(con, int(row[1]))
+            return added
+
+    def complete_trial(self, trial_id: int, result: RunResult, *, actor: str = "worker") -> bool:
+        """Store a finished run: its remaining checkpoints, cost and wall time, and mark it done,
+        in one transaction. Idempotent: completing a done trial again changes nothing (False)."""
+        with self._write() as con:
+            row = _first(con.execute("SELECT state, study_id, model_params, steps, tokens FROM trials WHERE trial_id = ?",
+                              [int(trial_id)]).fetchall())
+            if row is None:
+                raise NotFoundError(f"no trial with id {trial_id}.")
+            state, sid = TrialState(row[0]), int(row[1])
+            if state == TrialState.DONE:
+                return False
+            if not result.checkpoints:
+                raise ValidationError(f"trial {trial_id}: the run reported no checkpoint.")
+            self._register_values(con, sid, result.checkpoints)
+            self._insert_checkpoints(con, trial_id, result.checkpoints)
+            name = _first(con.execute("SELECT name FROM studies WHERE study_id = ?", [sid]).fetchall())[0]
+            _, cfg = self._study_row(con, name)
+            cost = result.cost
+            if cost is None:
+                ck_costs = [c.cost for c in result.checkpoints if c.cost is not None]
+                cost = max(ck_costs) if ck_costs else cfg.cost(int(row[2]), steps=row[3], tokens=row[4])
+            if state == TrialState.QUEUED:
+                self._transition(con, trial_id, TrialState.RUNNING, actor)
+            self._transition(con, trial_id, TrialState.DONE, actor,
+                             {"cost": _none(cost), "wall_s": _none(result.wall_s),
+                              "checkpoints": len(result.checkpoints), **({"info": result.info} if result.info else {})})
+            con.execute("UPDATE trials SET cost = ?, wall_s = ? WHERE trial_id = ?",
+                        [_none(cost), _none(result.wall_s), int(trial_id)])
+            self._touch(con, sid)
+            return True
+
+    def fail_trial(self, trial_id: int, reason: str, *, log_tail: str = "", actor: str = "worker") -> None:
+        """Mark a queued/running trial failed, keeping the reason and the log's tail. Checkpoints
+        it already stored stay (they are real measurements)."""
+        with self._write() as con:
+            self._transition(con, trial_id, TrialState.FAILED, actor, {"reason": reason, "log_tail": log_tail[-4000:]})
+            con.execute("UPDATE trials SET reason = ? WHERE trial_id = ?", [reason, int(trial_id)])
+            sid = _first(con.execute("SELECT study_id FROM trials WHERE trial_id = ?", [int(trial_id)]).fetchall())[0]
+            self._touch(con, int(sid))
+
+    # ---- events --------------------------------------------------------------------------
+    def log_event(self, study: str, kind: str, *, actor: str = "user", trial_id: int | None = None,
+                  detail: dict[str, Any] | None = None) -> None:
+        """Append a free-form event (e.g. an export) to the study's log."""
+        with self._write() as con:
+            sid, _ = self._study_row(con, study)
+            self._event(con, sid, trial_id, kind, actor, detail)
+
+    def events(self, study: str, *, limit: int | None = None, trial_id: int | None = None) -> pd.DataFrame:
+        """The study's event log, newest first."""
+        with self._read() as con:
+            sid, _ = self._study_row(con, study)
+            sql = "SELECT event_id, trial_id, kind, actor, detail, created_at FROM events WHERE study_id = ?"
+            params: list[Any] = [sid]
+            if trial_id is not None:
+                sql += " AND trial_id = ?"
+                params.append(int(trial_id))
+            sql += " ORDER BY event_id DESC"
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"
+            return con.execute(sql, params).df()
