@@ -1,0 +1,50 @@
+"""The runner interface: one trial in, checkpoints out.
+
+A runner is what turns an approved trial (mixture, model size, steps) into measurements: the
+built-in trainer, a user's command (DESIGN.md contract 3), or a simulator. Runners know
+nothing of the database: they return a :class:`~engine.records.RunResult` (and may stream
+checkpoints through ``on_checkpoint``); the dispatcher stores them. This keeps workers on
+other machines (SLURM, Ray) free of any database connection.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from engine.records import Checkpoint, RunResult, Trial
+
+
+class RunFailed(Exception):
+    """A run that did not produce a usable result. ``log_tail`` is kept with the failed trial."""
+
+    def __init__(self, reason: str, log_tail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.log_tail = log_tail
+
+
+class Runner(ABC):
+    """Turns one trial into a :class:`RunResult`. Subclasses must be picklable (they travel
+    to Ray and SLURM workers) and must raise :class:`RunFailed` for a run that failed."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def run(
+        self,
+        trial: Trial,
+        out_dir: Path,
+        *,
+        cancel: threading.Event | None = None,
+        on_checkpoint: Callable[[Checkpoint], None] | None = None,
+    ) -> RunResult:
+        """Run ``trial``, writing any files under ``out_dir``."""
+
+    def true_value(self, weights: dict[str, float], model_params: int, steps: int | None,
+                   objective: str) -> float | None:
+        """The noiseless objective at a point, where the runner can know it (simulators)."""
+        return None
