@@ -7,24 +7,97 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, StudyOption
-from engine.errors import NotAvailableError
+from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json
+from engine.errors import ValidationError
 
 
 def import_(
-    files: Annotated[list[Path], typer.Argument(help="A run table (CSV/Parquet), or a RegMix mixture + loss pair.")],
+    files: Annotated[list[Path], typer.Argument(
+        help="A run table (CSV/Parquet: run_id, model_params, tokens/steps, w_<domain>, loss_<domain>, ...), "
+             "or a RegMix pair: mixture file (index, train_the_pile_<domain>...) and loss file "
+             "(index, metric/the_pile_<domain>_val_loss...), in either order.")],
     study: StudyOption,
-    config: Annotated[Optional[Path], typer.Option("--config", help="Study config for a new study.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", help="Study config (TOML) for a new study; default: one made from the table's columns.")] = None,
+    model_params: Annotated[Optional[float], typer.Option(
+        "--model-params", help="Model size of a RegMix pair (default: from the file name, _1m/_60m/_1B).")] = None,
+    tokens: Annotated[Optional[float], typer.Option(
+        "--tokens", help="Training tokens of a RegMix pair (default: 1e9; 25e9 for 1B models).")] = None,
     db: DbOption = DEFAULT_DB,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Import a run table into a study (created if new). All-or-nothing."""
-    raise NotAvailableError("`mixplan import` is not available yet (foundation issue).")
+    """Import a run table into a study (created if new). Everything is validated first; on any
+    error nothing is written. Weights off 1 by at most 0.01 (rounded tables) are renormalised
+    and counted."""
+    from engine.config import load_config
+    from engine.runtable import read_run_table
+    from engine.store import Store
+
+    cfg = load_config(config) if config is not None else None
+    if cfg is not None and cfg.name != study:
+        raise ValidationError(f"the config names study '{cfg.name}' but --study is '{study}'.",
+                              file=str(config), fix="make them the same.")
+    if model_params is not None and model_params != int(model_params):
+        raise ValidationError(f"--model-params must be a whole number, got {model_params:g}.")
+    existed = db.exists()
+    study_domains = None
+    if existed:
+        store = Store(db, create=False)
+        if study in store.study_names():
+            if cfg is not None:
+                raise ValidationError(f"study '{study}' exists already; --config is only for a new study.",
+                                      fix="drop --config, or import under a new --study name.")
+            study_domains = store.study_domains(study)["train"]
+    elif cfg is not None:
+        study_domains = list(cfg.domains)
+    if study_domains is None and cfg is not None:
+        study_domains = list(cfg.domains)
+    table, notes = read_run_table(files, study_domains=study_domains,
+                                  model_params=None if model_params is None else int(model_params), tokens=tokens)
+    source = " + ".join(str(f) for f in files)
+    try:
+        store = Store(db, create=True)
+        report = store.import_runs(study, table, source=source, config=cfg,
+                                   renormalised_rows=notes.renormalised_rows, actor="cli")
+    except BaseException:
+        if not existed:  # leave no half-made database behind
+            for p in (db, db.with_name(db.name + ".wal")):
+                p.unlink(missing_ok=True)
+        raise
+    if as_json:
+        print_json({"study": report.study, "created_study": report.created_study, "runs": report.runs,
+                    "checkpoints": report.checkpoints, "renormalised_rows": report.renormalised_rows,
+                    "max_sum_deviation": notes.max_sum_deviation, "format": notes.format,
+                    "files": list(notes.files), "inferred": notes.inferred, "notes": list(notes.notes)})
+        return
+    verb = "created study" if report.created_study else "study"
+    console.print(f"imported {report.runs} run(s), {report.checkpoints} checkpoint(s) into {verb} "
+                  f"[bold]{report.study}[/] ({db})")
+    if report.renormalised_rows:
+        console.print(f"renormalised the weights of {report.renormalised_rows} row(s) "
+                      f"(largest deviation of the sum from 1: {notes.max_sum_deviation:.3g})")
+    for note in notes.notes:
+        console.print(f"note: {note}")
 
 
-def export_runs(study: StudyOption, out: Annotated[Path, typer.Option("--out", help="CSV or Parquet file.")],
-                db: DbOption = DEFAULT_DB) -> None:
-    """Write a study's runs as a run table (one row per checkpoint)."""
-    raise NotAvailableError("`mixplan export-runs` is not available yet (foundation issue).")
+def export_runs(
+    study: StudyOption,
+    out: Annotated[Path, typer.Option("--out", help="Output file: .parquet/.pq for Parquet, else CSV.")],
+    db: DbOption = DEFAULT_DB,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a study's runs as a run table (one row per checkpoint); `mixplan import` reads it back."""
+    from engine.runtable import write_run_table
+    from engine.store import Store
+
+    df = Store(db, create=False).export_frame(study)
+    write_run_table(df, out)
+    runs = int(df["run_id"].nunique()) if len(df) else 0
+    if as_json:
+        print_json({"study": study, "out": str(out), "runs": runs, "checkpoints": len(df),
+                    "columns": list(df.columns)})
+        return
+    console.print(f"wrote {runs} run(s), {len(df)} checkpoint(s) of study [bold]{study}[/] to {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,556 @@
+"""Reading and validating run tables (DESIGN.md contract 2), CSV or Parquet, and RegMix pairs.
+
+:func:`read_run_table` turns one file (a run table) or two files (RegMix's mixture file and
+loss file) into a clean run table (see :mod:`engine.runtable.schema`) plus
+:class:`ImportNotes` saying what was inferred or repaired. Validation is complete and
+all-or-nothing: the first problem found raises :class:`~engine.errors.ValidationError`
+naming the file, the 1-based data row (as a spreadsheet shows it under the header), the
+column, and the fix. Nothing here touches the database.
+
+Checks, in order: the file exists and is readable; it has data rows; no column is repeated
+or unknown (the closest known name is suggested); the required columns exist (``run_id``,
+``model_params``, ``tokens`` and/or ``steps``, two or more ``w_*``, one or more ``loss_*`` or
+``metric_*``); every numeric cell parses (row, column and the bad value are named);
+``model_params`` is a positive integer and constant within a run; ``steps`` are integers
+>= 0, ``tokens`` >= 0, and every row has one of them; weights are >= 0 and sum to 1 (rows
+off by at most ``RENORMALISE_TOLERANCE`` are renormalised and counted, larger deviations are
+errors that say by how much); weights are equal on every row of a run; losses are finite;
+metrics and costs are finite where given; no (run_id, steps) pair repeats (or (run_id,
+tokens) for rows without steps); and, when ``study_domains`` is given, the mixture domains
+match the study's.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import ValidationError
+from engine.runtable import schema as rt
+
+DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+MISSING_TOKENS = frozenset({"", "nan", "-nan", "na", "n/a", "null", "none", "#n/a"})
+#: Deviations of sum(w) from 1 smaller than this are float noise: renormalised but not counted.
+_NOISE = 1e-9
+_FORMAT_HELP = ("a run table has columns run_id, model_params, tokens and/or steps, w_<domain>..., "
+                "loss_<domain>..., optional metric_<name>... and cost (see the README).")
+
+#: Where a cell came from: (row position in the table, column) -> (file, 1-based row, column name).
+Locator = Callable[[int, str], tuple[str, int, str]]
+
+
+@dataclass(frozen=True)
+class ImportNotes:
+    """What :func:`read_run_table` read, inferred and repaired (for the CLI and the app to show)."""
+
+    files: tuple[str, ...]
+    format: str  # "csv", "parquet" or "regmix"
+    runs: int
+    checkpoints: int
+    renormalised_rows: int = 0
+    max_sum_deviation: float = 0.0
+    inferred: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+# ---- file access ---------------------------------------------------------------------------
+def _is_parquet(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return True
+    if suffix in (".csv", ".tsv", ".txt"):
+        return False
+    with path.open("rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
+    """The file as a frame; CSV cells stay strings so bad cells can be reported verbatim."""
+    name = str(path)
+    if not path.exists():
+        raise ValidationError("file not found.", file=name, fix="check the path.")
+    if path.is_dir():
+        raise ValidationError("is a directory, not a run table.", file=name, fix="give a CSV or Parquet file.")
+    if path.stat().st_size == 0:
+        raise ValidationError("the file is empty.", file=name,
+                              fix=f"export the runs again; {_FORMAT_HELP}")
+    if _is_parquet(path):
+        try:
+            df = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types
+            raise ValidationError(f"not a readable Parquet file ({exc}).", file=name,
+                                  fix="write it again with pandas/pyarrow, or give a CSV.") from exc
+        cols = [str(c) for c in df.columns]
+        _check_repeated(cols, name)
+        df.columns = cols
+        return df.reset_index(drop=True), "parquet"
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), [])
+    except UnicodeDecodeError as exc:
+        raise ValidationError("not a UTF-8 text (CSV) file.", file=name,
+                              fix="give a CSV (UTF-8) or a Parquet file.") from exc
+    header = [h.strip() for h in header]
+    if not any(header):
+        raise ValidationError("the file has no header row.", file=name, fix=_FORMAT_HELP)
+    _check_repeated(header, name)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True,
+                         encoding="utf-8-sig")
+    except pd.errors.ParserError as exc:
+        raise ValidationError(f"not a well-formed CSV ({exc}).", file=name,
+                              fix="every row needs as many cells as the header.") from exc
+    df.columns = header
+    return df, "csv"
+
+
+def _check_repeated(cols: Sequence[str], name: str) -> None:
+    seen: set[str] = set()
+    for c in cols:
+        if c in seen:
+            raise ValidationError("this column appears twice.", file=name, column=c,
+                                  fix="remove or rename one of the two.")
+        seen.add(c)
+
+
+def _file_size_check(df: pd.DataFrame, name: str) -> None:
+    if len(df) == 0:
+        raise ValidationError("the file has a header but no data rows.", file=name,
+                              fix="a run table needs one row per checkpoint.")
+
+
+# ---- numeric parsing -----------------------------------------------------------------------
+def _numeric(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values as float64, missing mask, bad mask) of one column.
+
+    Missing: empty cells and NaN spellings. Bad: anything else that is not a number."""
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        vals = np.full(len(raw), np.nan)
+        return vals, np.zeros(len(raw), bool), np.ones(len(raw), bool)
+    if pd.api.types.is_numeric_dtype(raw.dtype):
+        vals = pd.to_numeric(raw, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+        missing = np.isnan(vals)
+        return vals, missing, np.zeros(len(raw), bool)
+    s = raw.astype("string").str.strip()
+    missing = (s.isna() | s.str.lower().isin(MISSING_TOKENS)).to_numpy(dtype=bool)
+    vals = pd.to_numeric(s.mask(pd.Series(missing, index=s.index)), errors="coerce")
+    vals = vals.astype("float64").to_numpy(na_value=np.nan)
+    bad = np.isnan(vals) & ~missing
+    return vals, missing, bad
+
+
+def _first(mask: np.ndarray) -> int | None:
+    idx = np.flatnonzero(mask)
+    return int(idx[0]) if len(idx) else None
+
+
+def _suggest(col: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(col, list(known), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'? ({_FORMAT_HELP})"
+    return f"rename or remove it; {_FORMAT_HELP}"
+
+
+# ---- the validator -------------------------------------------------------------------------
+def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
+              study_domains: Sequence[str] | None, fmt: str) -> tuple[pd.DataFrame, ImportNotes]:
+    """Validate a raw run table (CSV strings or Parquet values) and return the clean one."""
+    cols = list(raw.columns)
+    file0 = files[0]
+
+    def err(msg: str, row: int | None = None, column: str | None = None, fix: str | None = None):
+        if row is not None and column is not None:
+            f, r, c = where(row, column)
+            return ValidationError(msg, file=f, row=r, column=c, fix=fix)
+        if column is not None:
+            f, _, c = where(0, column)
+            return ValidationError(msg, file=f, column=c, fix=fix)
+        return ValidationError(msg, file=file0, fix=fix)
+
+    # columns: unknown, malformed, missing
+    wcols = [c for c in cols if c.startswith(rt.WEIGHT_PREFIX)]
+    lcols = [c for c in cols if c.startswith(rt.LOSS_PREFIX)]
+    mcols = [c for c in cols if c.startswith(rt.METRIC_PREFIX)]
+    domains = [c[len(rt.WEIGHT_PREFIX):] for c in wcols]
+    names = {c[len(rt.WEIGHT_PREFIX):] for c in wcols} | {c[len(rt.LOSS_PREFIX):] for c in lcols}
+    known = list(rt.CORE_COLUMNS) + [p + d for d in sorted(names) for p in (rt.WEIGHT_PREFIX, rt.LOSS_PREFIX)]
+    for c in cols:
+        if c in rt.CORE_COLUMNS or c in wcols or c in lcols or c in mcols:
+            continue
+        raise err("unknown column.", column=c, fix=_suggest(c, known))
+    for c in wcols + lcols + mcols:
+        prefix = next(p for p in (rt.WEIGHT_PREFIX, rt.LOSS_PREFIX, rt.METRIC_PREFIX) if c.startswith(p))
+        if not DOMAIN_RE.match(c[len(prefix):]):
+            raise err(f"'{c[len(prefix):]}' is not a usable name after '{prefix}'.", column=c,
+                      fix="use letters, digits, '_', '-' or '.', starting with a letter or digit.")
+    for req in ("run_id", "model_params"):
+        if req not in cols:
+            raise err(f"missing column '{req}'.", fix=_suggest(req, cols) if difflib.get_close_matches(
+                req, cols, n=1, cutoff=0.6) else f"add it; {_FORMAT_HELP}")
+    if "steps" not in cols and "tokens" not in cols:
+        raise err("missing column 'steps' or 'tokens': where along the run each checkpoint was taken.",
+                  fix=f"add a steps and/or tokens column; {_FORMAT_HELP}")
+    if len(wcols) < 2:
+        raise err(f"needs at least two mixture weight columns w_<domain>, found {wcols or 'none'}.",
+                  fix=f"add one w_<domain> column per training domain; {_FORMAT_HELP}")
+    if not lcols and not mcols:
+        raise err("no loss_<domain> (or metric_<name>) column: nothing was measured.",
+                  fix=f"add the validation losses as loss_<domain> columns; {_FORMAT_HELP}")
+    if study_domains is not None:
+        want = list(study_domains)
+        missing = [d for d in want if d not in domains]
+        extra = [d for d in domains if d not in want]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"lacks {', '.join(rt.WEIGHT_PREFIX + d for d in missing)}")
+            if extra:
+                parts.append(f"has {', '.join(rt.WEIGHT_PREFIX + d for d in extra)} that the study does not")
+            col = (rt.WEIGHT_PREFIX + extra[0]) if extra else None
+            raise err(f"the mixture domains disagree with the study ({' and '.join(parts)}); the study's "
+                      f"domains are {want}.", column=col,
+                      fix="import into a study with these domains, or under a new --study name.")
+
+    n = len(raw)
+    out: dict[str, object] = {}
+
+    # run_id
+    rid = raw["run_id"]
+    if pd.api.types.is_float_dtype(rid.dtype):
+        v = rid.to_numpy(dtype=float)
+        miss = np.isnan(v)
+        if _first(miss) is None and np.all(v == np.round(v)):
+            rid = pd.Series(v.astype("int64"), index=rid.index)
+    rid_s = rid.astype("string").str.strip()
+    miss = (rid_s.isna() | (rid_s == "")).to_numpy(dtype=bool)
+    if (i := _first(miss)) is not None:
+        raise err("run_id is empty.", i, "run_id", fix="give every row the id of its run.")
+    run_id = rid_s.astype(str).to_numpy(dtype=object)
+
+    # numbers
+    parsed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for c in cols:
+        if c == "run_id":
+            continue
+        vals, missing, bad = _numeric(raw[c])
+        if (i := _first(bad)) is not None:
+            cell = raw[c].iloc[i]
+            raise err(f"{cell!r} is not a number.", i, c, fix="put a number in this cell.")
+        parsed[c] = (vals, missing)
+
+    # model_params
+    mp, mp_miss = parsed["model_params"]
+    if (i := _first(mp_miss)) is not None:
+        raise err("model_params is empty.", i, "model_params", fix="give the model's parameter count.")
+    bad = ~np.isfinite(mp) | (mp <= 0) | (mp != np.round(mp)) | (mp >= 2.0**63)
+    if (i := _first(bad)) is not None:
+        raise err(f"model_params must be a positive integer, got {mp[i]:g}.", i, "model_params",
+                  fix="give the parameter count as a whole number, e.g. 60000000.")
+    mp_i = mp.astype("int64")
+
+    # steps / tokens
+    steps_i = None
+    if "steps" in parsed:
+        st, st_miss = parsed["steps"]
+        bad = ~st_miss & (~np.isfinite(st) | (st < 0) | (st != np.round(st)))
+        if (i := _first(bad)) is not None:
+            raise err(f"steps must be a whole number >= 0, got {st[i]:g}.", i, "steps",
+                      fix="give the optimiser step of the checkpoint.")
+        steps_i = pd.array(np.where(st_miss, 0, st).astype("int64"), dtype="Int64")
+        steps_i[st_miss] = pd.NA
+    tokens = None
+    if "tokens" in parsed:
+        tk, tk_miss = parsed["tokens"]
+        bad = ~tk_miss & (~np.isfinite(tk) | (tk < 0))
+        if (i := _first(bad)) is not None:
+            raise err(f"tokens must be a finite number >= 0, got {tk[i]:g}.", i, "tokens",
+                      fix="give the tokens seen at the checkpoint.")
+        tokens = tk
+    has_steps = np.zeros(n, bool) if steps_i is None else ~parsed["steps"][1]
+    has_tokens = np.zeros(n, bool) if tokens is None else ~parsed["tokens"][1]
+    if (i := _first(~has_steps & ~has_tokens)) is not None:
+        col = "steps" if "steps" in cols else "tokens"
+        raise err("the row has neither steps nor tokens.", i, col,
+                  fix="give where along the run the checkpoint was taken.")
+
+    # weights
+    W = np.column_stack([parsed[c][0] for c in wcols])
+    Wm = np.column_stack([parsed[c][1] for c in wcols])
+    if Wm.any():
+        i, j = (int(a[0]) for a in np.nonzero(Wm))
+        raise err("the weight is empty.", i, wcols[j], fix="give every domain a weight (0 is allowed).")
+    bad = ~np.isfinite(W) | (W < 0)
+    if bad.any():
+        i, j = (int(a[0]) for a in np.nonzero(bad))
+        raise err(f"the weight is {W[i, j]:g}; weights must be finite and >= 0.", i, wcols[j],
+                  fix="fix the weight (0 is allowed).")
+    total = W.sum(axis=1)
+    dev = total - 1.0
+    big = np.abs(dev) > rt.RENORMALISE_TOLERANCE
+    if (i := _first(big)) is not None:
+        raise err(f"the weights {', '.join(wcols)} sum to {total[i]:.6g}, off 1 by {dev[i]:+.4g} (more than "
+                  f"the {rt.RENORMALISE_TOLERANCE:g} that is renormalised).", i, wcols[0],
+                  fix="make the row's weights sum to 1.")
+    touched = int(np.sum(np.abs(dev) > _NOISE))
+    Wn = W / total[:, None]
+
+    # one run, one mixture, one size
+    codes, uniques = pd.factorize(pd.Series(run_id), sort=False)
+    first_row = np.full(len(uniques), -1, dtype=np.int64)
+    order = np.arange(n)
+    first_row[codes[::-1]] = order[::-1]  # first occurrence of each run
+    ref = first_row[codes]
+    diff_w = np.abs(W - W[ref]) > 1e-9
+    if diff_w.any():
+        i, j = (int(a[0]) for a in np.nonzero(diff_w))
+        r0 = where(int(ref[i]), wcols[j])[1]
+        raise err(f"run '{run_id[i]}' has weight {W[i, j]:g} here but {W[ref[i], j]:g} in row {r0}; a run has "
+                  "one mixture.", i, wcols[j], fix="give every row of a run the same weights, or a new run_id.")
+    if (i := _first(mp_i != mp_i[ref])) is not None:
+        r0 = where(int(ref[i]), "model_params")[1]
+        raise err(f"run '{run_id[i]}' has model_params {mp_i[i]} here but {mp_i[ref[i]]} in row {r0}.", i,
+                  "model_params", fix="a run has one model size: give the rows a new run_id or fix the size.")
+
+    # losses, metrics, cost
+    for c in lcols:
+        v, miss = parsed[c]
+        if (i := _first(miss | ~np.isfinite(v))) is not None:
+            what = "missing (empty or NaN)" if miss[i] else f"{v[i]} (not finite)"
+            raise err(f"the loss is {what}.", i, c,
+                      fix="give a finite validation loss, or drop the checkpoint (or the column).")
+    for c in mcols + (["cost"] if "cost" in parsed else []):
+        v, miss = parsed[c]
+        if (i := _first(~miss & ~np.isfinite(v))) is not None:
+            raise err(f"the value is {v[i]} (not finite).", i, c, fix="give a finite number or leave it empty.")
+    if "cost" in parsed:
+        v, miss = parsed["cost"]
+        if (i := _first(~miss & (v < 0))) is not None:
+            raise err(f"cost {v[i]:g} < 0.", i, "cost", fix="costs are >= 0.")
+
+    # duplicate checkpoints
+    key_df = pd.DataFrame({"run": codes})
+    if steps_i is not None:
+        key_df["k"] = np.where(has_steps, np.asarray(steps_i.fillna(0), dtype=float), np.nan)
+    else:
+        key_df["k"] = np.nan
+    if tokens is not None:
+        key_df["k2"] = np.where(has_steps, np.nan, tokens)
+    else:
+        key_df["k2"] = np.nan
+    dup = key_df.duplicated(keep=False).to_numpy()
+    if dup.any():
+        dups = np.flatnonzero(dup)
+        i = int(dups[0])
+        same = [j for j in dups if key_df.iloc[j].equals(key_df.iloc[i]) and j != i]
+        later = int(same[0]) if same else int(dups[1])
+        kcol = "steps" if has_steps[later] else "tokens"
+        kval = steps_i[later] if kcol == "steps" else tokens[later]
+        r0 = where(i, kcol)[1]
+        raise err(f"run '{run_id[later]}' has two checkpoints at {kcol} = {kval:g} (rows {r0} and "
+                  f"{where(later, kcol)[1]}).", later, kcol,
+                  fix=f"keep one row per ({'run_id, ' + kcol}), or give the runs different run_ids.")
+
+    # the clean table
+    out["run_id"] = run_id
+    out["model_params"] = mp_i
+    if tokens is not None:
+        out["tokens"] = tokens
+    if steps_i is not None:
+        out["steps"] = steps_i
+    for j, c in enumerate(wcols):
+        out[c] = Wn[:, j]
+    for c in lcols + mcols:
+        out[c] = parsed[c][0]
+    if "cost" in parsed:
+        out["cost"] = parsed["cost"][0]
+    df = pd.DataFrame(out)
+    df["run_id"] = df["run_id"].astype(object)
+    notes = ImportNotes(files=files, format=fmt, runs=len(uniques), checkpoints=n, renormalised_rows=touched,
+                        max_sum_deviation=float(np.max(np.abs(dev))) if n else 0.0)
+    return df, notes
+
+
+# ---- RegMix --------------------------------------------------------------------------------
+REGMIX_WEIGHT_RE = re.compile(r"^train_(?:the_pile_)?(.+)$")
+REGMIX_LOSS_RE = re.compile(r"^metric/(?:the_pile_)?(.+?)_val_loss$")
+_SIZE_RE = re.compile(r"_(\d+(?:\.\d+)?)([mMbB])(?=[._]|$)")
+#: Tokens each RegMix model size was trained on (the paper: 1B tokens for the small proxy
+#: models, 25B tokens for the 1B models).
+REGMIX_TOKENS = {1_000_000_000: 25e9}
+REGMIX_DEFAULT_TOKENS = 1e9
+
+
+def regmix_kind(columns: Sequence[str]) -> str | None:
+    """'mixture' or 'loss' for a RegMix file's columns, else None."""
+    rest = [c for c in columns if c != "index"]
+    if "index" not in columns or not rest:
+        return None
+    if all(REGMIX_WEIGHT_RE.match(c) for c in rest):
+        return "mixture"
+    if all(REGMIX_LOSS_RE.match(c) for c in rest):
+        return "loss"
+    if sum(bool(REGMIX_WEIGHT_RE.match(c)) for c in rest) > len(rest) / 2:
+        return "mixture"
+    if sum(bool(REGMIX_LOSS_RE.match(c)) for c in rest) > len(rest) / 2:
+        return "loss"
+    return None
+
+
+def size_from_name(name: str) -> int | None:
+    """Model size from a RegMix file name: ``_1m`` -> 1e6, ``_60m`` -> 6e7, ``_1B`` -> 1e9."""
+    m = _SIZE_RE.search(Path(name).stem + ".")
+    if not m:
+        return None
+    return int(round(float(m.group(1)) * (1e6 if m.group(2).lower() == "m" else 1e9)))
+
+
+def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], *, model_params: int | None,
+            tokens: float | None, study_domains: Sequence[str] | None) -> tuple[pd.DataFrame, ImportNotes]:
+    kinds = [regmix_kind(list(r.columns)) for r in raws]
+    if sorted(k or "" for k in kinds) != ["loss", "mixture"]:
+        raise ValidationError(
+            f"two files are read as a RegMix pair (a mixture file with index, train_the_pile_<domain>... and a "
+            f"loss file with index, metric/the_pile_<domain>_val_loss...), but these look like "
+            f"{', '.join(k or 'neither' for k in kinds)}.", file=", ".join(map(str, paths)),
+            fix="give one RegMix mixture file and its loss file, or import run tables one at a time.")
+    mi, li = kinds.index("mixture"), kinds.index("loss")
+    mpath, lpath, mraw, lraw = paths[mi], paths[li], raws[mi], raws[li]
+    for p, raw, rx in ((mpath, mraw, REGMIX_WEIGHT_RE), (lpath, lraw, REGMIX_LOSS_RE)):
+        _file_size_check(raw, str(p))
+        for c in raw.columns:
+            if c != "index" and not rx.match(c):
+                good = [x for x in raw.columns if x != "index" and rx.match(x)]
+                raise ValidationError("unknown column in a RegMix file.", file=str(p), column=c,
+                                      fix=_suggest(c, good) if difflib.get_close_matches(c, good, n=1)
+                                      else "remove it.")
+    inferred: dict[str, float] = {}
+    notes: list[str] = []
+    if model_params is None:
+        sizes = {size_from_name(str(p)) for p in (mpath, lpath)}
+        if len(sizes) != 1 or None in sizes:
+            raise ValidationError("cannot tell the RegMix models' size from the file names "
+                                  f"({mpath.name}, {lpath.name}).", file=str(mpath),
+                                  fix="pass --model-params N (and --tokens T).")
+        model_params = sizes.pop()
+        inferred["model_params"] = float(model_params)
+        notes.append(f"model_params = {model_params:,} inferred from the file name")
+    if tokens is None:
+        tokens = REGMIX_TOKENS.get(int(model_params), REGMIX_DEFAULT_TOKENS)
+        inferred["tokens"] = float(tokens)
+        notes.append(f"tokens = {tokens:g} assumed (RegMix trains 1M/60M models on 1B tokens, 1B models on 25B)")
+
+    def index_of(raw: pd.DataFrame, p: Path) -> pd.Series:
+        s = raw["index"].astype("string").str.strip()
+        miss = (s.isna() | (s == "")).to_numpy(dtype=bool)
+        if (i := _first(miss)) is not None:
+            raise ValidationError("the index is empty.", file=str(p), row=i + 1, column="index",
+                                  fix="every row needs the index of its run.")
+        dup = s.duplicated().to_numpy()
+        if (i := _first(dup)) is not None:
+            raise ValidationError(f"index {s.iloc[i]} appears twice.", file=str(p), row=i + 1, column="index",
+                                  fix="each run (index) has one row in a RegMix file.")
+        return s.astype(str)
+
+    midx, lidx = index_of(mraw, mpath), index_of(lraw, lpath)
+    mrow = pd.Series(np.arange(len(mraw)), index=midx.to_numpy())
+    orphan = ~lidx.isin(set(midx)).to_numpy()
+    if (i := _first(orphan)) is not None:
+        raise ValidationError(f"index {lidx.iloc[i]} has losses but no mixture in {mpath.name}.", file=str(lpath),
+                              row=i + 1, column="index", fix="give the matching mixture file.")
+    unmatched = int((~midx.isin(set(lidx))).sum())
+    if unmatched:
+        notes.append(f"{unmatched} mixture row(s) without losses were skipped")
+    m_at = mrow.loc[lidx.to_numpy()].to_numpy()  # mixture row of each loss row
+
+    wmap = {c: rt.WEIGHT_PREFIX + REGMIX_WEIGHT_RE.match(c).group(1) for c in mraw.columns if c != "index"}
+    lmap = {c: rt.LOSS_PREFIX + REGMIX_LOSS_RE.match(c).group(1) for c in lraw.columns if c != "index"}
+    back = {v: k for k, v in {**wmap, **lmap}.items()}
+    table = pd.DataFrame({"run_id": lidx.to_numpy()})
+    table["model_params"] = np.full(len(table), int(model_params), dtype="int64")
+    table["tokens"] = np.full(len(table), float(tokens))
+    for c, new in wmap.items():
+        table[new] = mraw[c].to_numpy()[m_at]
+    for c, new in lmap.items():
+        table[new] = lraw[c].to_numpy()
+
+    def where(i: int, col: str) -> tuple[str, int, str]:
+        if col in ("run_id",):
+            return str(lpath), i + 1, "index"
+        if col.startswith(rt.WEIGHT_PREFIX):
+            return str(mpath), int(m_at[i]) + 1, back.get(col, col)
+        if col.startswith(rt.LOSS_PREFIX):
+            return str(lpath), i + 1, back.get(col, col)
+        return str(mpath), int(m_at[i]) + 1 if len(m_at) else i + 1, col
+
+    df, base = _validate(table, where, (str(mpath), str(lpath)), study_domains, "regmix")
+    notes_out = ImportNotes(files=base.files, format="regmix", runs=base.runs, checkpoints=base.checkpoints,
+                            renormalised_rows=base.renormalised_rows, max_sum_deviation=base.max_sum_deviation,
+                            inferred=inferred, notes=tuple(notes))
+    return df, notes_out
+
+
+# ---- entry point ---------------------------------------------------------------------------
+def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_domains: Sequence[str] | None = None,
+                   model_params: int | None = None, tokens: float | None = None) -> tuple[pd.DataFrame, ImportNotes]:
+    """Read, validate and clean a run table, or a RegMix (mixture file, loss file) pair.
+
+    ``study_domains``: the mixture domains of the study the table goes into (an error names
+    the columns that disagree). ``model_params`` / ``tokens``: for RegMix files, which carry
+    neither; by default the size comes from the file name (``_1m`` -> 1e6, ``_60m`` -> 6e7,
+    ``_1B`` -> 1e9) and tokens are 1e9 (25e9 for 1B models), as in the RegMix paper.
+
+    Returns the clean table (columns in the order run_id, model_params, tokens, steps, w_*,
+    loss_*, metric_*, cost; weights renormalised) and :class:`ImportNotes`. Raises
+    :class:`~engine.errors.ValidationError` at the first problem, naming file, row, column, fix.
+    """
+    paths = [Path(path_or_paths)] if isinstance(path_or_paths, (str, Path)) else [Path(p) for p in path_or_paths]
+    if not paths or len(paths) > 2:
+        raise ValidationError(f"give one run table or a RegMix pair (two files), got {len(paths)} file(s).")
+    if model_params is not None and (isinstance(model_params, bool) or int(model_params) != model_params
+                                     or model_params <= 0):
+        raise ValidationError(f"--model-params must be a positive integer, got {model_params!r}.")
+    if tokens is not None and (not math.isfinite(float(tokens)) or tokens <= 0):
+        raise ValidationError(f"--tokens must be a positive number, got {tokens!r}.")
+    raws = []
+    fmt = "csv"
+    for p in paths:
+        raw, fmt = _read_raw(p)
+        raws.append(raw)
+    if len(paths) == 2:
+        return _regmix(paths, raws, model_params=None if model_params is None else int(model_params),
+                       tokens=tokens, study_domains=study_domains)
+    raw, path = raws[0], paths[0]
+    kind = regmix_kind(list(raw.columns))
+    if kind is not None:
+        other = "loss" if kind == "mixture" else "mixture"
+        raise ValidationError(f"this is a RegMix {kind} file; it needs its {other} file.", file=str(path),
+                              fix=f"pass both files: mixplan import MIXTURE.csv LOSS.csv --study NAME.")
+    _file_size_check(raw, str(path))
+    if model_params is not None and "model_params" not in raw.columns:
+        raw = raw.assign(model_params=int(model_params))
+    if tokens is not None and "tokens" not in raw.columns:
+        raw = raw.assign(tokens=float(tokens))
+
+    def where(i: int, col: str) -> tuple[str, int, str]:
+        return str(path), i + 1, col
+
+    return _validate(raw, where, (str(path),), study_domains, fmt)
+
+
+def write_run_table(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a run table as Parquet (``.parquet``/``.pq``) or CSV (anything else)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if p.suffix.lower() in (".parquet", ".pq"):
+        df.to_parquet(p, index=False)
+    else:
+        df.to_csv(p, index=False)
+    return p
