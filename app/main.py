@@ -1,35 +1,45 @@
-"""Entry page of the mixplan app: the studies in the database and their runs."""
+"""The mixplan web app: `mixplan app --db runs.duckdb` (or `streamlit run app/main.py` with
+MIXPLAN_DB set). Pages live in app/views/; this script sets up navigation and the study picker."""
 
 from __future__ import annotations
 
-import os
+import sys
+from pathlib import Path
 
 import streamlit as st
 
-from engine.errors import MixplanError
-from engine.store import Store
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` from a checkout without an install
+    sys.path.insert(0, str(ROOT))
 
-st.set_page_config(page_title="mixplan", layout="wide")
-db = os.environ.get("MIXPLAN_DB", "runs.duckdb")
+from app import common  # noqa: E402
 
+st.set_page_config(page_title="mixplan", page_icon=":material/blender:", layout="wide")
 
-@st.cache_resource
-def store_for(path: str) -> Store:
-    return Store(path)
+PAGES = [
+    st.Page("views/study.py", title="Study", icon=":material/table_view:", url_path="study", default=True),
+    st.Page("views/landscape.py", title="Landscape", icon=":material/landscape:", url_path="landscape"),
+    st.Page("views/scaling.py", title="Scaling", icon=":material/stacked_bar_chart:", url_path="scaling"),
+    st.Page("views/trajectory.py", title="Trajectory", icon=":material/timeline:", url_path="trajectory"),
+    st.Page("views/proposals.py", title="Proposals", icon=":material/how_to_reg:", url_path="proposals"),
+    st.Page("views/export.py", title="Export", icon=":material/download:", url_path="export"),
+]
+page = st.navigation(PAGES)
 
+with st.sidebar:
+    st.markdown("### mixplan")
+    with common.guard("opening the database"):
+        names = common.study_names()
+        if names:
+            pending = st.session_state.pop(common.PENDING_STUDY_KEY, None)
+            if pending in names:
+                st.session_state[common.STUDY_KEY] = pending
+            if st.session_state.get(common.STUDY_KEY) not in names:
+                wanted = st.query_params.get("study")
+                st.session_state[common.STUDY_KEY] = wanted if wanted in names else names[0]
+            st.selectbox("Study", names, key=common.STUDY_KEY, help="Every page shows this study.")
+        else:
+            st.caption("No study yet: create one on the Study page.")
+    st.caption(f"Database: `{common.db_path()}`")
 
-st.title("mixplan")
-try:
-    store = store_for(db)
-    studies = store.list_studies()
-except MixplanError as exc:
-    st.error(str(exc))
-    st.stop()
-st.caption(f"database: {db}")
-if not studies:
-    st.info("No study yet. Create one with `mixplan study create --config FILE` or `mixplan import FILE --study NAME`.")
-    st.stop()
-st.dataframe([{"study": s.name, "domains": ", ".join(s.domains), "runs": s.runs, "checkpoints": s.checkpoints,
-               "runner": s.runner} for s in studies], hide_index=True)
-name = st.selectbox("Study", [s.name for s in studies])
-st.dataframe(store.latest_checkpoints(name), hide_index=True)
+page.run()

@@ -1,0 +1,27 @@
+"""Plot functions of mixplan: pure functions from run tables / model outputs to Plotly figures.
+
+Optuna-style: each takes plain DataFrames (or a fitted loss model) and returns a
+``plotly.graph_objects.Figure``, so charts are testable without a browser and reusable in a
+notebook. The app (``app/``) only lays them out.
+"""
+
+from engine.plots._common import final_checkpoints, human, objectives_of, with_objective
+from engine.plots.landscape import (
+    observed_at,
+    plot_slice,
+    plot_ternary,
+    predict_grid,
+    scale_label,
+    simplex_grid,
+    slice_grid,
+)
+from engine.plots.runs import plot_loss_curves, plot_parallel_coordinates
+from engine.plots.scaling import ScalePoint, plot_scaling, scaling_table
+from engine.plots.trajectory import plot_trajectory, speedups, trajectory_frame
+
+__all__ = [
+    "ScalePoint", "final_checkpoints", "human", "objectives_of", "observed_at", "plot_loss_curves",
+    "plot_parallel_coordinates", "plot_scaling", "plot_slice", "plot_ternary", "plot_trajectory",
+    "predict_grid", "scale_label", "scaling_table", "simplex_grid", "slice_grid", "speedups",
+    "trajectory_frame", "with_objective",
+]

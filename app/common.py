@@ -1,0 +1,210 @@
+"""What every page of the app shares: the store, the chosen study, cached data and model fits,
+and turning errors into messages.
+
+Caching: the Store (a path, no open connection) is a ``cache_resource``; run tables are
+``cache_data`` keyed by (db, study, data_version), and fitted loss models are ``cache_resource``
+keyed by (db, study, data_version, model, objective), so any new result (which bumps the study's
+data_version) invalidates them and the next page view refits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from engine.errors import MixplanError, NotAvailableError
+from engine.store import Store
+
+log = logging.getLogger("mixplan.app")
+DB_ENV = "MIXPLAN_DB"
+STUDY_KEY = "study"
+PENDING_STUDY_KEY = "_pending_study"
+
+
+def db_path() -> str:
+    """The database the app serves (env MIXPLAN_DB, set by `mixplan app --db`)."""
+    return str(Path(os.environ.get(DB_ENV, "runs.duckdb")).expanduser().resolve())
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> Store:
+    return Store(path)
+
+
+def store() -> Store:
+    return _store(db_path())
+
+
+@contextmanager
+def guard(what: str = ""):
+    """Show a MixplanError as a message a researcher can act on; anything else as a short error
+    (the traceback goes to the server log, not the page)."""
+    try:
+        yield
+    except MixplanError as exc:
+        st.error(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a page must never show a traceback
+        log.exception("unexpected error%s", f" while {what}" if what else "")
+        st.error(f"Something went wrong{' while ' + what if what else ''}: {type(exc).__name__}: {exc}. "
+                 "The details are in the server's log.")
+
+
+def run_page(body: Callable[[], None]) -> None:
+    with guard():
+        body()
+
+
+# ---- the study ----------------------------------------------------------------------------
+def study_names() -> list[str]:
+    return store().study_names()
+
+
+def current_study() -> str | None:
+    """The study picked in the sidebar (None when the database has none)."""
+    name = st.session_state.get(STUDY_KEY)
+    names = study_names()
+    if name in names:
+        return name
+    return names[0] if names else None
+
+
+def select_study(name: str) -> None:
+    """Make ``name`` the current study from the next run on (the sidebar's widget is already drawn)."""
+    st.session_state[PENDING_STUDY_KEY] = name
+
+
+def require_study() -> str:
+    """The current study, or stop the page with a pointer to the Study page."""
+    name = current_study()
+    if name is None:
+        st.info("This database has no study yet. Create one on the **Study** page (from a TOML config or a "
+                "run table), or with `mixplan study create --config FILE` / `mixplan import FILE --study NAME`.")
+        st.stop()
+    return name
+
+
+def version(study: str) -> int:
+    return store().data_version(study)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _runs(path: str, study: str, data_version: int) -> pd.DataFrame:
+    return _store(path).runs_frame(study, meta=True)
+
+
+def runs(study: str) -> pd.DataFrame:
+    """The study's run table with meta columns (cached until its data_version changes)."""
+    return _runs(db_path(), study, version(study))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _trials(path: str, study: str, data_version: int) -> pd.DataFrame:
+    return _store(path).trials_frame(study)
+
+
+def trials(study: str) -> pd.DataFrame:
+    return _trials(db_path(), study, version(study))
+
+
+# ---- loss models ---------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False, ttl=3600)
+def _available_models() -> list[str]:
+    from engine.export import available_models
+
+    return available_models()
+
+
+def available_models() -> list[str]:
+    return _available_models()
+
+
+def models_missing_note() -> str:
+    return ("The loss models (`engine.models`: mfms-gp, autoscale, mixing-law, regmix) are not installed in this "
+            "build yet, so there is no prediction to draw. The observed runs are shown below; this page fills "
+            "in once the models land.")
+
+
+@st.cache_resource(show_spinner=False, max_entries=12)
+def _fitted(path: str, study: str, data_version: int, model: str, objective: str):
+    from engine.export import fit_study_model
+
+    st_ = _store(path)
+    run_table = _runs(path, study, data_version)
+    return fit_study_model(st_, study, model, objective, runs=run_table.drop(
+        columns=[c for c in ("trial_id", "state", "checkpoint_id", "wall_s", "source", "strategy")
+                 if c in run_table.columns]))
+
+
+def fitted(study: str, model: str, objective: str):
+    """The loss model fitted on the study's current runs (cached per data_version); a spinner
+    while it fits."""
+    v = version(study)
+    with st.spinner(f"Fitting {model} on the runs of {study} (cached until new results arrive)..."):
+        return _fitted(db_path(), study, v, model, objective)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _optimum(path: str, study: str, data_version: int, model: str, objective: str, model_params: int,
+             steps: float | None, tokens: float | None):
+    cfg = _store(path).get_config(study)
+    m = _fitted(path, study, data_version, model, objective)
+    return m.optimum(int(model_params), steps=steps, tokens=tokens, bounds=cfg.bounds_array(),
+                     direction=cfg.direction)
+
+
+def optimum(study: str, model: str, objective: str, model_params: int, steps: float | None,
+            tokens: float | None):
+    v = version(study)
+    with st.spinner(f"Searching the mixture {model} predicts best..."):
+        return _optimum(db_path(), study, v, model, objective, int(model_params), steps, tokens)
+
+
+def feature(module: str, attr: str):
+    """An engine entry point that another part of mixplan provides, or None when it has not
+    landed in this build (the page then says so)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    return getattr(mod, attr, None)
+
+
+def missing(what: str, where: str) -> None:
+    st.info(f"{what} is not available in this build yet (`{where}` has not landed). "
+            "Everything else on this page works.")
+
+
+def objective_options(run_table: pd.DataFrame, preferred: str) -> list[str]:
+    from engine.plots import objectives_of
+
+    opts = objectives_of(run_table)
+    if preferred in opts:
+        opts.remove(preferred)
+        opts.insert(0, preferred)
+    return opts or [preferred]
+
+
+def mixture_text(weights: dict[str, float]) -> str:
+    return "  ".join(f"{d} {w:.2f}" for d, w in weights.items())
+
+
+def not_available(exc: NotAvailableError) -> None:
+    st.info(str(exc))
+
+
+def flash(message: str, kind: str = "success") -> None:
+    """A message to show after the next rerun (st.rerun drops what this run drew)."""
+    st.session_state.setdefault("_flash", []).append((kind, message))
+
+
+def show_flash() -> None:
+    for kind, message in st.session_state.pop("_flash", []):
+        getattr(st, kind)(message)

@@ -1,0 +1,108 @@
+"""Export: the chosen mixture for the target scale (the model's recommendation or any run) as
+JSON, YAML, Megatron-LM blend, OLMo/Dolma mixture YAML or Hugging Face interleave probabilities,
+each with its provenance. Every download is logged as an `export` event."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import common
+from engine.export import FORMATS, MIME, SUFFIX, from_optimum, from_run, log_export, render
+from engine.plots import human, scale_label
+from engine.plots._common import TEMPLATE, domain_color
+
+st.title("Export")
+LABELS = {"json": "JSON", "yaml": "YAML", "megatron": "Megatron-LM --data-path", "olmo": "OLMo / Dolma mixture",
+          "hf": "Hugging Face interleave_datasets"}
+
+
+def _log(ex, fmt: str) -> None:
+    try:
+        log_export(common.store(), ex, fmt, actor="app")
+    except Exception:  # noqa: BLE001 - a failed log line must not break the download
+        common.log.exception("could not log the export")
+
+
+def mixture_bar(weights: dict[str, float]) -> go.Figure:
+    fig = go.Figure()
+    for i, (d, w) in enumerate(weights.items()):
+        fig.add_trace(go.Bar(x=[w], y=["mixture"], orientation="h", name=d, marker_color=domain_color(i),
+                             text=f"{d} {w:.3f}", textposition="inside", hovertemplate=f"{d} %{{x:.4f}}<extra></extra>"))
+    fig.update_layout(template=TEMPLATE, barmode="stack", height=150, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"range": [0, 1], "visible": False}, yaxis={"visible": False},
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def body() -> None:
+    name = common.require_study()
+    cfg = common.store().get_config(name)
+    st.caption(f"Study **{name}**" + (f" · target {scale_label(cfg.target.model_params, cfg.target.steps, cfg.target.tokens)}"
+                                      if cfg.target else ""))
+    runs = common.runs(name)
+    models = common.available_models()
+    options = (["recommendation"] if models else []) + ["run"]
+    src = st.radio("Mixture to export", options, horizontal=True, key="export_source",
+                   format_func=lambda o: "The model's recommendation at the target" if o == "recommendation"
+                   else "A run's mixture")
+    if not models:
+        st.info("No loss model is installed in this build yet (`engine.models`), so there is no predicted optimum to "
+                "export; any run's mixture can be exported below.")
+    ex = None
+    if src == "recommendation":
+        model = st.selectbox("Loss model", models, key="export_model")
+        fitted = common.fitted(name, model, cfg.objective)
+        t = cfg.target
+        if t is None:
+            st.warning("This study has no [target]; add one to its config to get a recommendation.")
+            return
+        tokens = t.tokens if t.tokens is not None else cfg.tokens_for(t.steps)
+        opt = common.optimum(name, model, cfg.objective, t.model_params, t.steps, tokens)
+        ex = from_optimum(common.store(), name, model, fitted=fitted, optimum=opt,
+                          runs=runs[["run_id"]] if len(runs) else runs)
+    else:
+        trials = common.trials(name)
+        if trials.empty:
+            st.info("This study has no run yet.")
+            return
+        last = runs.groupby("trial_id").tail(1).set_index("trial_id") if len(runs) else pd.DataFrame()
+        order = trials.sort_values("trial_id")
+
+        def label(tid: int) -> str:
+            r = order[order["trial_id"] == tid].iloc[0]
+            extra = f" · {r['state']}" if r["state"] != "done" else ""
+            return f"{r['run_id']} (trial {tid}, {human(r['model_params'])} params{extra})"
+
+        tid = st.selectbox("Run", order["trial_id"].astype(int).tolist(), format_func=label, key="export_run")
+        ex = from_run(common.store(), name, trial_id=int(tid))
+    prov = ex.provenance
+    c = st.columns(4)
+    c[0].metric("Source", "model optimum" if prov.source == "optimum" else f"run {prov.run_id}")
+    if prov.pred_mean is not None:
+        c[1].metric(f"Predicted {prov.objective}", f"{prov.pred_mean:.4f}",
+                    f"± {prov.pred_std:.3g}" if prov.pred_std is not None else None, delta_color="off")
+    if prov.observed is not None:
+        c[2].metric(f"Observed {prov.objective}", f"{prov.observed:.4f}")
+    c[3].metric("Rests on", f"{prov.runs:,} run(s)")
+    st.plotly_chart(mixture_bar(ex.weights), key="export_bar")
+    prefix = st.text_input("Data path per domain ({domain} is replaced)", "{domain}", key="export_prefix",
+                           help="Used by the Megatron, OLMo and Hugging Face formats, e.g. data/{domain}_text_document.")
+    texts = {fmt: render(ex, fmt, prefix_template=prefix) for fmt in FORMATS}
+    stem = f"{name}-{'optimum-' + str(prov.model) if prov.source == 'optimum' else prov.run_id}-mixture"
+    b = st.columns(len(FORMATS))
+    for i, fmt in enumerate(FORMATS):
+        b[i].download_button(f"Download {fmt.upper() if fmt in ('json', 'yaml', 'hf') else fmt.capitalize()}",
+                             texts[fmt], file_name=stem + SUFFIX[fmt] if fmt != "olmo" else stem + "-olmo.yaml",
+                             mime=MIME[fmt], key=f"download_{fmt}", on_click=_log, args=(ex, fmt))
+    tabs = st.tabs([LABELS[f] for f in FORMATS])
+    for tab, fmt in zip(tabs, FORMATS):
+        with tab:
+            st.code(texts[fmt], language={"json": "json", "yaml": "yaml", "olmo": "yaml", "hf": "python"}.get(fmt))
+    st.caption("The same from the command line: "
+               f"`mixplan export --study {name} --format megatron"
+               + (f" --model {prov.model}`" if prov.source == "optimum" else f" --run {prov.run_id}`"))
+
+
+common.run_page(body)

@@ -1,0 +1,110 @@
+"""Landscape: the predicted objective (and its std) over mixtures at one model size and length,
+from a chosen loss model, with the observed runs on top and the predicted optimum marked."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import common
+from engine.plots import (
+    human,
+    observed_at,
+    plot_parallel_coordinates,
+    plot_slice,
+    plot_ternary,
+    predict_grid,
+    scale_label,
+    simplex_grid,
+    slice_grid,
+    with_objective,
+)
+
+st.title("Landscape")
+
+
+def scale_choices(cfg, runs):
+    """Model sizes on offer or observed, and per size the step counts on offer or observed."""
+    sizes = {s.model_params: set(s.steps) for s in cfg.scales}
+    if len(runs) and "steps" in runs.columns:
+        for mp, g in runs.groupby("model_params"):
+            sizes.setdefault(int(mp), set()).update(int(x) for x in g["steps"].dropna().unique())
+    if cfg.target:
+        sizes.setdefault(cfg.target.model_params, set())
+        if cfg.target.steps:
+            sizes[cfg.target.model_params].add(int(cfg.target.steps))
+    return {k: sorted(v) for k, v in sorted(sizes.items())}
+
+
+def body() -> None:
+    name = common.require_study()
+    cfg = common.store().get_config(name)
+    runs = common.runs(name)
+    domains = list(cfg.domains)
+    st.caption(f"Study **{name}**: {len(domains)} domains ({', '.join(domains)})")
+    if runs.empty:
+        st.info("No results yet, so there is no landscape to predict. Import runs or run trials first.")
+        return
+    models = common.available_models()
+    choices = scale_choices(cfg, runs)
+    c = st.columns([1.1, 1.2, 1, 1, 1])
+    model = c[0].selectbox("Loss model", models or ["(none installed)"], key="land_model",
+                           disabled=not models)
+    objective = c[1].selectbox("Objective", common.objective_options(runs, cfg.objective), key="land_objective")
+    sizes = list(choices)
+    tgt = cfg.target.model_params if cfg.target else sizes[-1]
+    mp = c[2].selectbox("Model size", sizes, index=sizes.index(tgt) if tgt in sizes else len(sizes) - 1,
+                        format_func=lambda x: f"{human(x)} params", key="land_size")
+    steps_opts = choices.get(mp) or [None]
+    default_steps = cfg.target.steps if (cfg.target and cfg.target.model_params == mp and cfg.target.steps
+                                         in steps_opts) else steps_opts[-1]
+    steps = c[3].selectbox("Steps", steps_opts, index=steps_opts.index(default_steps),
+                           format_func=lambda x: "-" if x is None else f"{x:,}", key="land_steps")
+    tokens = cfg.tokens_for(steps) if steps is not None else None
+    res = c[4].select_slider("Grid", options=[20, 30, 40, 60], value=40, key="land_res",
+                             help="Points per side of the mixture grid (finer is slower for the GP).")
+    direction = cfg.direction if objective == cfg.objective else (
+        "maximize" if objective.startswith("metric_") else "minimize")
+    obs = observed_at(with_objective(runs, objective), mp, steps=steps, tokens=tokens)
+    if len(domains) > 3:
+        s = st.columns([1, 1, 3])
+        x_dom = s[0].selectbox("Horizontal: weight of", domains, index=0, key="land_x")
+        y_dom = s[1].selectbox("Vertical: weight of", [d for d in domains if d != x_dom], index=0, key="land_y")
+    if not models:
+        st.info(common.models_missing_note())
+    else:
+        fitted = common.fitted(name, model, objective)
+        opt = common.optimum(name, model, objective, mp, steps, tokens)
+        label = scale_label(mp, steps, tokens)
+        m = st.columns(4)
+        m[0].metric("Predicted optimum", f"{opt.pred_mean:.4f}", f"± {opt.pred_std:.3g} (1 std)", delta_color="off")
+        m[1].metric("Best observed here", f"{obs['objective'].min() if direction == 'minimize' else obs['objective'].max():.4f}"
+                    if len(obs) else "-", f"{len(obs)} runs at this size" if len(obs) else "no run at this size",
+                    delta_color="off")
+        m[2].metric("Fitted on", f"{getattr(fitted, 'n_runs_', runs['trial_id'].nunique()):,} runs",
+                    f"{getattr(fitted, 'fit_seconds_', 0):.1f} s fit" if hasattr(fitted, "fit_seconds_") else None,
+                    delta_color="off")
+        m[3].markdown("**Optimum mixture**  \n" + "  \n".join(f"{d}: {w:.3f}" for d, w in opt.weights.items()))
+        with st.spinner("Predicting over the mixture grid..."):
+            if len(domains) == 3:
+                grid = predict_grid(fitted, simplex_grid(domains, res), mp, steps=steps, tokens=tokens)
+                figs = [plot_ternary(grid, domains, value=v, objective=objective, observed=obs, optimum=opt.weights,
+                                     direction=direction,
+                                     title=f"{'Predicted' if v == 'pred_mean' else 'Std of predicted'} {objective} "
+                                           f"at {label} ({model})") for v in ("pred_mean", "pred_std")]
+            else:
+                grid = predict_grid(fitted, slice_grid(domains, x_dom, y_dom, opt.weights, res + 1), mp,
+                                    steps=steps, tokens=tokens)
+                rest = [d for d in domains if d not in (x_dom, y_dom)]
+                note = (f"{', '.join(rest)} share the rest in the optimum's ratio "
+                        + ":".join(f"{opt.weights[d]:.2f}" for d in rest) + "; runs drawn at their own weights")
+                figs = [plot_slice(grid, x_dom, y_dom, value=v, objective=objective, observed=obs,
+                                   optimum=opt.weights, direction=direction, rest_note=note,
+                                   title=f"{'Predicted' if v == 'pred_mean' else 'Std of predicted'} {objective} "
+                                         f"at {label} ({model})") for v in ("pred_mean", "pred_std")]
+        left, right = st.columns(2)
+        left.plotly_chart(figs[0], key="land_mean")
+        right.plotly_chart(figs[1], key="land_std")
+    st.plotly_chart(plot_parallel_coordinates(runs, domains, objective, direction=direction), key="land_parcoords")
+
+
+common.run_page(body)

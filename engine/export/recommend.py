@@ -1,0 +1,188 @@
+"""Which mixture to export: a loss model's optimum at the study's target, or a run's mixture.
+
+Shared by ``mixplan export`` and the app's Export page. Loss models come from the registry of
+:mod:`engine.models` (``get_model(name)``); where that registry is not installed yet, asking for a
+model's optimum raises :class:`engine.errors.NotAvailableError` with a message that says so,
+while exporting a run's mixture still works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+
+from engine import __version__
+from engine.errors import NotAvailableError, NotFoundError, ValidationError
+
+#: Loss models the registry is expected to offer (DESIGN.md: mfms-gp, autoscale, mixing-law, regmix).
+KNOWN_MODELS = ("mfms-gp", "autoscale", "mixing-law", "regmix", "uniform", "natural")
+DEFAULT_MODEL = "mfms-gp"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an exported mixture comes from."""
+
+    study: str
+    source: str  # "optimum" (a model's prediction) or "run" (an observed run's mixture)
+    objective: str
+    model: str | None = None
+    pred_mean: float | None = None
+    pred_std: float | None = None
+    observed: float | None = None  # the run's own objective at its last checkpoint (source "run")
+    run_id: str | None = None
+    trial_id: int | None = None
+    model_params: int | None = None
+    steps: float | None = None
+    tokens: float | None = None
+    runs: int = 0  # how many runs the recommendation rests on
+    run_ids: tuple[str, ...] = ()
+    data_version: int | None = None
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    mixplan_version: str = __version__
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["run_ids"] = list(self.run_ids)
+        return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class MixtureExport:
+    """A mixture (domain -> weight, summing to 1) and its provenance."""
+
+    weights: dict[str, float]
+    provenance: Provenance
+
+
+def model_registry():
+    """``engine.models.get_model`` or NotAvailableError when the loss models have not landed."""
+    try:
+        from engine.models import get_model  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise NotAvailableError(
+            "the loss models (engine.models registry) are not installed in this build, so there is no "
+            "predicted optimum yet.", ) from exc
+    return get_model
+
+
+def available_models() -> list[str]:
+    """Model names the registry can build (empty when it is not installed)."""
+    try:
+        get_model = model_registry()
+    except NotAvailableError:
+        return []
+    names = []
+    try:
+        from engine import models as m
+
+        listed = getattr(m, "MODELS", None) or getattr(m, "REGISTRY", None) or getattr(m, "model_names", None)
+        if callable(listed):
+            listed = listed()
+        if listed:
+            names = list(listed)
+    except Exception:  # noqa: BLE001 - a registry without a listing is fine
+        names = []
+    names = names or list(KNOWN_MODELS)
+    out = []
+    for n in names:
+        try:
+            get_model(n)
+            out.append(n)
+        except Exception:  # noqa: BLE001 - unknown or not-yet-built model
+            continue
+    return out
+
+
+def objective_of(cfg, runs: pd.DataFrame) -> str:
+    """The study's objective, checked against the run table's columns."""
+    obj = cfg.objective
+    if obj != "mean_loss" and obj not in runs.columns:
+        have = [c for c in runs.columns if c.startswith(("loss_", "metric_"))]
+        raise ValidationError(f"the study's objective '{obj}' is not among its measured columns.",
+                              fix=f"measured: {', '.join(have) or 'none yet'}.")
+    return obj
+
+
+def fit_study_model(store, study: str, model: str, objective: str | None = None,
+                    runs: pd.DataFrame | None = None):
+    """Fit loss model ``model`` on the study's runs; returns the fitted model."""
+    get_model = model_registry()
+    cfg = store.get_config(study)
+    if runs is None:
+        runs = store.runs_frame(study)
+    if runs.empty:
+        raise ValidationError(f"study '{study}' has no results yet, so no model can be fitted.",
+                              fix="import a run table or run some trials first.")
+    objective = objective or objective_of(cfg, runs)
+    try:
+        m = get_model(model)
+    except KeyError as exc:
+        raise NotFoundError(f"no loss model named '{model}'.",) from exc
+    return m.fit(runs, objective, domains=list(cfg.domains), tokens_per_step=cfg.tokens_per_step)
+
+
+def target_of(cfg):
+    """(model_params, steps, tokens) of the study's target; a ValidationError when it has none."""
+    t = cfg.target
+    if t is None:
+        raise ValidationError(f"study '{cfg.name}' has no target scale.",
+                              fix="add a [target] table (model_params and steps) to its config.")
+    return int(t.model_params), t.steps, t.tokens
+
+
+def optimum_at_target(fitted, cfg):
+    """The fitted model's optimum at the study's target, within the study's bounds."""
+    mp, steps, tokens = target_of(cfg)
+    if tokens is None and steps is not None and cfg.tokens_per_step:
+        tokens = cfg.tokens_for(steps)
+    return fitted.optimum(mp, steps=steps, tokens=tokens, bounds=cfg.bounds_array(), direction=cfg.direction)
+
+
+def from_optimum(store, study: str, model: str = DEFAULT_MODEL, *, fitted=None, runs: pd.DataFrame | None = None,
+                 optimum=None) -> MixtureExport:
+    """The model's predicted optimum at the study's target. ``fitted``/``optimum`` may be given
+    (the app passes its cached fit)."""
+    cfg = store.get_config(study)
+    if runs is None:
+        runs = store.runs_frame(study)
+    if fitted is None:
+        fitted = fit_study_model(store, study, model, runs=runs)
+    opt = optimum if optimum is not None else optimum_at_target(fitted, cfg)
+    mp, steps, tokens = target_of(cfg)
+    run_ids = tuple(dict.fromkeys(runs["run_id"].astype(str))) if len(runs) else ()
+    prov = Provenance(study=study, source="optimum", objective=getattr(fitted, "objective_", cfg.objective),
+                      model=model, pred_mean=float(opt.pred_mean), pred_std=float(opt.pred_std),
+                      model_params=mp, steps=steps, tokens=tokens if tokens is not None else cfg.tokens_for(steps),
+                      runs=len(run_ids), run_ids=run_ids, data_version=store.data_version(study))
+    return MixtureExport({d: float(opt.weights[d]) for d in cfg.domains}, prov)
+
+
+def from_run(store, study: str, *, run_id: str | None = None, trial_id: int | None = None) -> MixtureExport:
+    """An observed run's (or any trial's) mixture, with its measured objective where it has one."""
+    cfg = store.get_config(study)
+    trials = store.trials(study)
+    match = [t for t in trials if (trial_id is not None and t.trial_id == int(trial_id))
+             or (run_id is not None and t.run_id == str(run_id))]
+    if not match:
+        what = f"trial {trial_id}" if trial_id is not None else f"run '{run_id}'"
+        raise NotFoundError(f"study '{study}' has no {what}.",)
+    t = match[0]
+    observed = None
+    runs = store.runs_frame(study, meta=True)
+    mine = runs[runs["trial_id"] == t.trial_id]
+    if len(mine):
+        from engine.runtable.schema import objective_values
+
+        try:
+            observed = float(objective_values(mine, cfg.objective).iloc[-1])
+        except (KeyError, ValueError):
+            observed = None
+    prov = Provenance(study=study, source="run", objective=cfg.objective, pred_mean=t.pred_mean,
+                      pred_std=t.pred_std, observed=observed, run_id=t.run_id, trial_id=t.trial_id,
+                      model_params=t.model_params, steps=t.steps, tokens=t.tokens, runs=1, run_ids=(t.run_id,),
+                      data_version=store.data_version(study))
+    return MixtureExport({d: float(t.weights.get(d, 0.0)) for d in cfg.domains}, prov)

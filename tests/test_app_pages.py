@@ -1,0 +1,251 @@
+"""AppTest (streamlit.testing) of every page of the app on a small synthetic database.
+
+Notes (FACTS.md, Streamlit 1.67): AppTest paths resolve relative to this file; data_editor's
+set_value raises, so edits are seeded through session_state; plotly charts are opaque here (the
+browser test checks them); run_every does not tick.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from app.synthetic import create_study  # noqa: E402
+from engine.store import Store  # noqa: E402
+
+MAIN = "../app/main.py"
+PAGES = ["views/study.py", "views/landscape.py", "views/scaling.py", "views/trajectory.py", "views/proposals.py",
+         "views/export.py"]
+FAST_MODEL = "mixing-law"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("app") / "app.duckdb"
+    store = Store(path)
+    create_study(store, "demo", n_runs=30, proposals=3)
+    create_study(store, "five", n_runs=30, domains=("web", "code", "books", "wiki", "arxiv"), proposals=0)
+    return path
+
+
+@pytest.fixture
+def env_db(db, monkeypatch):
+    monkeypatch.setenv("MIXPLAN_DB", str(db))
+    return db
+
+
+def page(name: str | None = None, study: str | None = None, **state) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=180)
+    if study:
+        at.session_state["study"] = study
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    if name and name != PAGES[0]:
+        at.switch_page(name)
+        at.run()
+    return at
+
+
+def ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def model_state(**extra):
+    """Session state that makes model pages use a quick model (the GP is exercised by its own tests)."""
+    from engine.export import available_models
+
+    if FAST_MODEL not in available_models():
+        return extra
+    return {"land_model": FAST_MODEL, "export_model": FAST_MODEL, "scaling_models": [FAST_MODEL], **extra}
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_renders(env_db, name):
+    at = page(name, **model_state())
+    ok(at)
+    assert at.title[0].value == name.split("/")[1][:-3].capitalize()
+    assert at.sidebar.selectbox[0].value == "demo"
+
+
+def test_study_page_shows_runs_and_filters(env_db):
+    at = page()
+    ok(at)
+    labels = [m.label for m in at.metric]
+    assert "Runs with results" in labels and "Budget spent" in labels
+    assert at.metric[0].value == "30"
+    caption = [c.value for c in at.caption if "runs match" in c.value][0]
+    assert caption.startswith("30 of 30")
+    at.multiselect(key="study_sizes").set_value([20_000_000]).run()
+    ok(at)
+    caption = [c.value for c in at.caption if "runs match" in c.value][0]
+    n = int(caption.split()[0])
+    assert 0 < n < 30
+    at.text_input(key="study_text").set_value("r0000").run()
+    caption = [c.value for c in at.caption if "runs match" in c.value][0]
+    assert caption.startswith("1 of 30")
+
+
+def test_study_switch_in_sidebar(env_db):
+    at = page()
+    at.sidebar.selectbox[0].select("five").run()
+    ok(at)
+    assert any("web, code, books, wiki, arxiv" in m.value for m in at.markdown)
+
+
+def test_create_study_from_config(env_db, tmp_path):
+    at = page()
+    at.text_area(key="create_cfg_text").set_value('name = "fresh"\ndomains = ["a", "b"]\n').run()
+    at.button(key="create_cfg_button").click().run()
+    ok(at)
+    assert "fresh" in Store(env_db).study_names()
+    assert at.sidebar.selectbox[0].value == "fresh"
+    assert any("Created study fresh" in s.value for s in at.success)
+
+
+def test_create_study_bad_config_is_a_message(env_db):
+    at = page()
+    at.text_area(key="create_cfg_text").set_value('name = "bad"\ndomains = ["only-one"]\n').run()
+    at.button(key="create_cfg_button").click().run()
+    assert not at.exception
+    assert at.error and "key 'domains'" in at.error[0].value
+    assert "bad" not in Store(env_db).study_names()
+
+
+def test_approve_button_changes_the_store(env_db):
+    store = Store(env_db)
+    proposed = [t.trial_id for t in store.trials("demo", ["proposed"])]
+    assert proposed
+    at = page("views/proposals.py")
+    ok(at)
+    tid = proposed[0]
+    at.button(key=f"approve_{tid}").click().run()
+    ok(at)
+    assert store.get_trial(tid).state.value == "approved"
+    assert any(f"Approved trial(s) {tid}" in s.value for s in at.success)
+
+
+def test_reject_selected_through_the_table(env_db):
+    store = Store(env_db)
+    proposed = [t.trial_id for t in store.trials("demo", ["proposed"])]
+    pend = [t.trial_id for t in store.trials("demo", ["proposed", "approved"])]
+    row = pend.index(proposed[-1])
+    at = page("views/proposals.py")
+    at.session_state["proposals_editor"] = {"edited_rows": {row: {"select": True}}, "added_rows": [],
+                                            "deleted_rows": []}
+    at.run()
+    ok(at)
+    at.button(key="reject_selected").click().run()
+    ok(at)
+    assert store.get_trial(proposed[-1]).state.value == "rejected"
+
+
+def test_edit_revalidates_weights(env_db):
+    store = Store(env_db)
+    trial = store.add_trials("demo", [__import__("engine.records", fromlist=["Proposal"]).Proposal(
+        weights={"web": 0.2, "code": 0.3, "books": 0.5}, model_params=20_000_000, steps=1000)])[0]
+    tid = trial.trial_id
+    at = page("views/proposals.py")
+    at.toggle(key=f"edit_{tid}").set_value(True).run()
+    at.number_input(key=f"edit_w_{tid}_web").set_value(0.9).run()
+    at.button(key=f"save_{tid}").click().run()
+    assert not at.exception
+    assert at.error and "sum to" in at.error[0].value
+    assert store.get_trial(tid).weights["web"] == pytest.approx(0.2)
+    at.number_input(key=f"edit_w_{tid}_web").set_value(0.4).run()
+    at.number_input(key=f"edit_w_{tid}_books").set_value(0.3).run()
+    at.button(key=f"save_{tid}").click().run()
+    ok(at)
+    assert store.get_trial(tid).weights == pytest.approx({"web": 0.4, "code": 0.3, "books": 0.3})
+
+
+def test_table_edit_saves_weights(env_db):
+    store = Store(env_db)
+    from engine.records import Proposal
+
+    tid = store.add_trials("demo", [Proposal(weights={"web": 0.5, "code": 0.25, "books": 0.25},
+                                             model_params=20_000_000, steps=1000)])[0].trial_id
+    pend = [t.trial_id for t in store.trials("demo", ["proposed", "approved"])]
+    row = pend.index(tid)
+    at = page("views/proposals.py")
+    at.session_state["proposals_editor"] = {"edited_rows": {row: {"w_web": 0.25, "w_books": 0.5}},
+                                            "added_rows": [], "deleted_rows": []}
+    at.run()
+    at.button(key="save_edits").click().run()
+    ok(at)
+    assert store.get_trial(tid).weights == pytest.approx({"web": 0.25, "code": 0.25, "books": 0.5})
+
+
+def test_add_run_by_hand(env_db):
+    store = Store(env_db)
+    before = len(store.trials("demo"))
+    at = page("views/proposals.py")
+    at.button(key="manual_add").click().run()
+    ok(at)
+    assert len(store.trials("demo")) == before + 1
+
+
+def test_landscape_more_domains_uses_a_slice(env_db):
+    at = page("views/landscape.py", study="five", **model_state())
+    ok(at)
+    from engine.export import available_models
+
+    if not available_models():
+        assert any("not installed" in i.value for i in at.info)
+        return
+    assert at.selectbox(key="land_x").value == "web"
+    at.selectbox(key="land_x").select("books").run()
+    ok(at)
+    assert any(m.label == "Predicted optimum" for m in at.metric)
+
+
+def test_export_page_run_mixture(env_db):
+    at = page("views/export.py", export_source="run")
+    ok(at)
+    codes = [c.value for c in at.code]
+    assert len(codes) == 5
+    import json
+
+    doc = json.loads(codes[0])
+    assert abs(sum(doc["weights"].values()) - 1) < 1e-9
+    assert doc["provenance"]["study"] == "demo" and doc["provenance"]["source"] == "run"
+    assert "--data-path" in codes[2]
+
+
+def test_export_page_recommendation(env_db):
+    from engine.export import available_models
+
+    if FAST_MODEL not in available_models():
+        pytest.skip("loss models not installed")
+    at = page("views/export.py", **model_state(export_source="recommendation"))
+    ok(at)
+    import json
+
+    doc = json.loads(at.code[0].value)
+    assert doc["provenance"]["source"] == "optimum" and doc["provenance"]["model"] == FAST_MODEL
+    assert doc["provenance"]["runs"] == 30 and "pred_mean" in doc["provenance"]
+
+
+def test_errors_are_messages_not_tracebacks(tmp_path, monkeypatch):
+    bad = tmp_path / "not-a-db.duckdb"
+    bad.write_text("this is not a database")
+    monkeypatch.setenv("MIXPLAN_DB", str(bad))
+    for name in PAGES:
+        at = page(name)
+        assert not at.exception, (name, [e.value for e in at.exception])
+        assert at.error, name
+
+
+def test_empty_database_says_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("MIXPLAN_DB", str(tmp_path / "new.duckdb"))
+    at = page()
+    ok(at)
+    assert any("no study yet" in i.value for i in at.info)
+    at = page("views/landscape.py")
+    ok(at)
+    assert any("no study yet" in i.value for i in at.info)
