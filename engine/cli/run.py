@@ -1,14 +1,86 @@
-"""`mixplan run`: train the approved trials."""
+"""`mixplan run`: train the approved trials on an executor, results into the database."""
 
 from __future__ import annotations
 
+from typing import Annotated, Optional
+
 import typer
 
-from engine.errors import NotAvailableError
+from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, console_err, open_store, print_json
+
+
+def run(
+    study: StudyOption,
+    executor: Annotated[str, typer.Option("--executor", "-e", help="local (a worker pool here), slurm (submitit) "
+                                          "or ray.")] = "local",
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", help="Local worker processes (default: one "
+                                                    "per core) or Ray CPUs for a local Ray cluster.")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds per attempt of a trial "
+                                                      "(overrides the study's runner.timeout_s).")] = None,
+    trial: Annotated[Optional[list[int]], typer.Option("--trial", "-t", help="Only these approved trials "
+                                                        "(repeatable; default: all approved).")] = None,
+    partition: Annotated[Optional[str], typer.Option("--partition", help="slurm: partition.")] = None,
+    time_min: Annotated[Optional[int], typer.Option("--time-min", help="slurm: job time limit in minutes.")] = None,
+    gpus: Annotated[Optional[int], typer.Option("--gpus", help="slurm: GPUs per node; ray: GPUs per trial.")] = None,
+    cpus: Annotated[Optional[int], typer.Option("--cpus", help="slurm: CPUs per task; ray: CPUs per trial.")] = None,
+    mem_gb: Annotated[Optional[float], typer.Option("--mem-gb", help="slurm: memory per job.")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="slurm: slurm (default), or submitit's "
+                                                    "local / debug executors.")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="ray: cluster address (default: start a "
+                                                    "local cluster).")] = None,
+    db: DbOption = DEFAULT_DB,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the study's approved trials (approved -> queued -> running -> done/failed).
+
+    Trials left queued or running by an earlier `mixplan run` that was stopped or killed are
+    re-attached (or submitted again) first; nothing already stored is lost or stored twice.
+    A failing trial is marked failed with its reason and log tail; the others go on.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from engine.dispatch import run_approved
+
+    store = open_store(db)
+    options = {}
+    if executor == "slurm":
+        options = {"partition": partition, "time_min": time_min, "gpus_per_node": gpus, "cpus_per_task": cpus,
+                   "mem_gb": mem_gb, "cluster": cluster}
+    elif executor == "ray":
+        options = {"address": address, "num_gpus": gpus, "num_cpus": cpus}
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("{task.fields[msg]}"),
+                   console=console_err, transient=False, disable=as_json)
+    task_id = bar.add_task(f"{study} on {executor}", total=None, counts="", msg="")
+
+    def progress(p) -> None:
+        counts = f"done {p.done} failed {p.failed} running {p.running} queued {p.queued} ckpts {p.checkpoints}"
+        bar.update(task_id, total=p.total or None, completed=p.finished, counts=counts, msg=p.message[:60])
+
+    try:
+        with bar:
+            summary = run_approved(store, study, executor, workers=workers, timeout_s=timeout, progress=progress,
+                                   trial_ids=trial or None, executor_options=options)
+    except KeyboardInterrupt:
+        console_err.print("[yellow]interrupted[/]: trials still queued or running are picked up again by the next "
+                          f"`mixplan run --study {study}`.")
+        raise typer.Exit(130)
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    if not summary.done and not summary.failed and not summary.reattached:
+        console.print(f"nothing to run in study [bold]{study}[/]: approve trials first "
+                      f"(`mixplan approve --study {study} --all`).")
+        return
+    console.print(f"[bold]{study}[/]: {len(summary.done)} done, {len(summary.failed)} failed, "
+                  f"{summary.checkpoints} checkpoint(s) stored in {summary.wall_s:.1f} s"
+                  + (f"; re-attached {len(summary.reattached)}" if summary.reattached else "")
+                  + (f"; resubmitted {len(summary.resubmitted)}" if summary.resubmitted else ""))
+    for tid, reason in summary.failed.items():
+        console.print(f"  [red]trial {tid} failed[/]: {reason}", highlight=False)
+    if summary.failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def run() -> None:
-        """Run approved trials on an executor (lands with the training issue)."""
-        raise NotAvailableError("`mixplan run` is not available yet (training/dispatch issue #5).")
+    app.command("run")(run)

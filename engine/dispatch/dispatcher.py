@@ -1,0 +1,451 @@
+"""``run_approved``: approved trials -> queued -> running -> done | failed, on any executor.
+
+The dispatcher is the one process that writes the database for a study's runs. Its loop:
+
+1. **Lock.** One dispatcher per study (an ``flock`` on the study's spool directory, released
+   by the kernel if the process dies, even by ``kill -9``).
+2. **Re-attach.** Trials left ``queued``/``running`` by an earlier dispatcher are picked up
+   again: their spool is ingested; a job the executor (or a fresh heartbeat) says is alive is
+   watched to its end; a job that is gone without a result is submitted again.
+3. **Submit.** Approved trials go to ``queued``; each gets a fresh submission token, its job
+   id (``<executor>:<id>#<token>``) is stored before and after the hand-over.
+4. **Ingest.** Every ``poll_s``: spooled checkpoints -> :meth:`Store.record_checkpoints`, a
+   spooled end -> :meth:`Store.complete_trial` / :meth:`Store.fail_trial`. All idempotent,
+   so a crash between any two steps loses nothing and duplicates nothing; a submission's spool
+   is deleted only after its trial's end is committed.
+
+A failing trial (crash, timeout, malformed result, lost worker, a result the store rejects)
+is marked ``failed`` with the reason and the log's tail; the queue goes on.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from engine.config import StudyConfig
+from engine.dispatch.base import Executor, JobState
+from engine.dispatch.spool import RUNS_DIRNAME, SPOOL_DIRNAME, Spool
+from engine.dispatch.task import STALE_AFTER_S, Task
+from engine.errors import MixplanError, StateError, ValidationError
+from engine.records import Trial, TrialState
+from engine.runners.base import Runner
+from engine.runners.command import log_tail
+from engine.store import Store
+
+ACTIVE = (TrialState.QUEUED, TrialState.RUNNING)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot for progress bars: counts over the trials this run handles."""
+
+    total: int
+    done: int
+    failed: int
+    running: int
+    queued: int
+    checkpoints: int
+    message: str = ""
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.failed
+
+
+@dataclass
+class DispatchSummary:
+    """What ``run_approved`` did."""
+
+    study: str
+    executor: str
+    done: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    reattached: list[int] = field(default_factory=list)
+    resubmitted: list[int] = field(default_factory=list)
+    checkpoints: int = 0
+    wall_s: float = 0.0
+    interrupted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"study": self.study, "executor": self.executor, "done": self.done,
+                "failed": {str(k): v for k, v in self.failed.items()}, "reattached": self.reattached,
+                "resubmitted": self.resubmitted, "checkpoints": self.checkpoints, "wall_s": round(self.wall_s, 3),
+                "interrupted": self.interrupted}
+
+
+@dataclass
+class _Sub:
+    """A submission the dispatcher watches."""
+
+    trial: Trial
+    token: str
+    job_id: str
+    spool: Spool
+    out_dir: Path
+    state: TrialState
+    ingested: set[str] = field(default_factory=set)
+    started_at: float | None = None  # monotonic, when the worker said it started
+    heartbeat_only: bool = False  # a previous dispatcher's job the executor cannot see
+    cancel_requested_at: float | None = None
+
+
+def spool_root(store: Store, study: str) -> Path:
+    return store.path.resolve().parent / SPOOL_DIRNAME / study
+
+
+def runs_root(store: Store, study: str) -> Path:
+    return store.path.resolve().parent / RUNS_DIRNAME / study
+
+
+def token_of(job_id: str | None) -> str | None:
+    if not job_id or "#" not in job_id:
+        return None
+    return job_id.rsplit("#", 1)[1] or None
+
+
+class _StudyLock:
+    def __init__(self, path: Path, study: str) -> None:
+        self.path, self.study, self.fd = path, study, None
+
+    def __enter__(self) -> "_StudyLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise StateError(f"another `mixplan run` (pid {other}) is already dispatching study '{self.study}'. "
+                             "Wait for it to finish, or stop it; a new run re-attaches to its trials.") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def hard_timeout_for(runner: Runner, config: StudyConfig, margin_s: float = 120.0) -> float:
+    """The dispatcher's own limit on one submission: every attempt the runner may make, its
+    back-offs, and a margin (the runner enforces ``timeout_s`` itself; this is the backstop)."""
+    timeout = float(getattr(runner, "timeout_s", config.runner.timeout_s))
+    retries = int(getattr(runner, "retries", config.runner.retries))
+    backoff = float(getattr(runner, "retry_backoff_s", 0.0))
+    return timeout * (retries + 1) + backoff * (2 ** retries - 1) + margin_s
+
+
+class Dispatcher:
+    """Runs one study's approved trials on an executor (see the module doc)."""
+
+    def __init__(self, store: Store, study: str, executor: Executor, *, runner: Runner | None = None,
+                 timeout_s: float | None = None, progress: Callable[[Progress], None] | None = None,
+                 poll_s: float = 0.5, max_resubmits: int = 2, stale_after_s: float = STALE_AFTER_S,
+                 kill_grace_s: float = 15.0, runs_dir: Path | None = None) -> None:
+        self.store, self.study, self.executor = store, study, executor
+        config = store.get_config(study)
+        if timeout_s is not None:
+            if timeout_s <= 0:
+                raise ValidationError(f"--timeout must be > 0 seconds, got {timeout_s:g}.")
+            config = replace(config, runner=replace(config.runner, timeout_s=float(timeout_s)))
+        self.config = config
+        if runner is None:
+            from engine.runners.registry import make_runner
+
+            runner = make_runner(config)
+        self.runner = runner
+        self.hard_timeout_s = hard_timeout_for(runner, config)
+        self.progress = progress
+        self.poll_s = poll_s
+        self.max_resubmits = max_resubmits
+        self.stale_after_s = stale_after_s
+        self.kill_grace_s = kill_grace_s
+        self.root = spool_root(store, study)
+        self.runs = Path(runs_dir) / study if runs_dir else runs_root(store, study)
+        self.subs: dict[int, _Sub] = {}
+        self.summary = DispatchSummary(study, executor.name)
+        self._resubmits: dict[int, int] = {}
+        self._total = 0
+        self._message = ""
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _report(self, message: str = "") -> None:
+        if message:
+            self._message = message
+        if self.progress is None:
+            return
+        running = sum(1 for s in self.subs.values() if s.state == TrialState.RUNNING)
+        queued = sum(1 for s in self.subs.values() if s.state == TrialState.QUEUED)
+        self.progress(Progress(self._total, len(self.summary.done), len(self.summary.failed), running, queued,
+                               self.summary.checkpoints, self._message))
+
+    def _new_submission(self, trial: Trial) -> _Sub:
+        token = uuid.uuid4().hex[:12]
+        spool = Spool(self.root / str(trial.trial_id) / token)
+        out_dir = self.runs / trial.run_id / token
+        out_dir.mkdir(parents=True, exist_ok=True)
+        spool.path.mkdir(parents=True, exist_ok=True)
+        task = Task(self.study, trial, self.runner, str(out_dir), str(spool.path), token)
+        # the job id (with its token) is stored before the hand-over, so that a dispatcher killed
+        # right after it still finds the submission's spool
+        known = self.executor.job_id_for(task)
+        self.store.set_job(trial.trial_id, known or f"{self.executor.name}:#{token}")
+        job_id = self.executor.submit(task)
+        if job_id != known:
+            self.store.set_job(trial.trial_id, job_id)
+        return _Sub(trial, token, job_id, spool, out_dir, trial.state)
+
+    def _resubmit(self, sub: _Sub, why: str) -> None:
+        tid = sub.trial.trial_id
+        n = self._resubmits.get(tid, 0)
+        if n >= self.max_resubmits:
+            self._fail(sub, f"{why}; gave up after {n + 1} submissions")
+            return
+        self._resubmits[tid] = n + 1
+        self.store.log_event(self.study, "resubmitted", actor="dispatch", trial_id=tid,
+                             detail={"reason": why, "old_job_id": sub.job_id})
+        new = self._new_submission(sub.trial)
+        new.state = sub.state
+        new.ingested = set()
+        self.subs[tid] = new
+        sub.spool.remove()
+        if tid not in self.summary.resubmitted:
+            self.summary.resubmitted.append(tid)
+        self._report(f"{sub.trial.run_id}: {why}; submitted again")
+
+    def _ensure_running(self, sub: _Sub) -> None:
+        if sub.state == TrialState.QUEUED:
+            self.store.start_trial(sub.trial.trial_id, actor="dispatch", job_id=sub.job_id)
+            sub.state = TrialState.RUNNING
+
+    def _finish(self, sub: _Sub) -> None:
+        sub.spool.remove()
+        try:
+            sub.spool.path.parent.rmdir()  # the trial's directory, once no submission is left in it
+        except OSError:
+            pass
+        self.subs.pop(sub.trial.trial_id, None)
+
+    def _fail(self, sub: _Sub, reason: str, tail: str = "") -> None:
+        tid = sub.trial.trial_id
+        if not tail:
+            tail = log_tail(sub.out_dir / "run.log")
+        try:
+            self.store.fail_trial(tid, reason, log_tail=tail, actor="dispatch")
+        except StateError:
+            pass  # cancelled meanwhile (e.g. from the app): its state stands
+        self.summary.failed[tid] = reason
+        self._finish(sub)
+        self._report(f"{sub.trial.run_id} failed: {reason}")
+
+    # ---- one submission, one tick --------------------------------------------------------
+    def _ingest(self, sub: _Sub) -> bool:
+        """Ingest what the spool holds; True when the submission is over. Few writes: a run
+        that ended between two looks is stored by one ``complete_trial``."""
+        tid = sub.trial.trial_id
+        started = sub.spool.started()
+        if started is not None and sub.started_at is None:
+            age = max(0.0, time.time() - float(started.get("time", time.time())))
+            sub.started_at = time.monotonic() - age
+        final = sub.spool.final()
+        new = sub.spool.read_checkpoints(skip=sub.ingested)
+        try:
+            if final is not None and final.status == "done":
+                result = final.result
+                have = {(c.steps, c.tokens) for c in result.checkpoints}
+                extra = [c for _, c in new if (c.steps, c.tokens) not in have]  # streamed, not in the result
+                if extra:
+                    result = replace(result, checkpoints=sorted(
+                        [*result.checkpoints, *extra], key=lambda c: (c.steps or 0, c.tokens or 0.0)))
+                stored = self.store.complete_trial(tid, result, actor="dispatch")
+                if stored:
+                    self.summary.checkpoints += len(result.checkpoints) - len(sub.ingested)
+                self.summary.done.append(tid)
+                self._finish(sub)
+                size = result.info.get("size_used") or result.info.get("size") or ""
+                self._report(f"{sub.trial.run_id} done" + (f" ({size})" if size else ""))
+                return True
+            if started is not None and (final is not None or new):
+                self._ensure_running(sub)
+            if new:
+                added = self.store.record_checkpoints(tid, [c for _, c in new], actor="dispatch")
+                sub.ingested.update(name for name, _ in new)
+                self.summary.checkpoints += added
+                if added:
+                    self._report(f"{sub.trial.run_id}: checkpoint at step {new[-1][1].steps}")
+            elif started is not None:
+                self._ensure_running(sub)
+        except (ValidationError, StateError) as exc:
+            self._cancel_job(sub)
+            self._fail(sub, f"could not store the result: {exc}")
+            return True
+        if final is None:
+            return False
+        self._fail(sub, final.reason, final.log_tail)
+        return True
+
+    def _cancel_job(self, sub: _Sub) -> None:
+        sub.spool.request_cancel()
+        if self.executor.owns(sub.job_id):
+            try:
+                self.executor.cancel(sub.job_id)
+            except Exception:  # noqa: BLE001 -- best effort: the trial fails either way
+                pass
+
+    def _tick(self, sub: _Sub) -> None:
+        # ask the executor first: a job that ended had written its spool before it ended
+        status = self.executor.poll(sub.job_id) if self.executor.owns(sub.job_id) and not sub.heartbeat_only \
+            else None
+        if self._ingest(sub):
+            return
+        now = time.monotonic()
+        if sub.started_at is not None and now - sub.started_at > self.hard_timeout_s:
+            if sub.cancel_requested_at is None:
+                sub.spool.request_cancel()
+                sub.cancel_requested_at = now
+                self._report(f"{sub.trial.run_id}: past the hard limit of {self.hard_timeout_s:g} s, stopping it")
+            elif now - sub.cancel_requested_at > self.kill_grace_s:
+                self._cancel_job(sub)
+                self._fail(sub, f"timed out: still running after the dispatcher's hard limit of "
+                                f"{self.hard_timeout_s:g} s")
+            return
+        if status is not None and status.state == JobState.ENDED:
+            if not self._ingest(sub):
+                self._fail(sub, f"the job ended without a result: {status.detail}")
+            return
+        if status is None or status.state == JobState.UNKNOWN:
+            age = sub.spool.heartbeat_age()
+            if age is None or age > self.stale_after_s:
+                if sub.spool.final() is None:  # last look before giving the job up
+                    self._resubmit(sub, "its worker is gone (no heartbeat for "
+                                        f"{'ever' if age is None else f'{age:.0f} s'})")
+                else:
+                    self._ingest(sub)
+
+    # ---- the run -------------------------------------------------------------------------
+    def _recover(self, trials: list[Trial]) -> None:
+        """Pick up trials an earlier dispatcher left queued/running."""
+        for t in trials:
+            token = token_of(t.job_id)
+            if token is None or not (self.root / str(t.trial_id) / token).is_dir():
+                sub = self._new_submission(t)
+                self.subs[t.trial_id] = sub
+                self.summary.resubmitted.append(t.trial_id)
+                continue
+            sub = _Sub(t, token, t.job_id or "", Spool(self.root / str(t.trial_id) / token),
+                       self.runs / t.run_id / token, t.state)
+            self.subs[t.trial_id] = sub
+            if self._ingest(sub):
+                continue
+            status = self.executor.poll(sub.job_id) if self.executor.owns(sub.job_id) else None
+            if status is not None and status.state in (JobState.PENDING, JobState.RUNNING):
+                self.summary.reattached.append(t.trial_id)
+                continue
+            if status is not None and status.state == JobState.ENDED:
+                continue  # the next tick fails it (after a last look at the spool)
+            age = sub.spool.heartbeat_age()
+            if age is not None and age <= self.stale_after_s:
+                sub.heartbeat_only = True
+                self.summary.reattached.append(t.trial_id)
+                self._report(f"{t.run_id}: re-attached to its running worker")
+            else:
+                self._resubmit(sub, "its job was lost with the previous dispatcher")
+
+    def _clean_spool(self, keep: dict[int, str]) -> None:
+        """Remove spool directories of trials that are over, and stale tokens of active ones."""
+        if not self.root.is_dir():
+            return
+        for d in self.root.iterdir():
+            if not d.is_dir() or not d.name.isdigit():
+                continue
+            tid = int(d.name)
+            if tid not in keep:
+                shutil.rmtree(d, ignore_errors=True)
+                continue
+            for tok in d.iterdir():
+                if tok.name != keep[tid]:
+                    shutil.rmtree(tok, ignore_errors=True)
+
+    def run(self, trial_ids: Sequence[int] | None = None) -> DispatchSummary:
+        t0 = time.monotonic()
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _StudyLock(self.root / ".dispatch.lock", self.study):
+            self.executor.start()
+            active = self.store.trials(self.study, ACTIVE)
+            approved = self.store.trials(self.study, [TrialState.APPROVED])
+            if trial_ids is not None:
+                wanted = {int(i) for i in trial_ids}
+                known = {t.trial_id for t in approved} | {t.trial_id for t in active}
+                missing = wanted - known
+                if missing:
+                    raise StateError(f"trial(s) {sorted(missing)} are not approved (nor queued/running) in study "
+                                     f"'{self.study}'. Approve them first: `mixplan approve --study {self.study} ID`.")
+                approved = [t for t in approved if t.trial_id in wanted]
+            self._total = len(active) + len(approved)
+            self._report(f"{len(approved)} approved, {len(active)} to re-attach")
+            try:
+                self._recover(active)
+                self._clean_spool({tid: s.token for tid, s in self.subs.items()})
+                if approved:
+                    ids = [t.trial_id for t in approved]
+                    self.store.transition(ids, TrialState.QUEUED, actor="dispatch", study=self.study)
+                    for t in approved:
+                        t = replace(t, state=TrialState.QUEUED)
+                        self.subs[t.trial_id] = self._new_submission(t)
+                self._report(f"{len(self.subs)} trial(s) on the {self.executor.name} executor")
+                while self.subs:
+                    self.executor.pump()
+                    for sub in list(self.subs.values()):
+                        try:
+                            self._tick(sub)
+                        except MixplanError:
+                            raise
+                        except Exception as exc:  # noqa: BLE001 -- a broken spool costs one trial
+                            self._cancel_job(sub)
+                            self._fail(sub, f"the dispatcher could not read its results: {type(exc).__name__}: {exc}")
+                    if self.subs:
+                        time.sleep(self.poll_s)
+            except KeyboardInterrupt:
+                self.summary.interrupted = True
+                self.executor.shutdown(wait=False)
+                raise
+            finally:
+                self.summary.wall_s = time.monotonic() - t0
+            self.executor.shutdown(wait=True)
+        self._report("finished")
+        return self.summary
+
+
+def run_approved(store: Store, study: str, executor: str | Executor = "local", *, workers: int | None = None,
+                 timeout_s: float | None = None, progress: Callable[[Progress], None] | None = None,
+                 trial_ids: Sequence[int] | None = None, poll_s: float = 0.5,
+                 executor_options: dict[str, Any] | None = None, runner: Runner | None = None,
+                 runs_dir: Path | None = None) -> DispatchSummary:
+    """Run the study's approved trials (or ``trial_ids`` of them) to done/failed on an executor
+    (``local`` | ``slurm`` | ``ray``, or an :class:`Executor`), first re-attaching to trials a
+    previous dispatcher left queued or running. Blocks until every trial is over; returns a
+    :class:`DispatchSummary`. ``executor_options`` override the study's ``[runner]`` options
+    for the executor (e.g. ``partition``, ``address``)."""
+    from engine.dispatch.executors import make_executor
+
+    config = store.get_config(study)
+    if isinstance(executor, str):
+        if runner is None:
+            from engine.runners.registry import make_runner
+
+            cfg = config if timeout_s is None else replace(config, runner=replace(config.runner,
+                                                                                   timeout_s=float(timeout_s)))
+            runner = make_runner(cfg)
+        executor = make_executor(executor, store=store, study=study, config=config, workers=workers,
+                                 runner=runner, options=executor_options)
+    d = Dispatcher(store, study, executor, runner=runner, timeout_s=timeout_s, progress=progress, poll_s=poll_s,
+                   runs_dir=runs_dir)
+    return d.run(trial_ids)

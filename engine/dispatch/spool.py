@@ -1,0 +1,167 @@
+"""The spool: how results travel from a worker to the one process that writes the database.
+
+Workers (local processes, SLURM jobs, Ray actors) never open the database. Each submission of
+a trial gets a directory ``<root>/<study>/<trial_id>/<token>/`` into which its worker writes,
+every file atomically (temporary file + ``os.replace``, so a reader sees a whole file or none):
+
+==================  ==============================================================
+``started.json``    the worker began: host, pid, time
+``heartbeat``       touched every few seconds while the worker lives (its mtime)
+``ck-NNNNNN.json``  one finished checkpoint each, numbered in order
+``final.json``      the end: ``{"status": "done", "result": {...}}`` or
+                    ``{"status": "failed", "reason": .., "log_tail": ..}``
+``cancel``          written by the dispatcher: asks the worker to stop
+==================  ==============================================================
+
+The dispatcher ingests checkpoints and the final result into the store idempotently (the
+store skips a checkpoint it already holds), so reading a spool twice -- e.g. after the
+dispatcher was killed between two writes -- stores nothing twice. A submission's directory
+is removed only after its trial reached ``done``/``failed`` in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.records import Checkpoint, RunResult
+
+SPOOL_DIRNAME = ".mixplan-spool"
+RUNS_DIRNAME = "mixplan-runs"
+
+
+def checkpoint_to_dict(c: Checkpoint) -> dict[str, Any]:
+    return {"steps": c.steps, "tokens": c.tokens, "losses": dict(c.losses), "metrics": dict(c.metrics),
+            "cost": c.cost, "wall_s": c.wall_s}
+
+
+def checkpoint_from_dict(d: dict[str, Any]) -> Checkpoint:
+    return Checkpoint(steps=d.get("steps"), tokens=d.get("tokens"), losses=dict(d["losses"]),
+                      metrics=dict(d.get("metrics") or {}), cost=d.get("cost"), wall_s=d.get("wall_s"))
+
+
+def result_to_dict(r: RunResult) -> dict[str, Any]:
+    return {"checkpoints": [checkpoint_to_dict(c) for c in r.checkpoints], "cost": r.cost, "wall_s": r.wall_s,
+            "info": r.info}
+
+
+def result_from_dict(d: dict[str, Any]) -> RunResult:
+    return RunResult([checkpoint_from_dict(c) for c in d["checkpoints"]], d.get("cost"), d.get("wall_s"),
+                     dict(d.get("info") or {}))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Final:
+    """The end of a submission as its worker wrote it."""
+
+    status: str  # "done" | "failed"
+    result: RunResult | None = None
+    reason: str = ""
+    log_tail: str = ""
+
+
+class Spool:
+    """One submission's spool directory. Cheap, picklable (a path), shared by worker and dispatcher."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Spool({str(self.path)!r})"
+
+    def __reduce__(self):
+        return (Spool, (str(self.path),))
+
+    # ---- worker side ---------------------------------------------------------------------
+    def _json(self, name: str, obj: Any) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.path / name, json.dumps(obj, default=str).encode("utf-8"))
+
+    def mark_started(self, **info: Any) -> None:
+        self._json("started.json", {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), **info})
+        self.beat()
+
+    def beat(self) -> None:
+        """Touch the heartbeat (its mtime says the worker is alive)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        hb = self.path / "heartbeat"
+        try:
+            os.utime(hb)
+        except FileNotFoundError:
+            hb.touch()
+
+    def write_checkpoint(self, c: Checkpoint) -> None:
+        """Spool one checkpoint (numbered after those already there)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        n = len(self.checkpoint_files())
+        self._json(f"ck-{n:06d}.json", checkpoint_to_dict(c))
+
+    def write_done(self, result: RunResult) -> None:
+        self._json("final.json", {"status": "done", "result": result_to_dict(result)})
+
+    def write_failed(self, reason: str, log_tail: str = "") -> None:
+        self._json("final.json", {"status": "failed", "reason": reason, "log_tail": log_tail[-4000:]})
+
+    def cancel_requested(self) -> bool:
+        return (self.path / "cancel").exists()
+
+    # ---- dispatcher side -----------------------------------------------------------------
+    def request_cancel(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.path / "cancel", b"")
+
+    def started(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.path / "started.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def heartbeat_age(self) -> float | None:
+        """Seconds since the worker's last heartbeat (None if it never beat)."""
+        try:
+            return max(0.0, time.time() - (self.path / "heartbeat").stat().st_mtime)
+        except OSError:
+            return None
+
+    def checkpoint_files(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.path.iterdir() if p.name.startswith("ck-") and p.name.endswith(".json"))
+        except FileNotFoundError:
+            return []
+
+    def read_checkpoints(self, skip: set[str] | None = None) -> list[tuple[str, Checkpoint]]:
+        """(file name, checkpoint) of every spooled checkpoint not in ``skip``."""
+        out = []
+        for p in self.checkpoint_files():
+            if skip and p.name in skip:
+                continue
+            out.append((p.name, checkpoint_from_dict(json.loads(p.read_text(encoding="utf-8")))))
+        return out
+
+    def final(self) -> Final | None:
+        try:
+            d = json.loads((self.path / "final.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        if d.get("status") == "done":
+            return Final("done", result_from_dict(d["result"]))
+        return Final("failed", None, str(d.get("reason", "failed")), str(d.get("log_tail", "")))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,0 +1,205 @@
+"""Dispatch on the local executor: end to end through `mixplan run`, faults, re-attach after
+`kill -9` of the dispatcher, idempotent ingest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.dispatch import Spool, run_approved
+from engine.dispatch.dispatcher import _StudyLock, spool_root
+from engine.dispatch.spool import checkpoint_to_dict
+from engine.errors import StateError
+from engine.records import Checkpoint, RunResult, TrialState
+from engine.store import Store
+from fixtures.dispatch_helpers import (
+    DOMAINS, DyingRunner, add_approved, checkpoint_counts, command_study, fake_argv, states,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_mixplan_run_end_to_end_with_a_command_runner(tmp_path):
+    """Create a study (runner = a script writing result.json), approve two trials, `mixplan run`:
+    both done, per-domain losses at every checkpoint, a cost."""
+    db = tmp_path / "runs.duckdb"
+    toml = tmp_path / "study.toml"
+    argv = ", ".join(json.dumps(a) for a in fake_argv("--checkpoints", "3"))
+    toml.write_text(f'name = "cmd"\ndomains = ["code", "books", "web"]\ntokens_per_step = 2048\n'
+                    f'[[scales]]\nmodel_params = 100000\nsteps = [30, 60]\n'
+                    f'[runner]\nkind = "command"\nargv = [{argv}]\ntimeout_s = 60\n')
+    cli = CliRunner()
+    res = cli.invoke(app, ["study", "create", "--config", str(toml), "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    store = Store(db)
+    ids = add_approved(store, "cmd", ["a", "b"], steps=30)
+    res = cli.invoke(app, ["run", "--study", "cmd", "--db", str(db), "--workers", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout[res.stdout.index("{"):])
+    assert sorted(summary["done"]) == sorted(ids) and summary["failed"] == {}
+    assert states(store, "cmd") == {"a": "done", "b": "done"}
+    df = store.runs_frame("cmd", meta=True)
+    assert checkpoint_counts(store, "cmd") == {"a": 3, "b": 3}
+    assert sorted(df["steps"].tolist()) == [10, 10, 20, 20, 30, 30]
+    for d in DOMAINS:
+        assert df[f"loss_{d}"].notna().all()
+    assert df["metric_acc"].notna().all()
+    for t in store.trials("cmd"):
+        assert t.cost and t.cost > 0 and t.attempts == 1 and t.job_id.startswith("local:")
+    # spool cleaned up, logs kept
+    assert not any(p.is_dir() for p in spool_root(store, "cmd").iterdir())
+    assert len(list((tmp_path / "mixplan-runs" / "cmd").glob("*/*/run.log"))) == 2
+    # nothing left to run: says so
+    res = cli.invoke(app, ["run", "--study", "cmd", "--db", str(db)])
+    assert res.exit_code == 0 and "nothing to run" in res.output
+
+
+@pytest.mark.slow
+def test_faults_fail_only_their_trial_and_keep_stored_results(tmp_path):
+    store = command_study(tmp_path / "runs.duckdb", extra=("--checkpoints", "3"), timeout_s=2.0)
+    add_approved(store, "cmd", ["ok-0"])
+    assert run_approved(store, "cmd", workers=2, poll_s=0.1).done
+    before = store.runs_frame("cmd")
+    add_approved(store, "cmd", ["crash-1", "hang-1", "ok-1", "malformed-1", "garbage-1", "ok-2"])
+    t0 = time.monotonic()
+    summary = run_approved(store, "cmd", workers=2, poll_s=0.1)
+    assert time.monotonic() - t0 < 60
+    assert states(store, "cmd") == {"ok-0": "done", "crash-1": "failed", "hang-1": "failed", "ok-1": "done",
+                                    "malformed-1": "failed", "garbage-1": "failed", "ok-2": "done"}
+    by_run = {t.run_id: t for t in store.trials("cmd")}
+    assert "exited with status 3" in by_run["crash-1"].reason
+    assert "timed out after 2 s" in by_run["hang-1"].reason
+    assert "malformed result" in by_run["malformed-1"].reason and "finite" in by_run["malformed-1"].reason
+    assert "not valid JSON" in by_run["garbage-1"].reason
+    assert len(summary.failed) == 4 and len(summary.done) == 2
+    # the log tail is kept with the failure
+    ev = store.events("cmd", trial_id=by_run["crash-1"].trial_id)
+    failed = json.loads(ev[ev["kind"] == "failed"]["detail"].iloc[0])
+    assert "simulated crash" in failed["log_tail"]
+    # stored results intact; the crashed run's first checkpoint (streamed before the crash) kept
+    after = store.runs_frame("cmd")
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(after[after.run_id == "ok-0"].reset_index(drop=True), before)
+    counts = checkpoint_counts(store, "cmd")
+    assert counts["ok-0"] == counts["ok-1"] == counts["ok-2"] == 3
+    assert counts.get("crash-1") == 1 and "hang-1" not in counts
+
+
+@pytest.mark.slow
+def test_a_dead_worker_fails_its_trial_and_is_replaced(tmp_path):
+    store = command_study(tmp_path / "runs.duckdb")
+    add_approved(store, "cmd", ["die-1", "ok-1", "ok-2"])
+    summary = run_approved(store, "cmd", workers=1, poll_s=0.1, runner=DyingRunner())
+    assert states(store, "cmd") == {"die-1": "failed", "ok-1": "done", "ok-2": "done"}
+    reason = next(iter(summary.failed.values()))
+    assert "worker process died" in reason and "exit status 7" in reason
+
+
+def test_only_one_dispatcher_per_study(tmp_path):
+    store = command_study(tmp_path / "runs.duckdb")
+    add_approved(store, "cmd", ["ok-1"])
+    root = spool_root(store, "cmd")
+    root.mkdir(parents=True)
+    with _StudyLock(root / ".dispatch.lock", "cmd"):
+        with pytest.raises(StateError, match="already dispatching"):
+            run_approved(store, "cmd", workers=1)
+    assert states(store, "cmd") == {"ok-1": "approved"}
+
+
+def test_trial_subset_and_unknown_ids(tmp_path):
+    store = command_study(tmp_path / "runs.duckdb")
+    a, b = add_approved(store, "cmd", ["ok-1", "ok-2"])
+    with pytest.raises(StateError, match="not approved"):
+        run_approved(store, "cmd", trial_ids=[999])
+    run_approved(store, "cmd", workers=1, trial_ids=[b], poll_s=0.1)
+    assert states(store, "cmd") == {"ok-1": "approved", "ok-2": "done"}
+
+
+def test_reingest_after_a_crash_between_writes_stores_nothing_twice(tmp_path):
+    """A dispatcher killed after storing some checkpoints but before completing the trial: the
+    next one finds the spool (checkpoints + final) and stores the rest exactly once."""
+    store = command_study(tmp_path / "runs.duckdb")
+    (tid,) = add_approved(store, "cmd", ["ok-1"])
+    store.transition([tid], TrialState.QUEUED, actor="test")
+    store.start_trial(tid, job_id="local:pid1#tok123")
+    cks = [Checkpoint(steps=s, tokens=s * 2048.0, losses={d: 3.0 - s / 100 for d in DOMAINS}) for s in (10, 20, 30)]
+    store.record_checkpoints(tid, cks[:2])  # what the dead dispatcher had stored
+    spool = Spool(spool_root(store, "cmd") / str(tid) / "tok123")
+    for c in cks:
+        spool.write_checkpoint(c)
+    spool.write_done(RunResult(cks, cost=5.0))
+    summary = run_approved(store, "cmd", workers=1, poll_s=0.1)
+    assert summary.done == [tid]
+    assert checkpoint_counts(store, "cmd") == {"ok-1": 3}
+    assert store.get_trial(tid).cost == 5.0 and store.get_trial(tid).attempts == 1
+    assert not spool.path.exists()
+
+
+def test_a_lost_queued_job_is_submitted_again(tmp_path):
+    """Queued with a job id whose worker never started (it died with its dispatcher)."""
+    store = command_study(tmp_path / "runs.duckdb")
+    (tid,) = add_approved(store, "cmd", ["ok-1"])
+    store.transition([tid], TrialState.QUEUED, actor="test")
+    store.set_job(tid, "local:pid1#deadbeef")
+    (spool_root(store, "cmd") / str(tid) / "deadbeef").mkdir(parents=True)
+    summary = run_approved(store, "cmd", workers=1, poll_s=0.1)
+    assert summary.done == [tid] and summary.resubmitted == [tid]
+    assert checkpoint_counts(store, "cmd") == {"ok-1": 3}
+    assert "resubmitted" in store.events("cmd", trial_id=tid)["kind"].tolist()
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_dispatcher_then_restart_loses_and_duplicates_nothing(tmp_path):
+    db = tmp_path / "runs.duckdb"
+    store = command_study(db, extra=("--checkpoints", "4", "--sleep", "0.8"))
+    add_approved(store, "cmd", ["ok-1", "ok-2", "ok-3"])
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--study", "cmd", "--db", str(db),
+                             "--workers", "2"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    root = spool_root(store, "cmd")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(root.glob("*/*/ck-000001.json")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    assert list(root.glob("*/*/ck-000001.json")), "no checkpoint spooled in time"
+    time.sleep(0.3)  # let it ingest something, then kill it in the middle of the run
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    mid = states(store, "cmd")
+    assert "running" in mid.values() and "done" not in mid.values(), mid
+    stored_mid = checkpoint_counts(store, "cmd")
+    assert sum(stored_mid.values()) >= 1
+    orphans = [json.loads(p.read_text())["pid"] for p in root.glob("*/*/started.json")]
+    assert orphans  # workers of the dead dispatcher, still in the middle of their trial
+    summary = run_approved(store, "cmd", workers=2, poll_s=0.1)
+    assert states(store, "cmd") == {"ok-1": "done", "ok-2": "done", "ok-3": "done"}
+    assert checkpoint_counts(store, "cmd") == {"ok-1": 4, "ok-2": 4, "ok-3": 4}
+    assert summary.reattached, summary  # the orphans' trials were re-attached through their heartbeat
+    df = store.runs_frame("cmd")
+    assert not df.duplicated(["run_id", "steps"]).any()
+    assert not [p for p in root.iterdir() if p.is_dir()]  # every spool removed after ingest
+    # the orphaned workers finished their trial and exited (no leftover processes)
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in orphans) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in orphans)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
