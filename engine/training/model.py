@@ -119,7 +119,7 @@ class Block(nn.Module):
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
-        x = x + self.fc_out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+        x = x + self.fc_out(F.gelu(self.fc(self.ln2(x))))
         return x
 
 

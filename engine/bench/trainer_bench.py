@@ -1,0 +1,169 @@
+"""Trainer throughput: the built-in trainer's tokens/s against a plain PyTorch loop.
+
+For each ladder size, in one process and one thread setting, alternately runs
+
+- **trainer**: :func:`engine.training.train` (mixture sampling, LR schedule, gradient clipping,
+  per-domain evaluation at the end; its ``tokens_per_s`` counts training steps only), and
+- **plain**: the minimal loop over the same :class:`~engine.training.model.GPT` — random
+  windows of one array, ``AdamW``, ``loss.backward()``, ``step()``, nothing else,
+
+``repeats`` times each and keeps each side's best (the machine is shared, so the best is the
+least disturbed measurement). ``ratio = trainer / plain``: 1.0 means the trainer adds no
+overhead. Run ``python -m engine.bench.trainer_bench`` or call :func:`run_trainer_bench`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from typing import Sequence
+
+
+def _plain_loop(size: str, corpus, *, steps: int, batch_size: int, context: int, threads: int,
+                device, seed: int = 0) -> float:
+    """tokens/s of the minimal training loop of the same model (all steps timed)."""
+    import numpy as np
+    import torch
+
+    from engine.training.model import GPT, GPTConfig, nearest_size
+    from engine.training.trainer import resolve_device
+
+    dev = resolve_device(device)
+    cuda = dev.type == "cuda"
+    prev = torch.get_num_threads()
+    if not cuda:
+        torch.set_num_threads(threads)
+    try:
+        choice = nearest_size(size)
+        torch.manual_seed(seed)
+        model = GPT(GPTConfig(choice.width, choice.layers, choice.heads, corpus.vocab_size,
+                              context)).to(dev)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, **({"fused": True} if cuda else {}))
+        fwd = torch.compile(model) if cuda else model
+        data = np.asarray(corpus.train[corpus.domains[0]])
+        rng = np.random.default_rng(seed)
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else None
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            offs = rng.integers(0, len(data) - context - 1, size=batch_size)
+            batch = torch.from_numpy(np.stack([data[o:o + context + 1] for o in offs]).astype(np.int64))
+            x, y = batch[:, :-1].to(dev), batch[:, 1:].to(dev)
+            if ctx is not None:
+                with ctx:
+                    loss = fwd(x, y)
+            else:
+                loss = fwd(x, y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        return steps * batch_size * context / (time.perf_counter() - t0)
+    finally:
+        if not cuda:
+            torch.set_num_threads(prev)
+
+
+def run_trainer_bench(
+    sizes: Sequence[str] = ("0.1M", "0.5M", "1M"),
+    *,
+    steps: int = 60,
+    batch_size: int = 16,
+    context: int = 128,
+    threads: int = 1,
+    repeats: int = 2,
+    corpus=None,
+    device=None,
+) -> dict:
+    """Measure trainer vs plain-loop tokens/s for each ladder size; return a plain dict.
+
+    ``corpus`` defaults to the tiny offline corpus (:func:`engine.data.build_local_corpus`)
+    built in a temporary directory. Returns ``{"device", "threads", "steps", "batch_size",
+    "context", "rows": [{"size", "params", "trainer_tokens_per_s", "plain_tokens_per_s",
+    "ratio", "trainer_all", "plain_all"}]}``.
+    """
+    import torch
+
+    from engine.data.corpus import build_local_corpus
+    from engine.training.model import nearest_size
+    from engine.training.trainer import TrainSpec, resolve_device, train
+
+    tmp = None
+    if corpus is None:
+        tmp = tempfile.TemporaryDirectory(prefix="mixplan-bench-")
+        corpus = build_local_corpus(tmp.name).load()
+    try:
+        dev = resolve_device(device)
+        weights = {d: 1.0 for d in corpus.domains}
+        rows = []
+        for size in sizes:
+            trainer_tps, plain_tps = [], []
+            for _ in range(repeats):
+                plain_tps.append(_plain_loop(size, corpus, steps=steps, batch_size=batch_size,
+                                             context=context, threads=threads, device=dev))
+                res = train(TrainSpec(weights=weights, model_params=size, steps=steps,
+                                      batch_size=batch_size, context=context, threads=threads,
+                                      eval_batches=1), corpus, device=dev)
+                trainer_tps.append(res.info["tokens_per_s"])
+            best_t, best_p = max(trainer_tps), max(plain_tps)
+            rows.append({
+                "size": size, "params": nearest_size(size).params,
+                "trainer_tokens_per_s": best_t, "plain_tokens_per_s": best_p,
+                "ratio": best_t / best_p,
+                "trainer_all": trainer_tps, "plain_all": plain_tps,
+            })
+        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+        return {"device": name, "threads": threads if dev.type != "cuda" else None,
+                "steps": steps, "batch_size": batch_size, "context": context,
+                "repeats": repeats, "rows": rows}
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def format_trainer_bench(result: dict) -> str:
+    """A plain-text table of :func:`run_trainer_bench`'s result."""
+    head = (f"trainer benchmark on {result['device']}"
+            + (f", {result['threads']} thread(s)" if result.get("threads") else "")
+            + f", batch {result['batch_size']} x context {result['context']}, {result['steps']} "
+            f"steps, best of {result['repeats']}")
+    lines = [head, f"{'size':>6} {'params':>12} {'trainer tok/s':>14} {'plain tok/s':>12} {'ratio':>6}"]
+    for r in result["rows"]:
+        lines.append(f"{r['size']:>6} {r['params']:>12,} {r['trainer_tokens_per_s']:>14,.0f} "
+                     f"{r['plain_tokens_per_s']:>12,.0f} {r['ratio']:>6.2f}")
+    return "\n".join(lines)
+
+
+def print_trainer_bench(result: dict) -> None:
+    print(format_trainer_bench(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m engine.bench.trainer_bench")
+    p.add_argument("--sizes", default="0.1M,0.5M,1M")
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--context", type=int, default=128)
+    p.add_argument("--device", default=None)
+    p.add_argument("--corpus", default=None, help="a prepared corpus directory (default: tiny offline one)")
+    p.add_argument("--json", action="store_true")
+    a = p.parse_args(argv)
+    corpus = None
+    if a.corpus:
+        from engine.data.corpus import Corpus
+
+        corpus = Corpus.load(a.corpus)
+    res = run_trainer_bench([s.strip() for s in a.sizes.split(",") if s.strip()], steps=a.steps,
+                            batch_size=a.batch_size, context=a.context, threads=a.threads,
+                            repeats=a.repeats, corpus=corpus, device=a.device)
+    print(json.dumps(res, indent=2) if a.json else format_trainer_bench(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
