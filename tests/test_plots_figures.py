@@ -1,0 +1,171 @@
+"""engine.plots: pure functions that return Plotly figures (no browser needed)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from app.synthetic import runs_table
+from engine.models.base import Optimum
+from engine.plots import (
+    ScalePoint,
+    final_checkpoints,
+    observed_at,
+    plot_loss_curves,
+    plot_parallel_coordinates,
+    plot_scaling,
+    plot_slice,
+    plot_ternary,
+    plot_trajectory,
+    predict_grid,
+    scaling_table,
+    simplex_grid,
+    slice_grid,
+    speedups,
+    with_objective,
+)
+
+DOMS = ["web", "code", "books"]
+
+
+class Quadratic:
+    """A toy fitted model: loss = |w - c(m)|^2 + 1/log(m), optimum c(m) moving with size."""
+
+    def __init__(self, domains):
+        self.domains_ = list(domains)
+
+    def centre(self, m):
+        t = np.clip((np.log10(np.asarray(m, float)) - 7) / 2, 0, 1)[:, None]
+        a = np.array([0.6, 0.2, 0.2] + [0.0] * (len(self.domains_) - 3))
+        b = np.array([0.2, 0.6, 0.2] + [0.0] * (len(self.domains_) - 3))
+        return (1 - t) * a + t * b
+
+    def predict(self, q):
+        W = q[[f"w_{d}" for d in self.domains_]].to_numpy(float)
+        m = q["model_params"].to_numpy(float)
+        mean = ((W - self.centre(m)) ** 2).sum(1) + 10 / np.log(m)
+        return mean, np.full(len(q), 0.01)
+
+    def optimum(self, model_params, *, steps=None, tokens=None, bounds=None, direction=None):
+        c = self.centre([model_params])[0]
+        q = pd.DataFrame([{f"w_{d}": v for d, v in zip(self.domains_, c)} | {"model_params": model_params}])
+        mean, std = self.predict(q)
+        return Optimum(dict(zip(self.domains_, c)), float(mean[0]), float(std[0]), model_params, steps, tokens)
+
+
+def test_loss_curves_colour_by_weight_and_scale_to_1000_runs():
+    runs = runs_table(1000, DOMS, checkpoints=20)
+    t = time.perf_counter()
+    fig = plot_loss_curves(runs, "mean_loss", "code")
+    elapsed = time.perf_counter() - t
+    assert isinstance(fig, go.Figure)
+    assert elapsed < 3.0, elapsed
+    markers = [tr for tr in fig.data if tr.mode == "markers"]
+    assert len(markers) == 1 and len(markers[0].x) == 1000
+    assert markers[0].marker.colorbar.title.text.endswith("code")
+    lines = [tr for tr in fig.data if tr.mode == "lines"]
+    assert 1 <= len(lines) <= 10
+    assert sum(np.isfinite(np.asarray(tr.y, float)).sum() for tr in lines) == 20_000
+    assert fig.layout.xaxis.type == "log"
+
+
+def test_loss_curves_empty_table_says_so():
+    fig = plot_loss_curves(runs_table(2, DOMS).iloc[0:0], "mean_loss", "web")
+    assert fig.layout.annotations and "no runs" in fig.layout.annotations[0].text
+
+
+def test_parallel_coordinates_has_a_dimension_per_domain_and_objective():
+    runs = runs_table(40, DOMS)
+    fig = plot_parallel_coordinates(runs, DOMS, "loss_web")
+    labels = [d.label for d in fig.data[0].dimensions]
+    assert labels[:3] == DOMS and labels[-1] == "loss_web"
+    assert len(fig.data[0].dimensions[0].values) == 40
+
+
+def test_simplex_and_slice_grids_are_mixtures():
+    g = simplex_grid(DOMS, 10)
+    assert len(g) == 66
+    np.testing.assert_allclose(g.sum(axis=1), 1.0)
+    doms = DOMS + ["wiki", "arxiv"]
+    s = slice_grid(doms, "web", "code", {"books": 0.5, "wiki": 0.25, "arxiv": 0.25}, 11)
+    np.testing.assert_allclose(s[[f"w_{d}" for d in doms]].sum(axis=1), 1.0)
+    rest = s[(s["x"] + s["y"]) < 0.99]
+    np.testing.assert_allclose(rest["w_books"] / rest["w_wiki"], 2.0)
+
+
+def test_ternary_marks_observed_runs_and_the_optimum():
+    model = Quadratic(DOMS)
+    grid = predict_grid(model, simplex_grid(DOMS, 20), 10**8, steps=1000)
+    opt = model.optimum(10**8)
+    obs = with_objective(final_checkpoints(runs_table(10, DOMS)), "mean_loss")
+    fig = plot_ternary(grid, DOMS, value="pred_mean", objective="mean_loss", observed=obs, optimum=opt.weights)
+    names = [t.name for t in fig.data]
+    assert names[1:] == ["observed runs", "predicted optimum"]
+    assert fig.data[0].marker.color is not None and len(fig.data[0].a) == len(grid)
+    assert fig.layout.ternary.aaxis.title.text == "web"
+    # the best grid point is next to the optimum
+    best = grid.loc[grid["pred_mean"].idxmin()]
+    assert abs(best["w_web"] - opt.weights["web"]) < 0.06
+    assert plot_ternary(grid, DOMS, value="pred_std").data[0].marker.colorbar.title.text == "std"
+
+
+def test_slice_heatmap_masks_outside_the_simplex():
+    doms = DOMS + ["wiki"]
+    model = Quadratic(doms)
+    opt = model.optimum(10**8)
+    grid = predict_grid(model, slice_grid(doms, "web", "code", opt.weights, 21), 10**8)
+    fig = plot_slice(grid, "web", "code", observed=None, optimum=opt.weights)
+    z = np.asarray(fig.data[0].z, float)
+    assert z.shape == (21, 21)
+    assert np.isnan(z[-1, -1]) and np.isfinite(z[0, 0])
+    assert fig.data[-1].name == "predicted optimum"
+
+
+def test_observed_at_picks_nearest_checkpoint():
+    runs = with_objective(runs_table(9, DOMS), "mean_loss")
+    obs = observed_at(runs, 20_000_000, steps=1000)
+    assert obs["run_id"].is_unique and len(obs) == runs[runs["model_params"] == 20_000_000]["run_id"].nunique()
+    assert set(obs["steps"]) == {int(runs["steps"].iloc[(runs["steps"] - 1000).abs().argmin()])}
+
+
+def test_scaling_table_finds_where_the_small_optimum_stops_being_optimal():
+    models = {"gp": Quadratic(DOMS), "autoscale": Quadratic(DOMS)}
+    scales = [ScalePoint(10**7, 1000), ScalePoint(10**8, 1000), ScalePoint(10**9, 1000)]
+    table, errors = scaling_table(models, scales, DOMS)
+    assert not errors and len(table) == 6
+    gp = table[table["model"] == "gp"]
+    assert gp["regret"].iloc[0] == pytest.approx(0.0)
+    assert not gp["shifted"].iloc[0] and gp["shifted"].iloc[-1]
+    fig = plot_scaling(table, DOMS, objective="mean_loss")
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 6  # 3 domains x 2 models
+    assert any("no longer optimal" in a.text for a in fig.layout.annotations)
+    assert fig.layout.barmode == "stack"
+
+
+def test_scaling_table_reports_a_failing_model_and_keeps_the_others():
+    class Broken(Quadratic):
+        def optimum(self, *a, **k):
+            raise ValueError("cannot extrapolate")
+
+    table, errors = scaling_table({"ok": Quadratic(DOMS), "broken": Broken(DOMS)}, [ScalePoint(10**7, 100)], DOMS)
+    assert list(table["model"]) == ["ok"] and "cannot extrapolate" in errors["broken"]
+
+
+def test_trajectory_per_strategy_and_speedup():
+    rows = []
+    for s, costs, vals in (("random", [1, 2, 3, 4], [3.0, 2.8, 2.7, 2.6]), ("mfms-bo", [1, 2], [2.9, 2.55])):
+        for c, v in zip(costs, vals):
+            rows.append({"strategy": s, "cumulative_cost": c, "incumbent_pred": v, "trial_id": len(rows) + 1})
+    df = pd.DataFrame(rows)
+    fig = plot_trajectory(df, objective="mean_loss", budget=5)
+    assert [t.name for t in fig.data] == ["random: predicted at target", "mfms-bo: predicted at target"]
+    assert fig.data[0].line.shape == "hv"
+    sp = speedups(df).set_index("strategy")
+    assert sp.loc["random", "speedup"] == pytest.approx(1.0)
+    assert sp.loc["mfms-bo", "speedup"] == pytest.approx(2.0)
+    assert "no finished trial" in plot_trajectory(pd.DataFrame()).layout.annotations[0].text
