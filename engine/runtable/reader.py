@@ -38,6 +38,9 @@ from engine.runtable import schema as rt
 
 DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 MISSING_TOKENS = frozenset({"", "nan", "-nan", "na", "n/a", "null", "none", "#n/a"})
+_NA_SPELLINGS = sorted({v for t in MISSING_TOKENS for v in (t, t.upper(), t.capitalize())} | {"NaN", "-NaN"})
+#: pandas < 3 parses floats exactly only when asked (pandas 3 always does, and deprecates the option).
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 #: Deviations of sum(w) from 1 smaller than this are float noise: renormalised but not counted.
 _NOISE = 1e-9
 _FORMAT_HELP = ("a run table has columns run_id, model_params, tokens and/or steps, w_<domain>..., "
@@ -102,9 +105,13 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
     if not any(header):
         raise ValidationError("the file has no header row.", file=name, fix=_FORMAT_HELP)
     _check_repeated(header, name)
+    # Numbers are parsed by the C reader (exact in pandas 3); a column holding a bad cell stays
+    # text and is reported cell by cell in _validate. Ids stay text ('007' is not 7).
+    ids = {c for c in header if c in ("run_id", "index")}
+    na = {c: _NA_SPELLINGS for c in header if c not in ids}
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True,
-                         encoding="utf-8-sig")
+        df = pd.read_csv(path, dtype={c: str for c in ids}, keep_default_na=False, na_values=na,
+                         skipinitialspace=True, encoding="utf-8-sig", **_EXACT_FLOATS)
     except pd.errors.ParserError as exc:
         raise ValidationError(f"not a well-formed CSV ({exc}).", file=name,
                               fix="every row needs as many cells as the header.") from exc

@@ -1,0 +1,111 @@
+"""`mixplan study create|list|show` with a TOML config, and config errors that name the key and the fix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.errors import ConfigError, NotFoundError
+
+runner = CliRunner()
+
+
+def cli(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_create_list_show(tmp_db: Path, data_dir: Path) -> None:
+    r = cli("study", "create", "--config", data_dir / "study_small.toml", "--db", tmp_db)
+    assert r.exit_code == 0, r.output
+    assert "created study small" in r.output
+    r = cli("import", data_dir / "runs_checkpoints.csv", "--study", "small", "--db", tmp_db)
+    assert r.exit_code == 0, r.output
+    r = cli("study", "list", "--json", "--db", tmp_db)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output) == [{"name": "small", "domains": ["web", "code", "books"], "runs": 3,
+                                     "checkpoints": 9, "runner": "builtin"}]
+    r = cli("study", "show", "small", "--json", "--db", tmp_db)
+    shown = json.loads(r.output)
+    assert shown["config"]["objective"] == "loss_code"
+    assert shown["config"]["bounds"] == {"default": [0.0, 0.8], "web": [0.1, 0.7]}
+    assert shown["trials"] == {"done": 3}
+    assert shown["domains"]["eval"] == ["web", "code", "books"] and shown["domains"]["metric"] == ["acc"]
+    r = cli("study", "show", "small", "--db", tmp_db)
+    assert r.exit_code == 0 and "loss_code" in r.output and "import" in r.output
+    r = cli("study", "list", "--db", tmp_db)
+    assert "small" in r.output
+    r = cli("study", "create", "--config", data_dir / "study_small.toml", "--db", tmp_db)
+    assert r.exit_code != 0 and "already exists" in str(r.exception)
+    r = cli("study", "show", "nope", "--db", tmp_db)
+    assert isinstance(r.exception, NotFoundError) and "small" in str(r.exception)
+
+
+def test_import_with_config(tmp_db: Path, data_dir: Path, tmp_path: Path) -> None:
+    r = cli("import", data_dir / "runs_checkpoints.csv", "--study", "other", "--config",
+            data_dir / "study_small.toml", "--db", tmp_db)
+    assert r.exit_code != 0 and "--study is 'other'" in str(r.exception)
+    assert not tmp_db.exists()
+    r = cli("import", data_dir / "runs_checkpoints.csv", "--study", "small", "--config",
+            data_dir / "study_small.toml", "--db", tmp_db, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["created_study"] is True
+    r = cli("study", "show", "small", "--json", "--db", tmp_db)
+    assert json.loads(r.output)["config"]["tokens_per_step"] == 655
+
+
+def test_missing_db_is_explained(tmp_db: Path) -> None:
+    r = cli("study", "list", "--db", tmp_db)
+    assert isinstance(r.exception, NotFoundError) and "no database" in str(r.exception)
+    assert not tmp_db.exists()
+
+
+BASE = 'name = "s"\ndomains = ["web", "code"]\n'
+CONFIG_ERRORS = [
+    ("unknown-key", BASE + "objectve = 'mean_loss'\n", ["key 'objectve'", "unknown key", "did you mean 'objective'"]),
+    ("unknown-scale-key", BASE + "[[scales]]\nmodel_params = 1000\nstep = [1]\n",
+     ["scales[0].step", "did you mean 'steps'"]),
+    ("bad-bounds", BASE + "[bounds]\nweb = [0.6, 0.4]\n", ["bounds.web", "0 <= low <= high <= 1"]),
+    ("infeasible-bounds", BASE + "[bounds]\nweb = [0.6, 1.0]\ncode = [0.6, 1.0]\n",
+     ["no mixture fits", "lower bounds sum to 1.2"]),
+    ("bounds-unknown-domain", BASE + "[bounds]\nbook = [0.0, 0.5]\n", ["bounds.book", "unknown key"]),
+    ("one-domain", 'name = "s"\ndomains = ["web"]\n', ["key 'domains'", "at least two"]),
+    ("bad-name", 'name = "has space"\ndomains = ["a", "b"]\n', ["key 'name'"]),
+    ("bad-objective", BASE + 'objective = "accuracy"\n', ["key 'objective'", "mean_loss"]),
+    ("bad-runner", BASE + '[runner]\nkind = "shell"\n', ["runner.kind", "builtin, command"]),
+    ("command-no-argv", BASE + '[runner]\nkind = "command"\n', ["runner.argv", "needs an argv"]),
+    ("bad-placeholder", BASE + '[runner]\nkind = "command"\nargv = ["train", "{weights}"]\n',
+     ["unknown placeholder", "weights_json"]),
+    ("negative-params", BASE + "[[scales]]\nmodel_params = -5\nsteps = [10]\n", ["scales[0].model_params", "positive integer"]),
+    ("not-toml", "name = \n", ["not valid TOML"]),
+]
+
+
+@pytest.mark.parametrize("case", CONFIG_ERRORS, ids=[c[0] for c in CONFIG_ERRORS])
+def test_config_errors(case, tmp_path: Path, tmp_db: Path) -> None:
+    name, text, pieces = case
+    p = tmp_path / "study.toml"
+    p.write_text(text)
+    r = cli("study", "create", "--config", p, "--db", tmp_db)
+    assert r.exit_code != 0
+    assert isinstance(r.exception, ConfigError), r.output
+    msg = str(r.exception)
+    assert str(p) in msg
+    for piece in pieces:
+        assert piece in msg, f"{piece!r} not in {msg!r}"
+    assert not tmp_db.exists() or json.loads(cli("study", "list", "--json", "--db", tmp_db).output) == []
+
+
+def test_module_entry_point_prints_message_not_traceback(tmp_path: Path) -> None:
+    p = tmp_path / "study.toml"
+    p.write_text(BASE + "objectve = 1\n")
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "study", "create", "--config", str(p),
+                        "--db", str(tmp_path / "x.duckdb")], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "did you mean 'objective'" in r.stderr and "Traceback" not in r.stderr
