@@ -1,0 +1,54 @@
+"""Loss models: fit a run table, predict mean/std at (mixture, size, length), find the optimum.
+
+    from engine.models import get_model
+    model = get_model("mfms-gp").fit(runs, "loss_stackexchange")
+    mean, std = model.predict(query)
+    best = model.optimum(1_000_000_000, steps=19_500)
+
+Names (``MODELS``): ``mfms-gp``, ``mfms-gp-exact``, ``autoscale``, ``mixing-law``, ``regmix``,
+``uniform``, ``natural``. See :mod:`engine.models.base` for the interface.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Two-thread OpenMP spins and collapses 10-17x when the other core is busy (FACTS.md); only
+# effective where torch is not imported yet. Set it in the environment to be sure.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from engine.errors import NotFoundError  # noqa: E402
+from engine.models.base import LossModel, Optimum  # noqa: E402
+
+_MODELS: dict[str, tuple[str, str]] = {
+    "mfms-gp": ("engine.models.mfms_gp", "MFMSGP"),
+    "mfms-gp-exact": ("engine.models.mfms_gp", "MFMSGPExact"),
+    "autoscale": ("engine.models.autoscale", "AutoScale"),
+    "mixing-law": ("engine.models.mixing_law", "MixingLaw"),
+    "regmix": ("engine.models.regmix", "RegMix"),
+    "uniform": ("engine.models.fixed", "Uniform"),
+    "natural": ("engine.models.fixed", "Natural"),
+}
+#: model names accepted by :func:`get_model`
+MODELS: tuple[str, ...] = tuple(_MODELS)
+
+
+def model_class(name: str) -> type[LossModel]:
+    """The class registered under ``name``."""
+    import difflib
+    import importlib
+
+    if name not in _MODELS:
+        close = difflib.get_close_matches(name, MODELS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise NotFoundError(f"unknown model '{name}'.{hint} Models: {', '.join(MODELS)}.")
+    mod, cls = _MODELS[name]
+    return getattr(importlib.import_module(mod), cls)
+
+
+def get_model(name: str, **kwargs) -> LossModel:
+    """A new, unfitted model by registry name; ``kwargs`` go to its constructor."""
+    return model_class(name)(**kwargs)
+
+
+__all__ = ["LossModel", "Optimum", "MODELS", "get_model", "model_class"]
