@@ -1,19 +1,137 @@
-"""`mixplan predict` and `mixplan optimum`: what the loss models say."""
+"""`mixplan predict` and `mixplan optimum`: what the loss models say about a study.
+
+    mixplan predict --study S --model mfms-gp --query Q.csv --out PRED.csv [--objective OBJ]
+    mixplan optimum --study S --model mfms-gp --model-params 1e9 (--steps N | --tokens T) [--json]
+
+Both fit the model on the study's checkpoints (rows without the objective are left out) with
+the study's objective, domains and tokens_per_step unless ``--objective`` overrides it.
+``predict_cmd`` / ``optimum_cmd`` / ``fit_study_model`` are plain functions so the app and the
+strategies can call them without the CLI.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from engine.errors import NotAvailableError
+from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json
+from engine.errors import ValidationError
+
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="mfms-gp, mfms-gp-exact, autoscale, mixing-law, "
+                                                                 "regmix, uniform or natural.")]
+ObjectiveOption = Annotated[str | None, typer.Option("--objective", help="loss_<domain>, mean_loss or "
+                                                                          "metric_<name> (default: the study's).")]
+
+
+def _read_table(path: Path):
+    import pandas as pd
+
+    if not Path(path).exists():
+        raise ValidationError("file not found.", file=str(path), fix="check the --query path.")
+    if str(path).endswith((".parquet", ".pq")):
+        return pd.read_parquet(path)
+    return pd.read_csv(path)
+
+
+def fit_study_model(runs, config, model: str, objective: str | None = None, **model_kwargs):
+    """Fit registry model ``model`` on a run table with a study's settings; returns the model."""
+    import numpy as np
+
+    from engine.models import get_model
+    from engine.models.base import check_objective
+    from engine.runtable.schema import objective_values
+
+    objective = objective or config.objective
+    if len(runs) == 0:
+        raise ValidationError(f"study '{config.name}' has no checkpoints yet.",
+                              fix="import runs (`mixplan import`) or run trials first.")
+    check_objective(runs, objective)
+    y = objective_values(runs, objective).to_numpy(dtype=float)
+    runs = runs.loc[np.isfinite(y)].reset_index(drop=True)
+    if len(runs) == 0:
+        raise ValidationError(f"no checkpoint of study '{config.name}' has a value for '{objective}'.")
+    kwargs = dict(model_kwargs)
+    if model == "natural" and "domain_sizes" not in kwargs:
+        sizes = (config.runner.options or {}).get("domain_sizes") if config.runner else None
+        if sizes:
+            kwargs["domain_sizes"] = sizes
+    domains = [d for d in config.domains if f"w_{d}" in runs.columns] or None
+    return get_model(model, **kwargs).fit(runs, objective, domains=domains,
+                                          tokens_per_step=config.tokens_per_step)
+
+
+def predict_cmd(db: str, study: str, model: str, query: Path, out: Path, objective: str | None = None):
+    """Fit ``model`` on the study and write ``query``'s rows plus ``pred_mean``, ``pred_std``."""
+    from engine.store import Store
+
+    store = Store(db, create=False)
+    fitted = fit_study_model(store.runs_frame(study), store.get_config(study), model, objective)
+    q = _read_table(query)
+    mean, std = fitted.predict(q)
+    res = q.copy()
+    res["pred_mean"], res["pred_std"] = mean, std
+    out = Path(out)
+    if str(out).endswith((".parquet", ".pq")):
+        res.to_parquet(out, index=False)
+    else:
+        res.to_csv(out, index=False)
+    return res
+
+
+def optimum_cmd(db: str, study: str, model: str, model_params: int, *, steps: int | None = None,
+                tokens: float | None = None, objective: str | None = None):
+    """Fit ``model`` on the study and return its :class:`engine.models.base.Optimum` at the scale,
+    within the study's weight bounds and in the study's direction."""
+    from engine.store import Store
+
+    if steps is None and tokens is None:
+        raise ValidationError("give --steps or --tokens.", fix="e.g. --steps 19500.")
+    store = Store(db, create=False)
+    config = store.get_config(study)
+    fitted = fit_study_model(store.runs_frame(study), config, model, objective)
+    obj = objective or config.objective
+    direction = config.direction if obj == config.objective else None
+    bounds = [config.bound(d) for d in fitted.domains_]
+    return fitted.optimum(int(model_params), steps=steps, tokens=tokens, bounds=bounds, direction=direction)
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("predict", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def predict() -> None:
-        """Predict loss (mean, std) for query rows (lands with the loss-models issue)."""
-        raise NotAvailableError("`mixplan predict` is not available yet (loss-models issue #3).")
+    @app.command("predict")
+    def predict(
+        study: StudyOption,
+        model: ModelOption,
+        query: Annotated[Path, typer.Option("--query", help="CSV/Parquet rows: w_*, model_params, steps or tokens.")],
+        out: Annotated[Path, typer.Option("--out", help="Where to write the rows with pred_mean and pred_std.")],
+        objective: ObjectiveOption = None,
+        db: DbOption = DEFAULT_DB,
+    ) -> None:
+        """Predict the objective (mean, std) at each query row with a model fitted on the study."""
+        res = predict_cmd(str(db), study, model, query, out, objective)
+        console.print(f"wrote {len(res)} prediction(s) to {out}")
 
-    @app.command("optimum", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def optimum() -> None:
-        """The predicted best mixture at a scale (lands with the loss-models issue)."""
-        raise NotAvailableError("`mixplan optimum` is not available yet (loss-models issue #3).")
+    @app.command("optimum")
+    def optimum(
+        study: StudyOption,
+        model: ModelOption,
+        model_params: Annotated[float, typer.Option("--model-params", help="Model size in parameters (1e9 ok).")],
+        steps: Annotated[int | None, typer.Option("--steps", help="Training steps at the target.")] = None,
+        tokens: Annotated[float | None, typer.Option("--tokens", help="Training tokens at the target.")] = None,
+        objective: ObjectiveOption = None,
+        db: DbOption = DEFAULT_DB,
+        as_json: JsonFlag = False,
+    ) -> None:
+        """The mixture with the best predicted objective at a scale (within the study's bounds)."""
+        opt = optimum_cmd(str(db), study, model, int(model_params), steps=steps, tokens=tokens, objective=objective)
+        if as_json:
+            print_json(opt.to_json())
+            return
+        from rich.table import Table
+
+        table = Table("domain", "weight", title=f"{model} optimum at {int(model_params):,} params, "
+                      + (f"{steps:,} steps" if steps is not None else f"{tokens:,.0f} tokens"))
+        for d, w in opt.weights.items():
+            table.add_row(d, f"{w:.4f}")
+        console.print(table)
+        console.print(f"predicted {objective or 'objective'}: {opt.pred_mean:.4f} +- {opt.pred_std:.4f}")
