@@ -23,10 +23,11 @@ What the runner does around the program:
 - **Retries.** ``retries`` more attempts after a failure (non-zero exit, timeout, malformed
   result), waiting ``retry_backoff_s * 2**i`` (default 5 s) before the ``i``-th retry.
 - **Cancellation.** Setting the ``cancel`` event stops the program the same way as a timeout.
-- **Partial results.** While the program runs, a ``result.json`` it rewrites (ideally
-  atomically: write a temporary file, then rename) is read every ``poll_s`` and checkpoints
-  not seen before are handed to ``on_checkpoint``, so a long run's early checkpoints are
-  kept even if it later dies. The final file is then parsed strictly.
+- **Partial results.** While the program runs, a ``progress.json`` or ``result.json`` it
+  rewrites (same shape; ideally atomically: write a temporary file, then rename) is read
+  every ``poll_s`` and checkpoints not seen before are handed to ``on_checkpoint``, so a long
+  run's early checkpoints are kept even if it later dies. The final result.json is then
+  parsed strictly.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from engine.runners.base import Runner, RunFailed
 
 PLACEHOLDERS = ("run_id", "weights_json", "model_params", "tokens", "steps", "out_dir", "seed")
 RESULT_FILE = "result.json"
+#: files a running program may rewrite with the checkpoints it has so far (streamed to mixplan)
+PARTIAL_FILES = ("progress.json", RESULT_FILE)
 LOG_FILE = "run.log"
 WEIGHTS_FILE = "weights.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
@@ -318,7 +321,8 @@ class CommandRunner(Runner):
                  seen: set[tuple[int | None, float | None]]) -> RunResult:
         result_path = out_dir / RESULT_FILE
         log_path = out_dir / LOG_FILE
-        result_path.unlink(missing_ok=True)  # never read a previous attempt's result
+        for name in PARTIAL_FILES:  # never read a previous attempt's results
+            (out_dir / name).unlink(missing_ok=True)
         env = dict(os.environ)
         env.update(self.env)
         env.update({"MIXPLAN_RUN_ID": trial.run_id, "MIXPLAN_OUT_DIR": str(out_dir),
@@ -345,7 +349,7 @@ class CommandRunner(Runner):
                 except subprocess.TimeoutExpired:
                     pass
                 if on_checkpoint is not None:
-                    last_mtime = self._stream(result_path, last_mtime, on_checkpoint, seen)
+                    last_mtime = self._stream(out_dir, last_mtime, on_checkpoint, seen)
                 if cancel.is_set():
                     stopped = "cancelled"
                 elif time.monotonic() - t0 > self.timeout_s:
@@ -359,7 +363,7 @@ class CommandRunner(Runner):
             if proc.poll() is None:  # interrupted (e.g. KeyboardInterrupt): never leave it behind
                 self._kill(proc)
         if on_checkpoint is not None:  # what it measured before it ended is kept, whatever the end
-            self._stream(result_path, last_mtime, on_checkpoint, seen)
+            self._stream(out_dir, last_mtime, on_checkpoint, seen)
         # the group may still hold children of the program (a trainer's data workers)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -400,27 +404,32 @@ class CommandRunner(Runner):
         return proc.wait()
 
     @staticmethod
-    def _stream(path: Path, last_mtime: float | None, on_checkpoint: Callable[[Checkpoint], None],
-                seen: set[tuple[int | None, float | None]]) -> float | None:
-        """Hand new checkpoints of a partial result.json to ``on_checkpoint`` (lenient: a file
-        caught mid-write or still malformed is skipped; the final read is strict)."""
-        try:
-            mtime = path.stat().st_mtime_ns
-        except OSError:
-            return last_mtime
-        if mtime == last_mtime:
-            return last_mtime
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-            cks = obj.get("checkpoints", []) if isinstance(obj, dict) else []
-        except (OSError, ValueError):
-            return last_mtime
-        for i, c in enumerate(cks if isinstance(cks, list) else []):
+    def _stream(out_dir: Path, last: tuple | None, on_checkpoint: Callable[[Checkpoint], None],
+                seen: set[tuple[int | None, float | None]]) -> tuple | None:
+        """Hand new checkpoints of a partial ``result.json`` or ``progress.json`` to
+        ``on_checkpoint`` (lenient: a file caught mid-write or still malformed is skipped;
+        the final read of result.json is strict)."""
+        stamps = []
+        for name in PARTIAL_FILES:
             try:
-                ck = parse_checkpoint(c, f"checkpoints[{i}]")
-            except ValueError:
+                stamps.append((out_dir / name).stat().st_mtime_ns)
+            except OSError:
+                stamps.append(None)
+        stamp = tuple(stamps)
+        if stamp == last:
+            return last
+        for name in PARTIAL_FILES:
+            try:
+                obj = json.loads((out_dir / name).read_text(encoding="utf-8"))
+                cks = obj.get("checkpoints", []) if isinstance(obj, dict) else []
+            except (OSError, ValueError):
                 continue
-            if (ck.steps, ck.tokens) not in seen:
-                seen.add((ck.steps, ck.tokens))
-                on_checkpoint(ck)
-        return mtime
+            for i, c in enumerate(cks if isinstance(cks, list) else []):
+                try:
+                    ck = parse_checkpoint(c, f"checkpoints[{i}]")
+                except ValueError:
+                    continue
+                if (ck.steps, ck.tokens) not in seen:
+                    seen.add((ck.steps, ck.tokens))
+                    on_checkpoint(ck)
+        return stamp
