@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +25,10 @@ from engine.errors import MixplanError, NotAvailableError
 from engine.store import Store
 
 log = logging.getLogger("mixplan.app")
+#: How long a page waits for a model fit before drawing the rest and finishing it in the
+#: background (env MIXPLAN_APP_FIT_WAIT; the AppTests set it high to run synchronously).
+FIT_WAIT_S = float(os.environ.get("MIXPLAN_APP_FIT_WAIT", "1.5"))
+MAX_JOBS = 32
 DB_ENV = "MIXPLAN_DB"
 STUDY_KEY = "study"
 PENDING_STUDY_KEY = "_pending_study"
@@ -208,3 +215,58 @@ def flash(message: str, kind: str = "success") -> None:
 def show_flash() -> None:
     for kind, message in st.session_state.pop("_flash", []):
         getattr(st, kind)(message)
+
+
+# ---- slow work in the background -----------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def _pool() -> ThreadPoolExecutor:
+    """One worker: model fits queue rather than fight for the two cores."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixplan-fit")
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs() -> dict:
+    return {}
+
+
+def background(key: tuple, label: str, fn, *args):
+    """Run ``fn(*args)`` (a model fit, an optimum search) off the script thread, once per ``key``.
+
+    Returns its result when it is ready within ``FIT_WAIT_S``; else draws a notice with the
+    elapsed time, polls (st.fragment with run_every) and reruns the page when the result is in,
+    and returns None so the page draws everything that does not need it. An error raised by
+    ``fn`` is raised here (and shown by :func:`guard`); the next view tries again."""
+    jobs = _jobs()
+    wait = float(os.environ.get("MIXPLAN_APP_FIT_WAIT", FIT_WAIT_S))
+    if key not in jobs:
+        while len(jobs) >= MAX_JOBS:
+            old = next((k for k, j in jobs.items() if j[0].done()), None)
+            if old is None:
+                break
+            jobs.pop(old)
+        jobs[key] = (_pool().submit(fn, *args), time.time(), label)
+    fut, t0, _ = jobs[key]
+    try:
+        return fut.result(timeout=wait)
+    except FutureTimeout:
+        pass
+    except BaseException:
+        jobs.pop(key, None)
+        raise
+    _waiting(key, label, t0)
+    return None
+
+
+def _waiting(key: tuple, label: str, t0: float) -> None:
+    ahead = sum(1 for k, j in _jobs().items() if not j[0].done() and j[1] < t0)
+
+    @st.fragment(run_every=1.5)
+    def poll() -> None:
+        job = _jobs().get(key)
+        if job is None or job[0].done():
+            st.rerun(scope="app")
+        st.info(f":material/hourglass_top: {label} (running for {time.time() - t0:.0f} s"
+                + (f", {ahead} fit(s) ahead of it" if ahead else "") + "). The page fills in by itself when it "
+                "is done; the result is cached until new results arrive.")
+
+    poll()

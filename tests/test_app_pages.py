@@ -35,6 +35,7 @@ def db(tmp_path_factory):
 @pytest.fixture
 def env_db(db, monkeypatch):
     monkeypatch.setenv("MIXPLAN_DB", str(db))
+    monkeypatch.setenv("MIXPLAN_APP_FIT_WAIT", "600")  # AppTest cannot tick run_every: fit synchronously
     return db
 
 
@@ -235,6 +236,7 @@ def test_errors_are_messages_not_tracebacks(tmp_path, monkeypatch):
     bad = tmp_path / "not-a-db.duckdb"
     bad.write_text("this is not a database")
     monkeypatch.setenv("MIXPLAN_DB", str(bad))
+    monkeypatch.setenv("MIXPLAN_APP_FIT_WAIT", "600")
     for name in PAGES:
         at = page(name)
         assert not at.exception, (name, [e.value for e in at.exception])
@@ -249,3 +251,20 @@ def test_empty_database_says_what_to_do(tmp_path, monkeypatch):
     at = page("views/landscape.py")
     ok(at)
     assert any("no study yet" in i.value for i in at.info)
+
+
+def test_slow_fit_draws_the_page_and_finishes_in_the_background(env_db, monkeypatch):
+    from engine.export import available_models
+
+    if "mfms-gp" not in available_models():
+        pytest.skip("loss models not installed")
+    monkeypatch.setenv("MIXPLAN_APP_FIT_WAIT", "0.01")
+    at = page("views/landscape.py", study="five", land_model="mfms-gp", land_res=20)
+    ok(at)
+    waiting = [i.value for i in at.info if "running for" in i.value]
+    assert waiting and "fills in by itself" in waiting[0]
+    assert not any(m.label == "Predicted optimum" for m in at.metric)
+    monkeypatch.setenv("MIXPLAN_APP_FIT_WAIT", "600")  # the same job, now waited for
+    at.run()
+    ok(at)
+    assert any(m.label == "Predicted optimum" for m in at.metric)

@@ -36,6 +36,12 @@ def mixture_bar(weights: dict[str, float]) -> go.Figure:
     return fig
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _recommend(path, study, version, model, objective, mp, steps, tokens):
+    return (common._fitted(path, study, version, model, objective),
+            common._optimum(path, study, version, model, objective, mp, steps, tokens))
+
+
 def body() -> None:
     name = common.require_study()
     cfg = common.store().get_config(name)
@@ -53,13 +59,18 @@ def body() -> None:
     ex = None
     if src == "recommendation":
         model = st.selectbox("Loss model", models, key="export_model")
-        fitted = common.fitted(name, model, cfg.objective)
         t = cfg.target
         if t is None:
             st.warning("This study has no [target]; add one to its config to get a recommendation.")
             return
         tokens = t.tokens if t.tokens is not None else cfg.tokens_for(t.steps)
-        opt = common.optimum(name, model, cfg.objective, t.model_params, t.steps, tokens)
+        args = (common.db_path(), name, common.version(name), model, cfg.objective)
+        out = common.background(("export",) + args + (t.model_params, t.steps, tokens),
+                                f"Fitting {model} and searching its optimum at the target", _recommend, *args,
+                                t.model_params, t.steps, tokens)
+        if out is None:
+            return
+        fitted, opt = out
         ex = from_optimum(common.store(), name, model, fitted=fitted, optimum=opt,
                           runs=runs[["run_id"]] if len(runs) else runs)
     else:

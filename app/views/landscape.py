@@ -35,6 +35,48 @@ def scale_choices(cfg, runs):
     return {k: sorted(v) for k, v in sorted(sizes.items())}
 
 
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _landscape(path, study, version, model, objective, mp, steps, tokens, res, xy):
+    """(fitted model, optimum, predicted grid) at one scale; cached per data_version."""
+    fitted = common._fitted(path, study, version, model, objective)
+    opt = common._optimum(path, study, version, model, objective, int(mp), steps, tokens)
+    domains = list(fitted.domains_)
+    if xy[0] is None:
+        grid = predict_grid(fitted, simplex_grid(domains, res), mp, steps=steps, tokens=tokens)
+    else:
+        grid = predict_grid(fitted, slice_grid(domains, xy[0], xy[1], opt.weights, res + 1), mp,
+                            steps=steps, tokens=tokens)
+    return fitted, opt, grid
+
+
+def draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs) -> None:
+    fitted, opt, grid = out
+    label = scale_label(mp, steps, tokens)
+    m = st.columns(4)
+    m[0].metric("Predicted optimum", f"{opt.pred_mean:.4f}", f"± {opt.pred_std:.3g} (1 std)", delta_color="off")
+    best = (obs["objective"].min() if direction == "minimize" else obs["objective"].max()) if len(obs) else None
+    m[1].metric("Best observed here", "-" if best is None else f"{best:.4f}",
+                f"{len(obs)} runs at this size" if len(obs) else "no run at this size", delta_color="off")
+    m[2].metric("Fitted on", f"{getattr(fitted, 'n_runs_', runs['trial_id'].nunique()):,} runs",
+                f"{fitted.fit_seconds_:.1f} s fit" if hasattr(fitted, "fit_seconds_") else None, delta_color="off")
+    m[3].markdown("**Optimum mixture**  \n" + "  \n".join(f"{d}: {w:.3f}" for d, w in opt.weights.items()))
+    titles = {v: f"{'Predicted' if v == 'pred_mean' else 'Std of predicted'} {objective} at {label} ({model})"
+              for v in ("pred_mean", "pred_std")}
+    if len(domains) == 3:
+        figs = [plot_ternary(grid, domains, value=v, objective=objective, observed=obs, optimum=opt.weights,
+                             direction=direction, title=titles[v]) for v in ("pred_mean", "pred_std")]
+    else:
+        x_dom, y_dom = st.session_state["land_x"], st.session_state["land_y"]
+        rest = [d for d in domains if d not in (x_dom, y_dom)]
+        note = (f"{', '.join(rest)} share the rest in the optimum's ratio "
+                + ":".join(f"{opt.weights[d]:.2f}" for d in rest) + "; runs drawn at their own weights")
+        figs = [plot_slice(grid, x_dom, y_dom, value=v, objective=objective, observed=obs, optimum=opt.weights,
+                           direction=direction, rest_note=note, title=titles[v]) for v in ("pred_mean", "pred_std")]
+    left, right = st.columns(2)
+    left.plotly_chart(figs[0], key="land_mean")
+    right.plotly_chart(figs[1], key="land_std")
+
+
 def body() -> None:
     name = common.require_study()
     cfg = common.store().get_config(name)
@@ -65,6 +107,7 @@ def body() -> None:
     direction = cfg.direction if objective == cfg.objective else (
         "maximize" if objective.startswith("metric_") else "minimize")
     obs = observed_at(with_objective(runs, objective), mp, steps=steps, tokens=tokens)
+    x_dom = y_dom = None
     if len(domains) > 3:
         s = st.columns([1, 1, 3])
         x_dom = s[0].selectbox("Horizontal: weight of", domains, index=0, key="land_x")
@@ -72,38 +115,13 @@ def body() -> None:
     if not models:
         st.info(common.models_missing_note())
     else:
-        fitted = common.fitted(name, model, objective)
-        opt = common.optimum(name, model, objective, mp, steps, tokens)
-        label = scale_label(mp, steps, tokens)
-        m = st.columns(4)
-        m[0].metric("Predicted optimum", f"{opt.pred_mean:.4f}", f"± {opt.pred_std:.3g} (1 std)", delta_color="off")
-        m[1].metric("Best observed here", f"{obs['objective'].min() if direction == 'minimize' else obs['objective'].max():.4f}"
-                    if len(obs) else "-", f"{len(obs)} runs at this size" if len(obs) else "no run at this size",
-                    delta_color="off")
-        m[2].metric("Fitted on", f"{getattr(fitted, 'n_runs_', runs['trial_id'].nunique()):,} runs",
-                    f"{getattr(fitted, 'fit_seconds_', 0):.1f} s fit" if hasattr(fitted, "fit_seconds_") else None,
-                    delta_color="off")
-        m[3].markdown("**Optimum mixture**  \n" + "  \n".join(f"{d}: {w:.3f}" for d, w in opt.weights.items()))
-        with st.spinner("Predicting over the mixture grid..."):
-            if len(domains) == 3:
-                grid = predict_grid(fitted, simplex_grid(domains, res), mp, steps=steps, tokens=tokens)
-                figs = [plot_ternary(grid, domains, value=v, objective=objective, observed=obs, optimum=opt.weights,
-                                     direction=direction,
-                                     title=f"{'Predicted' if v == 'pred_mean' else 'Std of predicted'} {objective} "
-                                           f"at {label} ({model})") for v in ("pred_mean", "pred_std")]
-            else:
-                grid = predict_grid(fitted, slice_grid(domains, x_dom, y_dom, opt.weights, res + 1), mp,
-                                    steps=steps, tokens=tokens)
-                rest = [d for d in domains if d not in (x_dom, y_dom)]
-                note = (f"{', '.join(rest)} share the rest in the optimum's ratio "
-                        + ":".join(f"{opt.weights[d]:.2f}" for d in rest) + "; runs drawn at their own weights")
-                figs = [plot_slice(grid, x_dom, y_dom, value=v, objective=objective, observed=obs,
-                                   optimum=opt.weights, direction=direction, rest_note=note,
-                                   title=f"{'Predicted' if v == 'pred_mean' else 'Std of predicted'} {objective} "
-                                         f"at {label} ({model})") for v in ("pred_mean", "pred_std")]
-        left, right = st.columns(2)
-        left.plotly_chart(figs[0], key="land_mean")
-        right.plotly_chart(figs[1], key="land_std")
+        xy = (x_dom, y_dom) if len(domains) > 3 else (None, None)
+        out = common.background(
+            ("landscape", common.db_path(), name, common.version(name), model, objective, mp, steps, tokens, res, xy),
+            f"Fitting {model} on {runs['trial_id'].nunique():,} runs and predicting {objective} over the mixtures",
+            _landscape, common.db_path(), name, common.version(name), model, objective, mp, steps, tokens, res, xy)
+        if out is not None:
+            draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs)
     st.plotly_chart(plot_parallel_coordinates(runs, domains, objective, direction=direction), key="land_parcoords")
 
 

@@ -63,9 +63,13 @@ def body() -> None:
     if not chosen:
         st.info("Pick at least one model.")
         return
-    with st.spinner(f"Fitting {', '.join(chosen)} and searching the optimum at {len(points)} scales..."):
-        table, errors = _table(common.db_path(), name, common.version(name), tuple(chosen), objective,
-                               tuple((p.model_params, p.steps, p.tokens) for p in points))
+    pts = tuple((p.model_params, p.steps, p.tokens) for p in points)
+    out = common.background(("scaling", common.db_path(), name, common.version(name), tuple(chosen), objective, pts),
+                            f"Fitting {', '.join(chosen)} and searching the optimum at {len(points)} scales",
+                            _table, common.db_path(), name, common.version(name), tuple(chosen), objective, pts)
+    if out is None:
+        return
+    table, errors = out
     for m, msg in errors.items():
         st.warning(f"{m}: {msg}")
     if table.empty:
