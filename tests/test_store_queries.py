@@ -29,3 +29,18 @@ def test_latest_checkpoints_match_runs_frame(tmp_db: Path, data_dir: Path) -> No
     assert list(latest["steps"].astype("float")[:3]) == [400.0, 200.0, 800.0]
     done = store.runs_frame("q", states=[TrialState.DONE])
     assert len(done) == 9 and len(store.runs_frame("q", states=[TrialState.RUNNING])) == 2
+
+
+def test_bench_store_smoke() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    r = CliRunner().invoke(app, ["bench", "store", "--rows", "400", "--repeats", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["rows"] == 400 and out["runs"] == 20
+    names = {t["name"] for t in out["timings"]}
+    assert {"import (store)", "runs_frame", "latest_checkpoints", "list_studies", "trials_frame"} <= names
