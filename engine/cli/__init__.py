@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from engine.cli import app_cmd, bench, data_cmd, export, models, propose, run, runs, study, trials
+from engine.cli import app_cmd, bench, data_cmd, demo_cmd, export, models, propose, run, runs, study, trials
 from engine.cli.common import console_err
 from engine.errors import MixplanError
 
@@ -30,7 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (study, runs, models, propose, trials, run, export, bench, app_cmd, data_cmd):
+for module in (study, runs, models, propose, trials, run, export, bench, app_cmd, data_cmd, demo_cmd):
     module.register(app)
 
 
