@@ -8,6 +8,7 @@ browser test checks them); run_every does not tick.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -268,3 +269,97 @@ def test_slow_fit_draws_the_page_and_finishes_in_the_background(env_db, monkeypa
     at.run()
     ok(at)
     assert any(m.label == "Predicted optimum" for m in at.metric)
+
+
+def test_import_run_table_upload(env_db):
+    from app.synthetic import runs_table
+
+    csv = runs_table(5, ("web", "code", "books"), checkpoints=3).to_csv(index=False).encode()
+    at = page()
+    at.file_uploader(key="create_table_file").set_value(("runs.csv", csv, "text/csv"))
+    at.text_input(key="create_table_name").set_value("uploaded")
+    at.button(key="create_table_button").click().run()
+    ok(at)
+    assert "uploaded" in Store(env_db).study_names()
+    assert Store(env_db).list_studies()[-1].runs == 5
+    assert any("Imported 5 runs" in s.value for s in at.success)
+
+
+def test_import_bad_run_table_is_a_message(env_db):
+    at = page()
+    at.file_uploader(key="create_table_file").set_value(("bad.csv", b"run_id,w_a,w_b\nr1,0.5,0.5\n", "text/csv"))
+    at.text_input(key="create_table_name").set_value("broken")
+    at.button(key="create_table_button").click().run()
+    assert not at.exception
+    assert at.error and "model_params" in at.error[0].value
+    assert "broken" not in Store(env_db).study_names()
+
+
+RUNNER = """
+import json, sys, pathlib
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+w = json.loads(pathlib.Path(args["--weights"]).read_text())
+if w["a"] > 0.9:
+    print("diverged: loss is nan at step 3", flush=True)
+    sys.exit(3)
+steps = int(args["--steps"])
+out = pathlib.Path(args["--out"])
+out.mkdir(parents=True, exist_ok=True)
+ck = [{"steps": s, "tokens": s * 1000, "losses": {"a": 3 - w["a"] - s / 1000, "b": 3 - w["b"] - s / 1000}}
+      for s in (steps // 2, steps)]
+(out / "result.json").write_text(json.dumps({"checkpoints": ck, "cost": 1.0}))
+"""
+
+
+def test_dispatch_runs_approved_trials_and_shows_failures(env_db, tmp_path):
+    if common_feature("engine.dispatch", "run_approved") is None:
+        pytest.skip("dispatch not installed")
+    import sys
+
+    from engine.config import parse_config
+    from engine.records import Proposal, TrialState
+
+    script = tmp_path / "train.py"
+    script.write_text(RUNNER)
+    store = Store(env_db)
+    argv = ", ".join(f'"{a}"' for a in [sys.executable, str(script), "--weights", "{weights_json}", "--steps",
+                                       "{steps}", "--out", "{out_dir}"])
+    store.create_study(parse_config(f'''name = "cmd"
+domains = ["a", "b"]
+tokens_per_step = 1000
+[[scales]]
+model_params = 1000000
+steps = [100]
+[runner]
+kind = "command"
+argv = [{argv}]
+timeout_s = 60
+'''))
+    ok_t, bad_t = store.add_trials("cmd", [Proposal({"a": 0.5, "b": 0.5}, 1_000_000, steps=100),
+                                           Proposal({"a": 0.95, "b": 0.05}, 1_000_000, steps=100)],
+                                   state=TrialState.APPROVED)
+    at = page("views/proposals.py", study="cmd", disp_workers=1)
+    ok(at)
+    at.button(key="dispatch_button").click().run()
+    ok(at)
+    deadline = time.time() + 240
+    while time.time() < deadline and {store.get_trial(t.trial_id).state.value for t in (ok_t, bad_t)} - {"done", "failed"}:
+        time.sleep(1)
+    assert store.get_trial(ok_t.trial_id).state.value == "done"
+    assert store.get_trial(bad_t.trial_id).state.value == "failed"
+    at.run()
+    ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["done"] == "1" and metrics["failed"] == "1"
+    failures = [e for e in at.expander if e.label.startswith(f"Trial {bad_t.trial_id}")]
+    assert failures
+    assert any("diverged" in c.value for c in failures[0].code)
+
+
+def common_feature(module, attr):
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), attr, None)
+    except ImportError:
+        return None

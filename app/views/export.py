@@ -14,6 +14,7 @@ from engine.plots import human, scale_label
 from engine.plots._common import TEMPLATE, domain_color
 
 st.title("Export")
+BUTTONS = {"json": "JSON", "yaml": "YAML", "megatron": "Megatron", "olmo": "OLMo", "hf": "HF"}
 LABELS = {"json": "JSON", "yaml": "YAML", "megatron": "Megatron-LM --data-path", "olmo": "OLMo / Dolma mixture",
           "hf": "Hugging Face interleave_datasets"}
 
@@ -104,7 +105,7 @@ def body() -> None:
     stem = f"{name}-{'optimum-' + str(prov.model) if prov.source == 'optimum' else prov.run_id}-mixture"
     b = st.columns(len(FORMATS))
     for i, fmt in enumerate(FORMATS):
-        b[i].download_button(f"Download {fmt.upper() if fmt in ('json', 'yaml', 'hf') else fmt.capitalize()}",
+        b[i].download_button(f"Download {BUTTONS[fmt]}",
                              texts[fmt], file_name=stem + SUFFIX[fmt] if fmt != "olmo" else stem + "-olmo.yaml",
                              mime=MIME[fmt], key=f"download_{fmt}", on_click=_log, args=(ex, fmt))
     tabs = st.tabs([LABELS[f] for f in FORMATS])

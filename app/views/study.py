@@ -145,13 +145,24 @@ def create_section() -> None:
                     if cfg is not None and cfg.name != name:
                         raise ValidationError(f"the config names study '{cfg.name}', not '{name}'.",
                                               fix="use the same name in both.")
+                    study_domains = None
+                    if name in store.study_names():
+                        if cfg is not None:
+                            raise ValidationError(f"study '{name}' exists already; a config is only for a new study.",
+                                                  fix="remove the config, or import under a new study name.")
+                        study_domains = store.study_domains(name)["train"]
+                    elif cfg is not None:
+                        study_domains = list(cfg.domains)
                     path = _save_upload(up)
-                    table, notes = read_run_table(path)
-                    renorm = int(getattr(notes, "renormalised_rows", 0) or 0)
-                    rep = store.import_runs(name, table, source=up.name, config=cfg, renormalised_rows=renorm,
+                    table, notes = read_run_table(path, study_domains=study_domains)
+                    rep = store.import_runs(name, table, source=up.name, config=cfg,
+                                            renormalised_rows=int(getattr(notes, "renormalised_rows", 0) or 0),
                                             actor="app")
-                    for n in (notes if isinstance(notes, (list, tuple)) else [notes] if notes else []):
-                        common.flash(str(n), "info")
+                    if getattr(notes, "renormalised_rows", 0):
+                        common.flash(f"Renormalised the weights of {notes.renormalised_rows} row(s) (largest deviation "
+                                     f"of the sum from 1: {notes.max_sum_deviation:.3g}).", "info")
+                    for n in getattr(notes, "notes", ()):
+                        common.flash(f"Note: {n}", "info")
                     common.select_study(name)
                     common.flash(f"Imported {rep.runs} runs ({rep.checkpoints} checkpoints) into {name}"
                                + (" (new study)" if rep.created_study else "") + ".")

@@ -1,0 +1,219 @@
+"""End to end: `mixplan app` on a temp database, driven by headless Chromium through Playwright.
+
+Opens every page, approves a proposal with its button, downloads exports and checks their
+content, and saves a screenshot of each page to artifacts/screenshots/ (in .gitignore; CI keeps
+it as an artifact). Skips cleanly where playwright or a chromium binary is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+
+
+def chromium_path() -> str | None:
+    env = os.environ.get("MIXPLAN_CHROMIUM")
+    if env and Path(env).exists():
+        return env
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        p = shutil.which(name)
+        if p:
+            return p
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    pytest.importorskip("playwright.sync_api")
+    if chromium_path() is None:
+        pytest.skip("no chromium binary (install Debian's chromium or set MIXPLAN_CHROMIUM)")
+    from app.synthetic import create_study
+    from engine.store import Store
+
+    db = tmp_path_factory.mktemp("browser") / "browser.duckdb"
+    create_study(Store(db), "demo", n_runs=40, proposals=2)
+    port = free_port()
+    log = open(db.parent / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "app", "--db", str(db), "--port", str(port)],
+                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                if r.read().decode().strip() == "ok":
+                    break
+        except OSError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            pytest.fail("the app server exited: " + (db.parent / "server.log").read_text()[-2000:])
+    else:
+        os.killpg(proc.pid, signal.SIGTERM)
+        pytest.fail("the app server did not answer /_stcore/health within 90 s")
+    yield url, db
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()
+
+
+def open_page(page, url: str, path: str, title: str) -> None:
+    page.goto(f"{url}/{path}", wait_until="domcontentloaded")
+    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=60_000)
+
+
+def wait_plots(page, n: int, timeout_s: float = 300) -> None:
+    """Wait until ``n`` Plotly charts have drawn (an SVG with data inside each)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        drawn = page.locator(".js-plotly-plot .main-svg").count()
+        if drawn >= n and page.locator("[data-testid='stException']").count() == 0:
+            break
+        page.wait_for_timeout(1000)
+    else:
+        pytest.fail(f"fewer than {n} plots drawn after {timeout_s} s")
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.wait_for_timeout(1500)  # let the last chart finish its transition
+
+
+def shot(page, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    p = SHOTS / f"{name}.png"
+    page.screenshot(path=str(p), full_page=True)
+    return p
+
+
+def no_errors(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+    errs = page.locator("[data-testid='stAlertContentError']")
+    assert errs.count() == 0, errs.all_inner_texts()
+
+
+def test_study_page(server, page):
+    url, _ = server
+    open_page(page, url, "study", "Study")
+    wait_plots(page, 1)
+    no_errors(page)
+    assert page.get_by_text("Runs with results").count() == 1
+    assert shot(page, "1-study").stat().st_size > 20_000
+
+
+def test_landscape_page(server, page):
+    url, _ = server
+    open_page(page, url, "landscape", "Landscape")
+    wait_plots(page, 3)  # mean, std (ternary) + parallel coordinates
+    no_errors(page)
+    assert page.locator(".ternary").count() >= 2
+    shot(page, "2-landscape")
+
+
+def test_scaling_page(server, page):
+    url, _ = server
+    open_page(page, url, "scaling", "Scaling")
+    wait_plots(page, 1, timeout_s=420)
+    no_errors(page)
+    shot(page, "3-scaling")
+
+
+def test_trajectory_page(server, page):
+    url, _ = server
+    open_page(page, url, "trajectory", "Trajectory")
+    page.wait_for_timeout(3000)
+    no_errors(page)
+    shot(page, "4-trajectory")
+
+
+def test_proposals_page_approve(server, page):
+    url, db = server
+    from engine.store import Store
+
+    store = Store(db)
+    first = store.trials("demo", ["proposed"])[0].trial_id
+    open_page(page, url, "proposals", "Proposals")
+    page.get_by_text(f"Trial {first}", exact=False).first.wait_for(timeout=60_000)
+    no_errors(page)
+    shot(page, "5-proposals")
+    page.get_by_role("button", name="Approve", exact=True).first.click()
+    page.get_by_text(f"Approved trial(s) {first}").wait_for(timeout=60_000)
+    assert store.get_trial(first).state.value == "approved"
+    no_errors(page)
+    shot(page, "5-proposals-approved")
+
+
+def test_export_page_download(server, page, tmp_path):
+    url, db = server
+    from engine.store import Store
+
+    open_page(page, url, "export", "Export")
+    page.get_by_role("button", name="Download JSON").wait_for(timeout=420_000)
+    wait_plots(page, 1)
+    no_errors(page)
+    shot(page, "6-export")
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download JSON").click()
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    doc = json.loads(path.read_text())
+    assert abs(sum(doc["weights"].values()) - 1) < 1e-6 and set(doc["weights"]) == {"web", "code", "books"}
+    prov = doc["provenance"]
+    assert prov["study"] == "demo" and prov["runs"] == 40 and prov["source"] in ("optimum", "run")
+    if prov["source"] == "optimum":
+        assert prov["model"] and "pred_mean" in prov and "pred_std" in prov
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Download Megatron").click()
+    mpath = tmp_path / info.value.suggested_filename
+    info.value.save_as(mpath)
+    from engine.export import parse_megatron
+
+    blend = parse_megatron(mpath.read_text())
+    assert abs(sum(blend.values()) - 1) < 1e-6
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        ev = Store(db).events("demo", limit=5)
+        if (ev["kind"] == "export").sum() >= 2:
+            break
+        time.sleep(0.5)
+    assert (ev["kind"] == "export").sum() >= 2
