@@ -16,13 +16,14 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.dispatch import Spool, run_approved
-from engine.dispatch.dispatcher import _StudyLock, spool_root
+from engine.dispatch.dispatcher import Dispatcher, _StudyLock, spool_root
+from engine.dispatch.local import LocalExecutor
 from engine.dispatch.spool import checkpoint_to_dict
 from engine.errors import StateError
 from engine.records import Checkpoint, RunResult, TrialState
 from engine.store import Store
 from fixtures.dispatch_helpers import (
-    DOMAINS, DyingRunner, add_approved, checkpoint_counts, command_study, fake_argv, states,
+    DOMAINS, DyingRunner, StubbornRunner, add_approved, checkpoint_counts, command_study, fake_argv, states,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,6 +105,39 @@ def test_a_dead_worker_fails_its_trial_and_is_replaced(tmp_path):
     assert states(store, "cmd") == {"die-1": "failed", "ok-1": "done", "ok-2": "done"}
     reason = next(iter(summary.failed.values()))
     assert "worker process died" in reason and "exit status 7" in reason
+
+
+@pytest.mark.slow
+def test_a_runner_that_ignores_its_timeout_is_killed_at_the_hard_limit(tmp_path):
+    store = command_study(tmp_path / "runs.duckdb")
+    add_approved(store, "cmd", ["stubborn-1", "ok-1"])
+    d = Dispatcher(store, "cmd", LocalExecutor(2, kill_grace_s=1.0), runner=StubbornRunner(), poll_s=0.1,
+                   hard_timeout_s=2.0, kill_grace_s=1.0)
+    t0 = time.monotonic()
+    summary = d.run()
+    assert time.monotonic() - t0 < 30
+    assert states(store, "cmd") == {"stubborn-1": "failed", "ok-1": "done"}
+    assert "hard limit of 2 s" in next(iter(summary.failed.values()))
+
+
+@pytest.mark.slow
+def test_cancelling_a_running_trial_stops_its_job(tmp_path):
+    import threading
+
+    store = command_study(tmp_path / "runs.duckdb")
+    (tid,) = add_approved(store, "cmd", ["stubborn-1"])
+    d = Dispatcher(store, "cmd", LocalExecutor(1, kill_grace_s=1.0), runner=StubbornRunner(), poll_s=0.1,
+                   state_check_s=0.3)
+    out = {}
+    th = threading.Thread(target=lambda: out.setdefault("summary", d.run()))
+    th.start()
+    deadline = time.monotonic() + 30
+    while store.get_trial(tid).state != TrialState.RUNNING and time.monotonic() < deadline:
+        time.sleep(0.2)
+    store.transition([tid], TrialState.CANCELLED, actor="test", reason="changed my mind")
+    th.join(30)
+    assert not th.is_alive()
+    assert out["summary"].cancelled == [tid] and store.get_trial(tid).state == TrialState.CANCELLED
 
 
 def test_only_one_dispatcher_per_study(tmp_path):
@@ -203,3 +237,31 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_workers_and_the_next_run_resumes(tmp_path):
+    db = tmp_path / "runs.duckdb"
+    store = command_study(db, extra=("--checkpoints", "4", "--sleep", "1.5"))
+    add_approved(store, "cmd", ["ok-1", "ok-2"])
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--study", "cmd", "--db", str(db),
+                             "--workers", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    root = spool_root(store, "cmd")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(root.glob("*/*/started.json"))) < 2:
+        time.sleep(0.05)
+    workers = [json.loads(p.read_text())["pid"] for p in root.glob("*/*/started.json")]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "picked up again by the next" in err
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers)
+    assert set(states(store, "cmd").values()) <= {"queued", "running"}
+    summary = run_approved(store, "cmd", workers=2, poll_s=0.1)
+    assert states(store, "cmd") == {"ok-1": "done", "ok-2": "done"} and summary.resubmitted
+    assert checkpoint_counts(store, "cmd") == {"ok-1": 4, "ok-2": 4}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -36,6 +37,9 @@ def run(
     Trials left queued or running by an earlier `mixplan run` that was stopped or killed are
     re-attached (or submitted again) first; nothing already stored is lost or stored twice.
     A failing trial is marked failed with its reason and log tail; the others go on.
+    Each run's files (run.log, weights.json, result.json) are kept under
+    <db dir>/mixplan-runs/<study>/<run_id>/. Ctrl-C stops the local workers; the
+    interrupted trials are picked up by the next `mixplan run`.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -64,7 +68,7 @@ def run(
     except KeyboardInterrupt:
         console_err.print("[yellow]interrupted[/]: trials still queued or running are picked up again by the next "
                           f"`mixplan run --study {study}`.")
-        raise typer.Exit(130)
+        sys.exit(130)  # (typer.Exit's code is lost under `mixplan`'s standalone_mode=False)
     if as_json:
         print_json(summary.to_dict())
         return
@@ -77,9 +81,10 @@ def run(
                   + (f"; re-attached {len(summary.reattached)}" if summary.reattached else "")
                   + (f"; resubmitted {len(summary.resubmitted)}" if summary.resubmitted else ""))
     for tid, reason in summary.failed.items():
-        console.print(f"  [red]trial {tid} failed[/]: {reason}", highlight=False)
+        log = summary.logs.get(tid)
+        console.print(f"  [red]trial {tid} failed[/]: {reason}" + (f"\n    log: {log}" if log else ""), highlight=False)
     if summary.failed:
-        raise typer.Exit(1)
+        sys.exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -72,12 +73,15 @@ class DispatchSummary:
     resubmitted: list[int] = field(default_factory=list)
     checkpoints: int = 0
     wall_s: float = 0.0
+    cancelled: list[int] = field(default_factory=list)
+    logs: dict[int, str] = field(default_factory=dict)  # failed trial -> its run's log file
     interrupted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"study": self.study, "executor": self.executor, "done": self.done,
                 "failed": {str(k): v for k, v in self.failed.items()}, "reattached": self.reattached,
-                "resubmitted": self.resubmitted, "checkpoints": self.checkpoints, "wall_s": round(self.wall_s, 3),
+                "resubmitted": self.resubmitted, "cancelled": self.cancelled,
+                "logs": {str(k): v for k, v in self.logs.items()}, "checkpoints": self.checkpoints, "wall_s": round(self.wall_s, 3),
                 "interrupted": self.interrupted}
 
 
@@ -103,6 +107,31 @@ def spool_root(store: Store, study: str) -> Path:
 
 def runs_root(store: Store, study: str) -> Path:
     return store.path.resolve().parent / RUNS_DIRNAME / study
+
+
+def _pid_alive(pid: int) -> bool:
+    """A live (non-zombie) Python process with this pid on this machine."""
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError, TypeError):
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmd = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust kill(0)
+    return state != "Z" and b"python" in cmd
+
+
+def worker_gone(spool: Spool) -> bool:
+    """True when the submission's worker ran on this machine and its process is gone (no need
+    to wait for its heartbeat to go stale). False when unknown (another host, not started)."""
+    st = spool.started()
+    if not st or st.get("host") != socket.gethostname() or "pid" not in st:
+        return False
+    return not _pid_alive(st["pid"])
 
 
 def token_of(job_id: str | None) -> str | None:
@@ -149,7 +178,8 @@ class Dispatcher:
     def __init__(self, store: Store, study: str, executor: Executor, *, runner: Runner | None = None,
                  timeout_s: float | None = None, progress: Callable[[Progress], None] | None = None,
                  poll_s: float = 0.5, max_resubmits: int = 2, stale_after_s: float = STALE_AFTER_S,
-                 kill_grace_s: float = 15.0, runs_dir: Path | None = None) -> None:
+                 kill_grace_s: float = 15.0, runs_dir: Path | None = None, hard_timeout_s: float | None = None,
+                 state_check_s: float = 5.0) -> None:
         self.store, self.study, self.executor = store, study, executor
         config = store.get_config(study)
         if timeout_s is not None:
@@ -162,7 +192,8 @@ class Dispatcher:
 
             runner = make_runner(config)
         self.runner = runner
-        self.hard_timeout_s = hard_timeout_for(runner, config)
+        self.hard_timeout_s = hard_timeout_s if hard_timeout_s is not None else hard_timeout_for(runner, config)
+        self.state_check_s = state_check_s
         self.progress = progress
         self.poll_s = poll_s
         self.max_resubmits = max_resubmits
@@ -243,6 +274,7 @@ class Dispatcher:
         except StateError:
             pass  # cancelled meanwhile (e.g. from the app): its state stands
         self.summary.failed[tid] = reason
+        self.summary.logs[tid] = str(sub.out_dir / "run.log")
         self._finish(sub)
         self._report(f"{sub.trial.run_id} failed: {reason}")
 
@@ -323,12 +355,23 @@ class Dispatcher:
             return
         if status is None or status.state == JobState.UNKNOWN:
             age = sub.spool.heartbeat_age()
-            if age is None or age > self.stale_after_s:
+            gone = worker_gone(sub.spool)
+            if gone or age is None or age > self.stale_after_s:
                 if sub.spool.final() is None:  # last look before giving the job up
-                    self._resubmit(sub, "its worker is gone (no heartbeat for "
-                                        f"{'ever' if age is None else f'{age:.0f} s'})")
+                    self._resubmit(sub, "its worker process is gone" if gone else "its worker is gone (no heartbeat "
+                                   f"for {'ever' if age is None else f'{age:.0f} s'})")
                 else:
                     self._ingest(sub)
+
+    def _check_cancelled(self) -> None:
+        """Stop the jobs of trials someone cancelled meanwhile (the app, `mixplan` elsewhere)."""
+        gone = {t.trial_id for t in self.store.trials(self.study, [TrialState.CANCELLED])}
+        for tid in [t for t in self.subs if t in gone]:
+            sub = self.subs[tid]
+            self._cancel_job(sub)  # what it stored stays; its spool is dropped
+            self.summary.cancelled.append(tid)
+            self._finish(sub)
+            self._report(f"{sub.trial.run_id}: cancelled, its job stopped")
 
     # ---- the run -------------------------------------------------------------------------
     def _recover(self, trials: list[Trial]) -> None:
@@ -352,7 +395,7 @@ class Dispatcher:
             if status is not None and status.state == JobState.ENDED:
                 continue  # the next tick fails it (after a last look at the spool)
             age = sub.spool.heartbeat_age()
-            if age is not None and age <= self.stale_after_s:
+            if age is not None and age <= self.stale_after_s and not worker_gone(sub.spool):
                 sub.heartbeat_only = True
                 self.summary.reattached.append(t.trial_id)
                 self._report(f"{t.run_id}: re-attached to its running worker")
@@ -401,8 +444,12 @@ class Dispatcher:
                         t = replace(t, state=TrialState.QUEUED)
                         self.subs[t.trial_id] = self._new_submission(t)
                 self._report(f"{len(self.subs)} trial(s) on the {self.executor.name} executor")
+                last_check = time.monotonic()
                 while self.subs:
                     self.executor.pump()
+                    if time.monotonic() - last_check > self.state_check_s:
+                        self._check_cancelled()
+                        last_check = time.monotonic()
                     for sub in list(self.subs.values()):
                         try:
                             self._tick(sub)
