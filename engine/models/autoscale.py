@@ -445,9 +445,15 @@ class AutoScale(LossModel):
         return ddo(law, tokens), {"stage": 1, "budgets": [law.budget]}
 
     def optimum(self, model_params, *, steps=None, tokens=None, bounds=None, direction=None):
-        from engine.models.base import Optimum, check_bounds
+        from engine.models.base import Optimum, check_bounds, compute_threads
 
         self._check_fitted()
+        with compute_threads(self.num_threads):
+            return self._optimum(model_params, steps=steps, tokens=tokens, bounds=bounds, direction=direction)
+
+    def _optimum(self, model_params, *, steps, tokens, bounds, direction):
+        from engine.models.base import Optimum, check_bounds
+
         if self._direction(direction) != "minimize":
             raise ValidationError("AutoScale minimises a loss; it cannot maximise a metric.",
                                   fix="use a loss_* or mean_loss objective, or another model.")

@@ -45,25 +45,6 @@ from engine.models.base import LossModel, Prepared
 DTYPE = torch.float64
 
 
-class torch_threads:
-    """Run a block with ``n`` torch threads (None: leave as is), then restore.
-
-    Default 1: on a shared 2-core machine two-thread OpenMP collapses 10-17x whenever the other
-    core is busy (FACTS.md), while these matrices (<= a few thousand) gain little from two."""
-
-    def __init__(self, n: int | None):
-        self.n = n
-
-    def __enter__(self):
-        self.old = torch.get_num_threads()
-        if self.n:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        if self.n:
-            torch.set_num_threads(self.old)
-
-
 def _make_mean(d: int):
     from gpytorch.means import Mean
 
@@ -155,19 +136,6 @@ class MFMSGP(LossModel):
         self.fast_var_above = fast_var_above
         self.num_threads = num_threads
         self.seed = seed
-
-    def fit(self, runs, objective="mean_loss", *, domains=None, tokens_per_step=None, warm_start=None):
-        with torch_threads(self.num_threads):
-            return super().fit(runs, objective, domains=domains, tokens_per_step=tokens_per_step,
-                               warm_start=warm_start)
-
-    def predict(self, query):
-        with torch_threads(self.num_threads):
-            return super().predict(query)
-
-    def optimum(self, model_params, *, steps=None, tokens=None, bounds=None, direction=None):
-        with torch_threads(self.num_threads):
-            return super().optimum(model_params, steps=steps, tokens=tokens, bounds=bounds, direction=direction)
 
     def n_params(self, K: int) -> int:
         return 2
