@@ -196,7 +196,7 @@ def test_a_lost_queued_job_is_submitted_again(tmp_path):
 @pytest.mark.slow
 def test_kill_9_of_the_dispatcher_then_restart_loses_and_duplicates_nothing(tmp_path):
     db = tmp_path / "runs.duckdb"
-    store = command_study(db, extra=("--checkpoints", "4", "--sleep", "0.8"))
+    store = command_study(db, extra=("--checkpoints", "4", "--sleep", "1.5"))
     add_approved(store, "cmd", ["ok-1", "ok-2", "ok-3"])
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--study", "cmd", "--db", str(db),
@@ -220,7 +220,10 @@ def test_kill_9_of_the_dispatcher_then_restart_loses_and_duplicates_nothing(tmp_
     summary = run_approved(store, "cmd", workers=2, poll_s=0.1)
     assert states(store, "cmd") == {"ok-1": "done", "ok-2": "done", "ok-3": "done"}
     assert checkpoint_counts(store, "cmd") == {"ok-1": 4, "ok-2": 4, "ok-3": 4}
-    assert summary.reattached, summary  # the orphans' trials were re-attached through their heartbeat
+    # the orphans' trials were re-attached (heartbeat) or, if they ended meanwhile, ingested from
+    # their spool -- their work was used, not redone; the never-started trial was submitted again
+    used = set(summary.reattached) | set(summary.recovered)
+    assert used and used | set(summary.resubmitted) == {t.trial_id for t in store.trials("cmd")}, summary
     df = store.runs_frame("cmd")
     assert not df.duplicated(["run_id", "steps"]).any()
     assert not [p for p in root.iterdir() if p.is_dir()]  # every spool removed after ingest

@@ -72,14 +72,15 @@ def run(
     if as_json:
         print_json(summary.to_dict())
         return
-    if not summary.done and not summary.failed and not summary.reattached:
+    if not (summary.done or summary.failed or summary.reattached or summary.cancelled):
         console.print(f"nothing to run in study [bold]{study}[/]: approve trials first "
                       f"(`mixplan approve --study {study} --all`).")
         return
     console.print(f"[bold]{study}[/]: {len(summary.done)} done, {len(summary.failed)} failed, "
                   f"{summary.checkpoints} checkpoint(s) stored in {summary.wall_s:.1f} s"
                   + (f"; re-attached {len(summary.reattached)}" if summary.reattached else "")
-                  + (f"; resubmitted {len(summary.resubmitted)}" if summary.resubmitted else ""))
+                  + (f"; resubmitted {len(summary.resubmitted)}" if summary.resubmitted else "")
+                  + (f"; cancelled {len(summary.cancelled)}" if summary.cancelled else ""))
     for tid, reason in summary.failed.items():
         log = summary.logs.get(tid)
         console.print(f"  [red]trial {tid} failed[/]: {reason}" + (f"\n    log: {log}" if log else ""), highlight=False)

@@ -71,6 +71,7 @@ class DispatchSummary:
     failed: dict[int, str] = field(default_factory=dict)
     reattached: list[int] = field(default_factory=list)
     resubmitted: list[int] = field(default_factory=list)
+    recovered: list[int] = field(default_factory=list)  # ended while no dispatcher watched; ingested from the spool
     checkpoints: int = 0
     wall_s: float = 0.0
     cancelled: list[int] = field(default_factory=list)
@@ -80,7 +81,7 @@ class DispatchSummary:
     def to_dict(self) -> dict[str, Any]:
         return {"study": self.study, "executor": self.executor, "done": self.done,
                 "failed": {str(k): v for k, v in self.failed.items()}, "reattached": self.reattached,
-                "resubmitted": self.resubmitted, "cancelled": self.cancelled,
+                "resubmitted": self.resubmitted, "recovered": self.recovered, "cancelled": self.cancelled,
                 "logs": {str(k): v for k, v in self.logs.items()}, "checkpoints": self.checkpoints, "wall_s": round(self.wall_s, 3),
                 "interrupted": self.interrupted}
 
@@ -387,6 +388,7 @@ class Dispatcher:
                        self.runs / t.run_id / token, t.state)
             self.subs[t.trial_id] = sub
             if self._ingest(sub):
+                self.summary.recovered.append(t.trial_id)
                 continue
             status = self.executor.poll(sub.job_id) if self.executor.owns(sub.job_id) else None
             if status is not None and status.state in (JobState.PENDING, JobState.RUNNING):
