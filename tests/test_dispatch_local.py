@@ -151,6 +151,7 @@ def test_only_one_dispatcher_per_study(tmp_path):
     assert states(store, "cmd") == {"ok-1": "approved"}
 
 
+@pytest.mark.slow
 def test_trial_subset_and_unknown_ids(tmp_path):
     store = command_study(tmp_path / "runs.duckdb")
     a, b = add_approved(store, "cmd", ["ok-1", "ok-2"])
@@ -180,6 +181,7 @@ def test_reingest_after_a_crash_between_writes_stores_nothing_twice(tmp_path):
     assert not spool.path.exists()
 
 
+@pytest.mark.slow
 def test_a_lost_queued_job_is_submitted_again(tmp_path):
     """Queued with a job id whose worker never started (it died with its dispatcher)."""
     store = command_study(tmp_path / "runs.duckdb")

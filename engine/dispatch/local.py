@@ -85,6 +85,10 @@ class LocalExecutor(Executor):
         return _Worker(proc, conn)
 
     def start(self) -> None:
+        """Workers are spawned on the first submission (a run that only re-attaches, or has
+        nothing to do, starts none)."""
+
+    def _ensure_pool(self) -> None:
         if not self._started:
             self._pool = [self._spawn() for _ in range(self.workers)]
             self._started = True
@@ -108,7 +112,10 @@ class LocalExecutor(Executor):
             pass
 
     def pump(self) -> None:
-        self.start()
+        if not self._started:
+            if not self._queue:
+                return
+            self._ensure_pool()
         for i, w in enumerate(self._pool):
             try:
                 while w.conn.poll():
