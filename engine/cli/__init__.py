@@ -37,7 +37,7 @@ for module in (study, runs, models, propose, trials, run, export, bench, app_cmd
 def main() -> None:
     """Entry point: run the CLI, turning user errors into a message and exit status 2."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
     except MixplanError as exc:
         console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -53,6 +53,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":
