@@ -13,9 +13,12 @@ the fitted BoTorch ``SingleTaskGP`` on it, whose posterior is in the objective's
 optimised over w with the size/length columns fixed.
 
 Kernel: ``s^2 * k_w(w) * k_m(u_m) * k_z(u_z)``, a product of Matern-5/2 kernels (ARD over the
-K mixture weights), learned by maximising the marginal likelihood. Mean: linear,
-``b . w + a_m u_m + a_z u_z`` (its intercept is ``b . w`` since weights sum to 1), so the GP
-extrapolates along the size/length trend instead of reverting to a constant.
+K mixture weights), learned by maximising the marginal likelihood. Mean (``mean="scaling"``,
+the default): the data mixing law extended with scale terms, ``c + k exp(t . w + a_m u_m +
+a_z u_z)`` (a power law in size and length; :mod:`engine.models.mixing_law`), fitted by least
+squares on the design points and then fixed, so the GP extrapolates to larger sizes along the
+fitted scaling trend and models the residual; ``mean="linear"`` learns ``b . w + a_m u_m + a_z
+u_z`` with the kernel instead.
 
 Scaling to 100k checkpoint rows (the choice): an exact GP on every checkpoint is O(n^3). Runs
 are learning curves, smooth in log steps, so each run is summarised by at most
@@ -28,7 +31,8 @@ runs subsampled, with a fixed seed). Hyperparameters are learned on a random sub
 the exact solve on all of them. A refit given ``warm_start`` (a fitted MFMSGP) starts from its
 hyperparameters and runs ``warm_maxiter`` steps. ``exact=True`` skips the binning and fits every
 checkpoint (only for small tables; ``mfms-gp-exact`` in the registry).
-Large predictions (> ``fast_var_above`` rows) use LOVE for the predictive variance.
+Predictions reuse one Cholesky of the training covariance (:meth:`MFMSGP.predict_tensor`):
+O(n) per point for the mean, O(n^2) for the variance, in chunks of 2,048 rows.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from engine.models.base import LossModel, Prepared
 DTYPE = torch.float64
 
 
-def _make_mean(d: int):
+def _make_mean(d: int, mean: str):
     from gpytorch.means import Mean
 
     class _Linear(Mean):
@@ -58,7 +62,21 @@ def _make_mean(d: int):
         def forward(self, x):
             return (x @ self.weights).squeeze(-1)
 
-    return _Linear(d)
+    class _Scaling(Mean):
+        """``c + k * exp(x @ t)``: the data mixing law with log-size / log-length terms (a power
+        law in size and length times an exponential in the mixture), fitted by least squares
+        before the GP and then fixed; the GP models what it leaves."""
+
+        def __init__(self, d: int):
+            super().__init__()
+            self.register_buffer("c", torch.zeros((), dtype=DTYPE))
+            self.register_buffer("k", torch.zeros((), dtype=DTYPE))
+            self.register_buffer("t", torch.zeros(d, dtype=DTYPE))
+
+        def forward(self, x):
+            return self.c + self.k * torch.exp((x @ self.t).clamp(-50, 50))
+
+    return _Linear(d) if mean == "linear" else _Scaling(d)
 
 
 def _make_covar(K: int):
@@ -122,18 +140,18 @@ class MFMSGP(LossModel):
     name = "mfms-gp"
     smooth = True
 
-    def __init__(self, *, exact: bool = False, bins_per_run: int = 8, max_points: int = 2500,
+    def __init__(self, *, exact: bool = False, mean: str = "scaling", bins_per_run: int = 8, max_points: int = 1500,
                  max_fit_points: int = 400, maxiter: int = 60, warm_maxiter: int = 10,
-                 noise_floor: float = 1e-6, fast_var_above: int = 4096, num_threads: int | None = 1,
+                 noise_floor: float = 1e-6, num_threads: int | None = 1,
                  seed: int = 0):
         self.exact = exact
+        self.mean = mean
         self.bins_per_run = bins_per_run
         self.max_points = max_points
         self.max_fit_points = max_fit_points
         self.maxiter = maxiter
         self.warm_maxiter = warm_maxiter
         self.noise_floor = noise_floor
-        self.fast_var_above = fast_var_above
         self.num_threads = num_threads
         self.seed = seed
 
@@ -179,20 +197,24 @@ class MFMSGP(LossModel):
         Yt = torch.tensor(y, dtype=DTYPE).unsqueeze(-1)
 
         covar = _make_covar(K)
-        mean = _make_mean(K + 2)
+        mean = _make_mean(K + 2, self.mean)
         lik = _make_likelihood(self.noise_floor)
         prev = warm_start if isinstance(warm_start, MFMSGP) and hasattr(warm_start, "hypers_") else None
-        if prev is not None and prev.hypers_["K"] == K:
+        warm = prev is not None and prev.hypers_["K"] == K and prev.mean == self.mean
+        if warm:
             covar.load_state_dict(prev.hypers_["covar"])
             mean.load_state_dict(prev.hypers_["mean"])
             lik.load_state_dict(prev.hypers_["lik"])
             maxiter = self.warm_maxiter
         else:
-            # sensible start for the mean: least squares of the standardised targets on x
-            coef, *_ = np.linalg.lstsq(X, (y - y_mean) / y_std, rcond=None)
+            maxiter = self.maxiter
+        ys = (y - y_mean) / y_std
+        if self.mean == "linear" and not warm:
+            coef, *_ = np.linalg.lstsq(X, ys, rcond=None)
             with torch.no_grad():
                 mean.weights.copy_(torch.as_tensor(coef, dtype=DTYPE).unsqueeze(-1))
-            maxiter = self.maxiter
+        elif self.mean != "linear":
+            self._fit_scaling_mean(mean, X, ys, prev.hypers_["mean"] if warm else None)
 
         # hyperparameters on a subset, in standardised units
         rng = np.random.default_rng(self.seed)
@@ -226,9 +248,68 @@ class MFMSGP(LossModel):
             p.requires_grad_(False)
         self.model_ = model
         self.y_mean_, self.y_std_ = y_mean, y_std
-        # prime the caches (Cholesky) so the first posterior call is cheap
+        # the direct predictor: one Cholesky of the train covariance, reused by every prediction
         with torch.no_grad():
-            model.posterior(Xt[:1])
+            Kxx = covar(Xt).to_dense()
+            noise = float(lik.noise.reshape(-1)[0])
+            Kxx = Kxx + noise * torch.eye(len(Xt), dtype=DTYPE)
+            L, info = torch.linalg.cholesky_ex(Kxx)
+            jitter = 1e-8
+            while int(info) != 0 and jitter < 1e-2:
+                L, info = torch.linalg.cholesky_ex(Kxx + jitter * torch.eye(len(Xt), dtype=DTYPE))
+                jitter *= 10
+            resid = ((Yt.squeeze(-1) - y_mean) / y_std) - mean(Xt)
+            self.L_ = L
+            self.alpha_ = torch.cholesky_solve(resid.unsqueeze(-1), L).squeeze(-1)
+            self.outputscale_ = float(covar.outputscale)
+        self.X_train_ = Xt
+        self.covar_, self.mean_module_ = covar, mean
+
+    def _fit_scaling_mean(self, mean, X: np.ndarray, ys: np.ndarray, prev: dict | None) -> None:
+        """Least squares of ``c + k exp(X @ t)`` on the standardised design (axes the data does
+        not vary get t = 0); warm-started from ``prev``."""
+        from scipy.optimize import least_squares
+
+        K = X.shape[1] - 2
+        cols = np.r_[np.ones(K, bool), np.ptp(X[:, K]) > 0, np.ptp(X[:, K + 1]) > 0]
+        F = X[:, cols]
+        d = F.shape[1]
+        lam = 1e-3
+
+        def res(p):
+            return np.r_[p[0] + p[1] * np.exp(np.clip(F @ p[2:], -50, 50)) - ys, lam * p[2:]]
+
+        def jac(p):
+            e = np.exp(np.clip(F @ p[2:], -50, 50))
+            J = np.column_stack([np.ones(len(F)), e, p[1] * e[:, None] * F])
+            return np.vstack([J, np.column_stack([np.zeros((d, 2)), lam * np.eye(d)])])
+
+        starts = []
+        if prev is not None:
+            starts.append(np.r_[float(prev["c"]), float(prev["k"]), prev["t"].numpy()[cols]])
+        else:
+            # a decreasing (k > 0, t < 0 along the scale axes) and an increasing start
+            t0 = np.zeros(d)
+            t0[K:] = -1.0
+            starts += [np.r_[-1.0, 1.0, t0], np.r_[1.0, -1.0, t0]]
+        best = None
+        for p0 in starts:
+            try:
+                r = least_squares(res, p0, jac=jac, method="trf", max_nfev=200 if prev is None else 50)
+            except (ValueError, FloatingPointError):
+                continue
+            if best is None or r.cost < best.cost:
+                best = r
+        t = np.zeros(K + 2)
+        if best is not None and np.isfinite(best.x).all():
+            t[cols] = best.x[2:]
+            c, k = best.x[0], best.x[1]
+        else:
+            c, k = 0.0, 0.0
+        with torch.no_grad():
+            mean.c.fill_(float(c))
+            mean.k.fill_(float(k))
+            mean.t.copy_(torch.as_tensor(t, dtype=DTYPE))
 
     # ---- torch-level access for BO -------------------------------------------------------
     @property
@@ -257,19 +338,37 @@ class MFMSGP(LossModel):
 
     # ---- prediction ----------------------------------------------------------------------
     def predict_tensor(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std at encoded inputs, differentiable in X (objective units)."""
-        post = self.model_.posterior(X)
-        return post.mean.squeeze(-1), post.variance.clamp_min(0).sqrt().squeeze(-1)
+        """Posterior mean and std of the latent objective at encoded inputs X (n, K+2), in
+        objective units, differentiable in X. Same numbers as ``botorch_model.posterior(X)``
+        (up to jitter), computed from the cached Cholesky without GPyTorch's lazy machinery."""
+        k = self._cross_kernel(X)
+        mu = self.mean_module_(X) + k @ self.alpha_
+        v = torch.linalg.solve_triangular(self.L_, k.transpose(-1, -2), upper=False)
+        var = (self.outputscale_ - (v * v).sum(-2)).clamp_min(1e-12)
+        return mu * self.y_std_ + self.y_mean_, var.sqrt() * self.y_std_
+
+    def _cross_kernel(self, X: torch.Tensor) -> torch.Tensor:
+        """k(X, X_train) computed directly: the same product of Matern-5/2 kernels as
+        ``covar_`` (several times faster than the lazy-tensor path for prediction)."""
+        K = len(self.domains_)
+        base = self.covar_.base_kernel
+        out = None
+        for kern, sl in zip(base.kernels, (slice(0, K), slice(K, K + 1), slice(K + 1, K + 2))):
+            ls = kern.lengthscale.reshape(-1)
+            a = X[..., sl] / ls
+            b = self.X_train_[:, sl] / ls
+            d2 = (a * a).sum(-1, keepdim=True) + (b * b).sum(-1) - 2.0 * a @ b.transpose(-1, -2)
+            d = d2.clamp_min(1e-30).sqrt() * math.sqrt(5.0)
+            part = (1.0 + d + d * d / 3.0) * torch.exp(-d)
+            out = part if out is None else out * part
+        return out * self.outputscale_
 
     def _predict_arrays(self, W, m, z):
-        import gpytorch
-
         X = torch.as_tensor(self.encoding_.encode(W, m, z), dtype=DTYPE)
         means, stds = [], []
-        fast = len(X) > self.fast_var_above
-        with torch.no_grad(), gpytorch.settings.fast_pred_var(fast):
-            for s in range(0, len(X), 4096):
-                mu, sd = self.predict_tensor(X[s:s + 4096])
+        with torch.no_grad():
+            for s in range(0, len(X), 2048):
+                mu, sd = self.predict_tensor(X[s:s + 2048])
                 means.append(mu.numpy())
                 stds.append(sd.numpy())
         if not means:
@@ -294,7 +393,7 @@ class MFMSGP(LossModel):
 
         def fg(w):
             x = torch.as_tensor(np.concatenate([w, um_uz]), dtype=DTYPE).unsqueeze(0).requires_grad_(True)
-            mu = self.model_.posterior(x).mean.sum() * sign
+            mu = self.predict_tensor(x)[0].sum() * sign
             (g,) = torch.autograd.grad(mu, x)
             return float(mu.detach()), g[0, :K].numpy().copy()
 
@@ -317,7 +416,7 @@ class MFMSGPExact(MFMSGP):
     name = "mfms-gp-exact"
 
     def __init__(self, *, maxiter: int = 100, warm_maxiter: int = 15, noise_floor: float = 1e-6,
-                 fast_var_above: int = 4096, num_threads: int | None = 1, seed: int = 0):
+                 num_threads: int | None = 1, seed: int = 0):
         super().__init__(exact=True, max_fit_points=10 ** 9, maxiter=maxiter, warm_maxiter=warm_maxiter,
-                         noise_floor=noise_floor, fast_var_above=fast_var_above, num_threads=num_threads,
+                         noise_floor=noise_floor, num_threads=num_threads,
                          seed=seed)
