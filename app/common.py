@@ -2,9 +2,11 @@
 and turning errors into messages.
 
 Caching: the Store (a path, no open connection) is a ``cache_resource``; run tables are
-``cache_data`` keyed by (db, study, data_version), and fitted loss models are ``cache_resource``
-keyed by (db, study, data_version, model, objective), so any new result (which bumps the study's
-data_version) invalidates them and the next page view refits.
+``cache_data`` keyed by (db, study, data_version); fitted loss models are ``cache_resource`` keyed
+by (db, study, results key, model, objective), where the results key (:func:`results_key`) changes
+with every new checkpoint, so new results invalidate a fit while approving or editing proposals
+(which also bump data_version) does not force a refit. Slow fits run in the background
+(:func:`background`): a page draws at once and fills in when the fit is done.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from engine.errors import MixplanError, NotAvailableError
+from engine.errors import MixplanError
 from engine.store import Store
 
 log = logging.getLogger("mixplan.app")
@@ -68,8 +70,18 @@ def run_page(body: Callable[[], None]) -> None:
 
 
 # ---- the study ----------------------------------------------------------------------------
+#: Within this many seconds the app reuses a study's data_version / the study list instead of
+#: asking the database again (one page view asks several times; each open costs ~50-150 ms).
+FRESH_S = 1.0
+
+
+@st.cache_data(show_spinner=False, ttl=FRESH_S)
+def _study_names(path: str) -> list[str]:
+    return _store(path).study_names()
+
+
 def study_names() -> list[str]:
-    return store().study_names()
+    return _study_names(db_path())
 
 
 def current_study() -> str | None:
@@ -96,8 +108,24 @@ def require_study() -> str:
     return name
 
 
+@st.cache_data(show_spinner=False, ttl=FRESH_S)
+def _version(path: str, study: str) -> int:
+    return _store(path).data_version(study)
+
+
 def version(study: str) -> int:
-    return store().data_version(study)
+    """The study's data_version (bumped by every write to it; at most FRESH_S old)."""
+    return _version(db_path(), study)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _config(path: str, study: str, data_version: int):
+    return _store(path).get_config(study)
+
+
+def config(study: str):
+    """The study's config (cached per data_version)."""
+    return _config(db_path(), study, version(study))
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -137,39 +165,28 @@ def models_missing_note() -> str:
             "in once the models land.")
 
 
+def results_key(study: str) -> str:
+    """Changes exactly when the study's results change: '<checkpoints>:<last checkpoint id>'
+    (checkpoints are only ever added; mixtures of trials with results never change)."""
+    r = runs(study)
+    return f"{len(r)}:{int(r['checkpoint_id'].max()) if len(r) else 0}"
+
+
 @st.cache_resource(show_spinner=False, max_entries=12)
-def _fitted(path: str, study: str, data_version: int, model: str, objective: str):
+def _fitted(path: str, study: str, results: str, model: str, objective: str):
     from engine.export import fit_study_model
 
     st_ = _store(path)
-    run_table = _runs(path, study, data_version)
-    return fit_study_model(st_, study, model, objective, runs=run_table.drop(
-        columns=[c for c in ("trial_id", "state", "checkpoint_id", "wall_s", "source", "strategy")
-                 if c in run_table.columns]))
-
-
-def fitted(study: str, model: str, objective: str):
-    """The loss model fitted on the study's current runs (cached per data_version); a spinner
-    while it fits."""
-    v = version(study)
-    with st.spinner(f"Fitting {model} on the runs of {study} (cached until new results arrive)..."):
-        return _fitted(db_path(), study, v, model, objective)
+    return fit_study_model(st_, study, model, objective, runs=st_.runs_frame(study))
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _optimum(path: str, study: str, data_version: int, model: str, objective: str, model_params: int,
+def _optimum(path: str, study: str, results: str, model: str, objective: str, model_params: int,
              steps: float | None, tokens: float | None):
     cfg = _store(path).get_config(study)
-    m = _fitted(path, study, data_version, model, objective)
+    m = _fitted(path, study, results, model, objective)
     return m.optimum(int(model_params), steps=steps, tokens=tokens, bounds=cfg.bounds_array(),
                      direction=cfg.direction)
-
-
-def optimum(study: str, model: str, objective: str, model_params: int, steps: float | None,
-            tokens: float | None):
-    v = version(study)
-    with st.spinner(f"Searching the mixture {model} predicts best..."):
-        return _optimum(db_path(), study, v, model, objective, int(model_params), steps, tokens)
 
 
 def feature(module: str, attr: str):
@@ -203,13 +220,17 @@ def mixture_text(weights: dict[str, float]) -> str:
     return "  ".join(f"{d} {w:.2f}" for d, w in weights.items())
 
 
-def not_available(exc: NotAvailableError) -> None:
-    st.info(str(exc))
-
-
 def flash(message: str, kind: str = "success") -> None:
     """A message to show after the next rerun (st.rerun drops what this run drew)."""
     st.session_state.setdefault("_flash", []).append((kind, message))
+
+
+def after_write(message: str, kind: str = "success") -> None:
+    """After the app wrote to the database: forget the cached versions / study list (so the
+    rerun reads fresh state) and show ``message`` after the rerun."""
+    _version.clear()
+    _study_names.clear()
+    flash(message, kind)
 
 
 def show_flash() -> None:

@@ -45,7 +45,7 @@ def _recommend(path, study, version, model, objective, mp, steps, tokens):
 
 def body() -> None:
     name = common.require_study()
-    cfg = common.store().get_config(name)
+    cfg = common.config(name)
     st.caption(f"Study **{name}**" + (f" · target {scale_label(cfg.target.model_params, cfg.target.steps, cfg.target.tokens)}"
                                       if cfg.target else ""))
     runs = common.runs(name)
@@ -65,7 +65,7 @@ def body() -> None:
             st.warning("This study has no [target]; add one to its config to get a recommendation.")
             return
         tokens = t.tokens if t.tokens is not None else cfg.tokens_for(t.steps)
-        args = (common.db_path(), name, common.version(name), model, cfg.objective)
+        args = (common.db_path(), name, common.results_key(name), model, cfg.objective)
         out = common.background(("export",) + args + (t.model_params, t.steps, tokens),
                                 f"Fitting {model} and searching its optimum at the target", _recommend, *args,
                                 t.model_params, t.steps, tokens)

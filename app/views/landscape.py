@@ -79,7 +79,7 @@ def draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs
 
 def body() -> None:
     name = common.require_study()
-    cfg = common.store().get_config(name)
+    cfg = common.config(name)
     runs = common.runs(name)
     domains = list(cfg.domains)
     st.caption(f"Study **{name}**: {len(domains)} domains ({', '.join(domains)})")
@@ -117,9 +117,9 @@ def body() -> None:
     else:
         xy = (x_dom, y_dom) if len(domains) > 3 else (None, None)
         out = common.background(
-            ("landscape", common.db_path(), name, common.version(name), model, objective, mp, steps, tokens, res, xy),
+            ("landscape", common.db_path(), name, common.results_key(name), model, objective, mp, steps, tokens, res, xy),
             f"Fitting {model} on {runs['trial_id'].nunique():,} runs and predicting {objective} over the mixtures",
-            _landscape, common.db_path(), name, common.version(name), model, objective, mp, steps, tokens, res, xy)
+            _landscape, common.db_path(), name, common.results_key(name), model, objective, mp, steps, tokens, res, xy)
         if out is not None:
             draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs)
     st.plotly_chart(plot_parallel_coordinates(runs, domains, objective, direction=direction), key="land_parcoords")

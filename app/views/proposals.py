@@ -47,11 +47,11 @@ def propose_section(name: str) -> None:
         with common.guard(f"asking {strategy} for proposals"):
             with st.spinner(f"{strategy} is choosing {q} run(s) (fitting its model first)..."):
                 new = propose(common.store(), name, strategy, int(q), int(seed))
-            common.flash(f"{strategy} proposed {len(new)} trial(s): {', '.join(str(t.trial_id) for t in new) or '-'}"
+            common.after_write(f"{strategy} proposed {len(new)} trial(s): {', '.join(str(t.trial_id) for t in new) or '-'}"
                          if new else f"{strategy} has nothing more to propose.", "success" if new else "info")
             st.rerun()
     with st.expander("Add a run by hand"):
-        cfg = common.store().get_config(name)
+        cfg = common.config(name)
         st.caption("Weights must sum to 1 (a rounding slip up to 0.001 is renormalised); they are checked "
                    "against the study's bounds.")
         cols = st.columns(len(cfg.domains))
@@ -76,7 +76,7 @@ def propose_section(name: str) -> None:
                     raise ValidationError("the study has no model size to train.", fix="add [[scales]] to its config.")
                 t = common.store().add_trials(name, [Proposal(weights=w, model_params=int(mp), steps=int(steps),
                                                               reason="added by hand in the app")], actor="app")
-                common.flash(f"Added trial {t[0].trial_id} (proposed).")
+                common.after_write(f"Added trial {t[0].trial_id} (proposed).")
                 st.rerun()
 
 
@@ -89,19 +89,19 @@ def _apply(action: str, ids: list[int], name: str) -> None:
             store.approve(name, ids, actor="app")
         else:
             store.reject(name, ids, actor="app", reason="rejected in the app")
-        common.flash(f"{'Approved' if action == 'approve' else 'Rejected'} trial(s) {', '.join(map(str, ids))}.")
+        common.after_write(f"{'Approved' if action == 'approve' else 'Rejected'} trial(s) {', '.join(map(str, ids))}.")
         st.rerun()
 
 
 def _edit(trial_id: int, weights: dict[str, float], model_params: int | None, steps: int | None) -> None:
     with common.guard(f"editing trial {trial_id}"):
         common.store().edit_trial(int(trial_id), weights=weights, model_params=model_params, steps=steps, actor="app")
-        common.flash(f"Saved trial {trial_id} (weights re-validated).")
+        common.after_write(f"Saved trial {trial_id} (weights re-validated).")
         st.rerun()
 
 
 def pending_section(name: str) -> None:
-    cfg = common.store().get_config(name)
+    cfg = common.config(name)
     trials = common.trials(name)
     pend = trials[trials["state"].isin(["proposed", "approved"])].reset_index(drop=True)
     st.subheader(f"Proposed and approved ({len(pend)})")
@@ -136,7 +136,7 @@ def pending_section(name: str) -> None:
         with common.guard("saving the table's edits"):
             for tid, weights, mp, steps in changed:
                 common.store().edit_trial(tid, weights=weights, model_params=mp, steps=steps, actor="app")
-            common.flash(f"Saved edits of trial(s) {', '.join(str(c[0]) for c in changed)} (weights re-validated).")
+            common.after_write(f"Saved edits of trial(s) {', '.join(str(c[0]) for c in changed)} (weights re-validated).")
             st.rerun()
     st.caption("Every action also has its own button per trial:")
     for r in pend.to_dict(orient="records"):
@@ -199,7 +199,7 @@ def dispatch_section(name: str) -> None:
     run_approved = common.feature("engine.dispatch", "run_approved")
     trials = common.trials(name)
     approved = int((trials["state"] == "approved").sum())
-    cfg = common.store().get_config(name)
+    cfg = common.config(name)
     c = st.columns([1, 0.8, 1.2, 2])
     executor = c[0].selectbox("Executor", EXECUTORS, key="disp_executor")
     workers = c[1].number_input("Workers", min_value=1, max_value=64, value=2, key="disp_workers")
@@ -219,7 +219,7 @@ def dispatch_section(name: str) -> None:
         fh = open(log, "wb")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         _dispatchers()[(common.db_path(), name)] = (proc, log)
-        common.flash(f"Dispatching {approved} approved trial(s) on {executor} with {workers} worker(s) "
+        common.after_write(f"Dispatching {approved} approved trial(s) on {executor} with {workers} worker(s) "
                      f"(pid {proc.pid}).")
         st.rerun()
 
@@ -264,6 +264,7 @@ def status_section(name: str) -> None:
                         if st.button("Approve again (retry)", key=f"retry_{r.trial_id}"):
                             with common.guard(f"retrying trial {r.trial_id}"):
                                 common.store().transition([int(r.trial_id)], "approved", actor="app", study=name)
+                                common.after_write(f"Trial {r.trial_id} approved again; run it with the button above.")
                                 st.rerun()
 
     st.subheader("Status")

@@ -44,7 +44,7 @@ def _table(path: str, study: str, version: int, models: tuple[str, ...], objecti
 
 def body() -> None:
     name = common.require_study()
-    cfg = common.store().get_config(name)
+    cfg = common.config(name)
     runs = common.runs(name)
     st.caption(f"Study **{name}**")
     if runs.empty:
@@ -64,9 +64,9 @@ def body() -> None:
         st.info("Pick at least one model.")
         return
     pts = tuple((p.model_params, p.steps, p.tokens) for p in points)
-    out = common.background(("scaling", common.db_path(), name, common.version(name), tuple(chosen), objective, pts),
+    out = common.background(("scaling", common.db_path(), name, common.results_key(name), tuple(chosen), objective, pts),
                             f"Fitting {', '.join(chosen)} and searching the optimum at {len(points)} scales",
-                            _table, common.db_path(), name, common.version(name), tuple(chosen), objective, pts)
+                            _table, common.db_path(), name, common.results_key(name), tuple(chosen), objective, pts)
     if out is None:
         return
     table, errors = out

@@ -59,7 +59,7 @@ def overview(name: str) -> None:
 
 
 def runs_section(name: str) -> None:
-    cfg = common.store().get_config(name)
+    cfg = common.config(name)
     runs = common.runs(name)
     if runs.empty:
         st.info("No results yet. Import a run table (below, or `mixplan import FILE --study NAME`) or run "
@@ -106,7 +106,7 @@ def _save_upload(upload) -> Path:
 
 def create_section() -> None:
     store = common.store()
-    with st.expander("Create a study", expanded=not store.study_names()):
+    with st.expander("Create a study", expanded=not common.study_names()):
         tab_cfg, tab_table = st.tabs(["From a config (TOML)", "From a run table (CSV / Parquet)"])
         with tab_cfg:
             st.caption("The same validation as `mixplan study create --config FILE`: every problem names the key "
@@ -123,7 +123,7 @@ def create_section() -> None:
                     cfg = parse_config(body, source=source)
                     store.create_study(cfg, actor="app")
                     common.select_study(cfg.name)
-                    common.flash(f"Created study {cfg.name} with domains {', '.join(cfg.domains)}.")
+                    common.after_write(f"Created study {cfg.name} with domains {', '.join(cfg.domains)}.")
                     st.rerun()
         with tab_table:
             st.caption("The same validation as `mixplan import FILE --study NAME`: one row per checkpoint, "
@@ -159,12 +159,12 @@ def create_section() -> None:
                                             renormalised_rows=int(getattr(notes, "renormalised_rows", 0) or 0),
                                             actor="app")
                     if getattr(notes, "renormalised_rows", 0):
-                        common.flash(f"Renormalised the weights of {notes.renormalised_rows} row(s) (largest deviation "
+                        common.after_write(f"Renormalised the weights of {notes.renormalised_rows} row(s) (largest deviation "
                                      f"of the sum from 1: {notes.max_sum_deviation:.3g}).", "info")
                     for n in getattr(notes, "notes", ()):
-                        common.flash(f"Note: {n}", "info")
+                        common.after_write(f"Note: {n}", "info")
                     common.select_study(name)
-                    common.flash(f"Imported {rep.runs} runs ({rep.checkpoints} checkpoints) into {name}"
+                    common.after_write(f"Imported {rep.runs} runs ({rep.checkpoints} checkpoints) into {name}"
                                + (" (new study)" if rep.created_study else "") + ".")
                     st.rerun()
 

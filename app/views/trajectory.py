@@ -32,7 +32,7 @@ def _entries(path: str, study: str, version: int) -> pd.DataFrame:
 
 def body() -> None:
     name = common.require_study()
-    cfg = common.store().get_config(name)
+    cfg = common.config(name)
     st.caption(f"Study **{name}**")
     if common.feature("engine.trajectory", "trajectory") is None:
         common.missing("The trajectory (incumbent at the target vs cumulative cost)", "engine.trajectory")
