@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -269,7 +268,8 @@ def test_real_prepare_corpus_downloads(tmp_path):
         assert d["version"] and d["licence"] and d["package"] and d["source"]
         assert 100_000 < d["train_tokens"] <= 200_000 and d["val_tokens"] > 1000, name
     corpus = info.load()
-    sample = {d: bytes(corpus.train[d][:50_000]).decode("utf-8", errors="replace") for d in corpus.domains}
+    sample = {d: bytes(corpus.train[d][:50_000]).decode("utf-8", errors="replace")
+              for d in corpus.domains}
     assert "def " in sample["code"]
     assert "\\begin" in sample["latex"] or "\\documentclass" in sample["latex"] or "\\newcommand" in sample["latex"]
     t0 = time.perf_counter()

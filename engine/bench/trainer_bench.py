@@ -9,19 +9,22 @@ For each ladder size, in one process and one thread setting, alternately runs
 
 ``repeats`` times each and keeps each side's best (the machine is shared, so the best is the
 least disturbed measurement). ``ratio = trainer / plain``: 1.0 means the trainer adds no
-overhead. Run ``python -m engine.bench.trainer_bench`` or call :func:`run_trainer_bench`.
+overhead. Tokens per CPU-second (process CPU time, one thread) are reported too: on a busy
+shared machine they stay close to what an idle core would give, while wall-clock tokens/s
+drop with the load (the load average is recorded with the result). Run ``python -m engine.bench.trainer_bench`` or call :func:`run_trainer_bench`.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from typing import Sequence
 
 
 def _plain_loop(size: str, corpus, *, steps: int, batch_size: int, context: int, threads: int,
-                device, seed: int = 0) -> float:
-    """tokens/s of the minimal training loop of the same model (all steps timed)."""
+                device, seed: int = 0) -> tuple[float, float]:
+    """(tokens/s, tokens per CPU-second) of the minimal training loop of the same model."""
     import numpy as np
     import torch
 
@@ -43,7 +46,7 @@ def _plain_loop(size: str, corpus, *, steps: int, batch_size: int, context: int,
         data = np.asarray(corpus.train[corpus.domains[0]])
         rng = np.random.default_rng(seed)
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else None
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(steps):
             offs = rng.integers(0, len(data) - context - 1, size=batch_size)
             batch = torch.from_numpy(np.stack([data[o:o + context + 1] for o in offs]).astype(np.int64))
@@ -58,7 +61,8 @@ def _plain_loop(size: str, corpus, *, steps: int, batch_size: int, context: int,
             opt.zero_grad(set_to_none=True)
         if cuda:
             torch.cuda.synchronize()
-        return steps * batch_size * context / (time.perf_counter() - t0)
+        tokens = steps * batch_size * context
+        return tokens / (time.perf_counter() - t0), tokens / max(time.process_time() - c0, 1e-9)
     finally:
         if not cuda:
             torch.set_num_threads(prev)
@@ -79,8 +83,9 @@ def run_trainer_bench(
 
     ``corpus`` defaults to the tiny offline corpus (:func:`engine.data.build_local_corpus`)
     built in a temporary directory. Returns ``{"device", "threads", "steps", "batch_size",
-    "context", "rows": [{"size", "params", "trainer_tokens_per_s", "plain_tokens_per_s",
-    "ratio", "trainer_all", "plain_all"}]}``.
+    "context", "load_average", "rows": [{"size", "params", "trainer_tokens_per_s",
+    "plain_tokens_per_s", "ratio", "trainer_all", "plain_all", "trainer_tokens_per_cpu_s",
+    "plain_tokens_per_cpu_s", "cpu_ratio"}]}``.
     """
     import torch
 
@@ -97,23 +102,29 @@ def run_trainer_bench(
         weights = {d: 1.0 for d in corpus.domains}
         rows = []
         for size in sizes:
-            trainer_tps, plain_tps = [], []
+            trainer_tps, plain_tps, trainer_cpu, plain_cpu = [], [], [], []
             for _ in range(repeats):
-                plain_tps.append(_plain_loop(size, corpus, steps=steps, batch_size=batch_size,
-                                             context=context, threads=threads, device=dev))
+                wall, cpu = _plain_loop(size, corpus, steps=steps, batch_size=batch_size,
+                                        context=context, threads=threads, device=dev)
+                plain_tps.append(wall)
+                plain_cpu.append(cpu)
                 res = train(TrainSpec(weights=weights, model_params=size, steps=steps,
                                       batch_size=batch_size, context=context, threads=threads,
                                       eval_batches=1), corpus, device=dev)
                 trainer_tps.append(res.info["tokens_per_s"])
+                trainer_cpu.append(res.info["tokens_per_cpu_s"])
             best_t, best_p = max(trainer_tps), max(plain_tps)
             rows.append({
                 "size": size, "params": nearest_size(size).params,
                 "trainer_tokens_per_s": best_t, "plain_tokens_per_s": best_p,
                 "ratio": best_t / best_p,
                 "trainer_all": trainer_tps, "plain_all": plain_tps,
+                "trainer_tokens_per_cpu_s": max(trainer_cpu), "plain_tokens_per_cpu_s": max(plain_cpu),
+                "cpu_ratio": max(trainer_cpu) / max(plain_cpu),
             })
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
-        return {"device": name, "threads": threads if dev.type != "cuda" else None,
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        return {"device": name, "load_average": load, "cpus": os.cpu_count(), "threads": threads if dev.type != "cuda" else None,
                 "steps": steps, "batch_size": batch_size, "context": context,
                 "repeats": repeats, "rows": rows}
     finally:
@@ -127,10 +138,15 @@ def format_trainer_bench(result: dict) -> str:
             + (f", {result['threads']} thread(s)" if result.get("threads") else "")
             + f", batch {result['batch_size']} x context {result['context']}, {result['steps']} "
             f"steps, best of {result['repeats']}")
-    lines = [head, f"{'size':>6} {'params':>12} {'trainer tok/s':>14} {'plain tok/s':>12} {'ratio':>6}"]
+    if result.get("load_average") is not None:
+        head += f" (load average {result['load_average']:.1f} on {result['cpus']} CPUs)"
+    lines = [head, f"{'size':>6} {'params':>12} {'trainer tok/s':>14} {'plain tok/s':>12} {'ratio':>6}"
+                   f" {'trainer tok/cpu-s':>18} {'plain tok/cpu-s':>16} {'ratio':>6}"]
     for r in result["rows"]:
         lines.append(f"{r['size']:>6} {r['params']:>12,} {r['trainer_tokens_per_s']:>14,.0f} "
-                     f"{r['plain_tokens_per_s']:>12,.0f} {r['ratio']:>6.2f}")
+                     f"{r['plain_tokens_per_s']:>12,.0f} {r['ratio']:>6.2f}"
+                     f" {r['trainer_tokens_per_cpu_s']:>18,.0f} {r['plain_tokens_per_cpu_s']:>16,.0f}"
+                     f" {r['cpu_ratio']:>6.2f}")
     return "\n".join(lines)
 
 

@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -341,16 +341,16 @@ def _select(domain: str, docs: list[Document], spec: CorpusSpec,
     for doc in sorted(docs, key=lambda d: doc_hash(domain, d.name)):
         side = split[doc.name]
         room = budget[side] - used[side]
-        if room <= 0:
+        if room <= 1:  # not even one byte plus the separator fits
             capped = True
-            if all(budget[s] - used[s] <= 0 for s in budget):
+            if all(budget[s] - used[s] <= 1 for s in budget):
                 break
             continue
         data = doc.read()
         if not data:
             continue
         if len(data) + 1 > room:
-            data, capped = data[: max(room - 1, 0)], True
+            data, capped = data[: room - 1], True
         chosen[side].append((doc.name, data))
         used[side] += len(data) + 1
     for side in ("train", "val"):
@@ -604,5 +604,6 @@ def build_local_corpus(
     and ``unicode`` (the Unicode character-name table)."""
     from engine.data.sources import OFFLINE_DOMAINS
 
-    return prepare_corpus(cache_dir, list(OFFLINE_DOMAINS), max_bytes_per_domain=max_bytes_per_domain,
+    return prepare_corpus(cache_dir, list(OFFLINE_DOMAINS),
+                          max_bytes_per_domain=max_bytes_per_domain,
                           max_val_bytes=max_val_bytes, progress=progress)

