@@ -1,0 +1,18 @@
+"""Strategies that propose the next runs (Optuna-style ask; results "tell" through the store).
+
+``get_strategy(name, seed=...)`` with name in ``mfms-bo``, ``autoscale``, ``random``,
+``hyperband``, ``mf-bo``, ``bo``; ``propose(store, study, strategy, q, seed)`` asks and stores.
+Importing this package does not import torch (the GP strategies import it when asked).
+"""
+
+from engine.strategies.base import (  # noqa: F401
+    Fidelity,
+    Incumbent,
+    Strategy,
+    StudyState,
+    get_strategy,
+    propose,
+    strategy_names,
+)
+
+__all__ = ["Fidelity", "Incumbent", "Strategy", "StudyState", "get_strategy", "propose", "strategy_names"]

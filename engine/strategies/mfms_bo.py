@@ -1,0 +1,186 @@
+"""``mfms-bo``: multi-fidelity multi-scale BO (Yen et al. 2025).
+
+One GP (``mfms-gp``) over (mixture, log size, log steps) learns from every checkpoint. For
+every (model size, steps) on offer, log EI over the mixture against that fidelity's own
+incumbent, minus log cost; the best (mixture, fidelity) wins (see
+:mod:`engine.strategies.acquisition`). The incumbent is judged at the target fidelity: the
+observed mixture with the best predicted mean there.
+
+Until the study has ``min_runs`` runs with the objective, proposals are random mixtures at
+random cheap fidelities (an initial design).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.records import Proposal
+from engine.strategies import space
+from engine.strategies.base import Fidelity, Incumbent, Strategy, StudyState, register, weights_dict
+from engine.strategies.surrogate import Surrogate, torch_threads
+
+
+def fidelity_filter(fids: list[Fidelity], target: Fidelity, max_fidelities: int | None) -> list[Fidelity]:
+    """Keep at most ``max_fidelities`` (cheapest first, always including the target)."""
+    if max_fidelities is None or len(fids) <= max_fidelities:
+        return fids
+    keep = fids[: max_fidelities - 1]
+    if all((f.model_params, f.steps) != (target.model_params, target.steps) for f in keep):
+        keep.append(next((f for f in fids if (f.model_params, f.steps) == (target.model_params, target.steps)),
+                         fids[-1]))
+    return keep
+
+
+class GPStrategy(Strategy):
+    """Shared plumbing of the GP strategies: fitting the surrogate, the model incumbent at the
+    target, pending points, and turning picks into proposals."""
+
+    model_based = True
+
+    def __init__(self, *, seed: int = 0, min_runs: int = 3, n_screen: int = 256, n_coarse: int = 64,
+                 n_fid: int = 4, n_refine: int = 1, n_starts: int = 2, maxiter: int = 30, max_points: int = 600,
+                 max_fit_points: int = 300, refit_every: int = 3, threads: int | None = 1) -> None:
+        super().__init__(seed=seed)
+        self.threads = threads
+        self.min_runs = min_runs
+        self.n_screen = n_screen
+        self.n_coarse = n_coarse
+        self.n_fid = n_fid
+        self.n_refine = n_refine
+        self.n_starts = n_starts
+        self.maxiter = maxiter
+        self.max_points = max_points
+        self.max_fit_points = max_fit_points
+        self.refit_every = refit_every
+        self.surrogate_: Surrogate | None = None
+        self.model_ = None
+
+    # ---- hooks -----------------------------------------------------------------------------
+    def training_runs(self, state: StudyState):
+        """The rows the GP is fitted on (all of them here; subclasses restrict)."""
+        return state.usable_runs()
+
+    def offered(self, state: StudyState) -> list[Fidelity]:
+        return state.fidelities()
+
+    # ---- plumbing ------------------------------------------------------------------------
+    def fit(self, state: StudyState) -> Surrogate | None:
+        runs = self.training_runs(state)
+        if runs.empty or runs["run_id"].nunique() < self.min_runs:
+            return None
+        if self.surrogate_ is None:
+            self.surrogate_ = Surrogate(max_points=self.max_points, max_fit_points=self.max_fit_points,
+                                        refit_every=self.refit_every, seed=self.seed)
+        self.surrogate_.fit(runs, state.objective, state.domains, state.config.tokens_per_step,
+                            key=(state.config.name, state.objective, type(self).__name__))
+        self.model_ = self.surrogate_.model_
+        return self.surrogate_
+
+    def observed_mixtures(self, state: StudyState, runs=None) -> np.ndarray:
+        df = state.run_summary() if runs is None else runs
+        if df.empty:
+            return np.zeros((0, len(state.domains)))
+        return space.unique_rows(state.W(df))
+
+    def model_incumbent(self, state: StudyState, sur: Surrogate, W_obs: np.ndarray) -> Incumbent:
+        from engine.strategies.acquisition import _no_grad_marginals
+
+        t = state.target()
+        mu, sd = _no_grad_marginals(sur.gp, sur.encode(W_obs, t.model_params, t.steps))
+        mu, sd = mu.numpy(), sd.numpy()
+        i = int(np.argmax(mu) if state.maximize else np.argmin(mu))
+        return Incumbent(weights_dict(state.domains, W_obs[i]), float(mu[i]), float(sd[i]), "model")
+
+    def incumbent(self, state: StudyState) -> Incumbent | None:
+        with torch_threads(self.threads):
+            return self._incumbent(state)
+
+    def _incumbent(self, state: StudyState) -> Incumbent | None:
+        sur = self.fit(state)
+        if sur is None:
+            return state.observed_incumbent()
+        return self.model_incumbent(state, sur, self.observed_mixtures(state, self.run_summary(state)))
+
+    def run_summary(self, state: StudyState):
+        df = state.run_summary()
+        runs = self.training_runs(state)
+        return df[df["run_id"].isin(set(runs["run_id"]))] if not df.empty else df
+
+    def pending_X(self, state: StudyState, sur: Surrogate):
+        import torch
+
+        if not state.pending:
+            return None
+        rows = []
+        for p in state.pending:
+            steps = p.steps if p.steps is not None else state.config.steps_for(p.tokens)
+            if steps is None:
+                continue
+            w = np.array([p.weights.get(d, 0.0) for d in state.domains])
+            rows.append(sur.encode(w, p.model_params, steps))
+        return torch.cat(rows) if rows else None
+
+    def random_proposals(self, state: StudyState, q: int, fids: list[Fidelity], why: str) -> list[Proposal]:
+        rng = self.rng(state)
+        W = space.sample(q, state.bounds(), rng)
+        out = []
+        for w in W:
+            f = fids[int(rng.integers(len(fids)))]
+            out.append(Proposal(weights_dict(state.domains, w), f.model_params, steps=f.steps, strategy=self.name,
+                                cost=f.cost, reason=f"{why}: random mixture at {f.label()} (cost {f.cost:.3g})"))
+        return out
+
+    def to_proposals(self, state: StudyState, sur: Surrogate, picks, incumbent: Incumbent) -> list[Proposal]:
+        out = []
+        W = np.array([list(weights_dict(state.domains, p.w).values()) for p in picks])
+        # one call of the model's own predict: what is stored is what the model says
+        mu, sd = sur.predict(W, [p.fidelity.model_params for p in picks], [p.fidelity.steps for p in picks])
+        for i, p in enumerate(picks):
+            f = p.fidelity
+            acq = p.score if math.isfinite(p.score) else None
+            out.append(Proposal(
+                dict(zip(state.domains, map(float, W[i]))), f.model_params, steps=f.steps, strategy=self.name,
+                acq_value=acq, pred_mean=float(mu[i]), pred_std=float(sd[i]), cost=f.cost,
+                reason=self.reason(p, incumbent)))
+        return out
+
+    def reason(self, p, incumbent: Incumbent) -> str:
+        f = p.fidelity
+        return (f"EI/cost best at {f.label()}: logEI {p.log_ei:.3g} vs that fidelity's incumbent "
+                f"{p.best_f:.4g}, cost {f.cost:.3g}, score {p.score:.3g}; target incumbent "
+                f"{incumbent.pred_mean:.4g}")
+
+
+@register("mfms-bo")
+class MFMSBO(GPStrategy):
+    """EI per unit cost over (mixture, model size, steps); see the module docstring.
+    ``max_fidelities`` screens only the cheapest fidelities (plus the target) when set."""
+
+    name = "mfms-bo"
+
+    def __init__(self, *, max_fidelities: int | None = None, **kw) -> None:
+        super().__init__(**kw)
+        self.max_fidelities = max_fidelities
+
+    def ask(self, state: StudyState, q: int = 1) -> list[Proposal]:
+        with torch_threads(self.threads):
+            return self._ask(state, q)
+
+    def _ask(self, state: StudyState, q: int) -> list[Proposal]:
+        from engine.strategies.acquisition import fidelity_incumbents, select_batch
+
+        fids = fidelity_filter(self.offered(state), state.target(), self.max_fidelities)
+        sur = self.fit(state)
+        if sur is None:
+            return self.random_proposals(state, q, fids[: max(1, len(fids) // 2)], "initial design")
+        W_obs = self.observed_mixtures(state, self.run_summary(state))
+        inc = self.model_incumbent(state, sur, W_obs)
+        self.incumbent_ = inc
+        best_f = fidelity_incumbents(sur, W_obs, fids, state.maximize)
+        around = np.vstack([np.array([inc.weights[d] for d in state.domains])[None], W_obs[-3:]])
+        picks = select_batch(sur, fids, best_f, q, state.bounds(), self.rng(state), maximize=state.maximize,
+                             pending_X=self.pending_X(state, sur), around=around, n_screen=self.n_screen,
+                             n_coarse=self.n_coarse, n_fid=self.n_fid, n_refine=self.n_refine, n_starts=self.n_starts, maxiter=self.maxiter)
+        return self.to_proposals(state, sur, picks, inc)

@@ -1,0 +1,66 @@
+"""The search space of mixtures: sampling and projecting onto the bounded simplex."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def project(V: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Euclidean projection of the rows of V onto {lo <= w <= hi, sum w = 1} (bisection)."""
+    V = np.atleast_2d(np.asarray(V, dtype=float))
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    a = (V - hi).min(axis=1) - 1.0
+    c = (V - lo).max(axis=1) + 1.0
+    for _ in range(100):
+        t = 0.5 * (a + c)
+        s = np.clip(V - t[:, None], lo, hi).sum(axis=1)
+        big = s > 1.0
+        a = np.where(big, t, a)
+        c = np.where(big, c, t)
+    W = np.clip(V - 0.5 * (a + c)[:, None], lo, hi)
+    # tidy the last ulp so sum(w) == 1 to machine precision while staying within bounds
+    err = 1.0 - W.sum(axis=1)
+    room = np.where(err[:, None] > 0, hi - W, W - lo)
+    j = np.argmax(room, axis=1)
+    W[np.arange(len(W)), j] += err
+    return W
+
+
+def in_bounds(W: np.ndarray, bounds: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    W = np.atleast_2d(W)
+    return ((W >= bounds[:, 0] - tol) & (W <= bounds[:, 1] + tol)).all(axis=1) & (np.abs(W.sum(axis=1) - 1) < 1e-6)
+
+
+def sample(n: int, bounds: np.ndarray, rng: np.random.Generator, alpha: float = 1.0) -> np.ndarray:
+    """Dirichlet(alpha) mixtures, projected onto the bounds where they bind."""
+    K = len(bounds)
+    W = rng.dirichlet(np.full(K, alpha), size=n)
+    bad = ~in_bounds(W, bounds)
+    if bad.any():
+        W[bad] = project(W[bad], bounds)
+    return W
+
+
+def candidates(n: int, bounds: np.ndarray, rng: np.random.Generator, *, around: np.ndarray | None = None,
+               local_scale: float = 0.05) -> np.ndarray:
+    """A screening set: uniform-ish, sparse and concentrated Dirichlet draws, the uniform
+    mixture, and Gaussian perturbations of the mixtures in ``around``."""
+    K = len(bounds)
+    parts = [project(np.full((1, K), 1.0 / K), bounds)]
+    parts.append(sample(max(1, n // 2), bounds, rng, 1.0))
+    parts.append(sample(max(1, n // 4), bounds, rng, 0.3))
+    parts.append(sample(max(1, n // 4), bounds, rng, 3.0))
+    if around is not None and len(around):
+        A = np.atleast_2d(around)
+        reps = max(1, n // (2 * len(A)))
+        P = np.repeat(A, reps, axis=0) + rng.normal(0, local_scale, size=(len(A) * reps, K))
+        parts.append(A)
+        parts.append(project(P, bounds))
+    return np.vstack(parts)
+
+
+def unique_rows(W: np.ndarray, decimals: int = 6) -> np.ndarray:
+    if len(W) == 0:
+        return W
+    _, idx = np.unique(np.round(W, decimals), axis=0, return_index=True)
+    return W[np.sort(idx)]

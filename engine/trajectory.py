@@ -1,0 +1,127 @@
+"""The optimisation trajectory: cost spent against the incumbent at the target.
+
+One entry per finished trial (state ``done``), in finishing order (the order of their
+``done`` events; imported runs, which have none, come first in trial order)::
+
+    {"trial_id", "weights", "model_params", "steps", "tokens", "cost", "cumulative_cost",
+     "incumbent_weights", "incumbent_pred"[, "incumbent_true"], "incumbent_source"}
+
+The incumbent after a trial is the ``incumbent`` event autopilot recorded once the strategy
+had seen that trial's result (or a later one's, with nothing else finishing in between).
+Where no event exists (runs finished outside autopilot), it is computed on the fly, cheaply:
+the best value observed at the target fidelity so far (else at the largest fidelity
+reached), ``incumbent_source = "observed"``. ``incumbent_true`` comes from the study's runner
+where it knows the truth (simulators).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from engine.records import TrialState
+from engine.runtable.schema import objective_values
+
+
+def _truth(config):
+    if config.runner.kind not in ("mfms-sim", "table"):
+        return None
+    try:
+        from engine.runners.registry import make_runner
+
+        return make_runner(config)
+    except Exception:  # noqa: BLE001 - no truth available
+        return None
+
+
+def trajectory(store, study: str, *, with_truth: bool = True) -> list[dict[str, Any]]:
+    """The trajectory of a study (see the module docstring)."""
+    config = store.get_config(study)
+    trials = {t.trial_id: t for t in store.trials(study, [TrialState.DONE])}
+    ev = store.events(study)
+    ev = ev.sort_values("event_id")
+    done_order = [int(t) for t in ev.loc[ev["kind"] == "done", "trial_id"].dropna() if int(t) in trials]
+    seen = set(done_order)
+    order = sorted(t for t in trials if t not in seen) + done_order
+    inc_events: dict[int, dict] = {}
+    for tid, detail in zip(ev.loc[ev["kind"] == "incumbent", "trial_id"], ev.loc[ev["kind"] == "incumbent", "detail"]):
+        if tid is None or (isinstance(tid, float) and np.isnan(tid)):
+            continue
+        inc_events[int(tid)] = json.loads(detail) if isinstance(detail, str) else dict(detail)
+    runs = store.runs_frame(study, meta=True)
+    t = config.target
+    sign = 1.0 if config.direction == "minimize" else -1.0
+    runner = _truth(config) if with_truth else None
+    truth_cache: dict[tuple, float | None] = {}
+
+    def true_of(w: dict[str, float]) -> float | None:
+        if runner is None or t is None:
+            return None
+        key = tuple(round(w[d], 12) for d in sorted(w))
+        if key not in truth_cache:
+            try:
+                truth_cache[key] = runner.true_value(w, t.model_params, t.steps, config.objective)
+            except Exception:  # noqa: BLE001
+                truth_cache[key] = None
+        return truth_cache[key]
+
+    out = []
+    cum = 0.0
+    finished: list[int] = []
+    last_inc: dict | None = None
+    for tid in order:
+        tr = trials[tid]
+        cost = float(tr.cost) if tr.cost is not None else 0.0
+        cum += cost
+        finished.append(tid)
+        inc = inc_events.get(tid)
+        source = None
+        if inc is not None:
+            w, pred, source = inc["weights"], inc.get("pred_mean"), inc.get("source", "model")
+            true = inc.get("true")
+        else:
+            w, pred = _observed(runs, finished, config, sign)
+            source = "observed"
+            true = None
+            if w is None and last_inc is not None:
+                w, pred = last_inc["weights"], last_inc["pred"]
+        if true is None and w is not None:
+            true = true_of(w)
+        entry = {"trial_id": tid, "weights": tr.weights, "model_params": tr.model_params, "steps": tr.steps,
+                 "tokens": tr.tokens, "cost": tr.cost, "cumulative_cost": cum, "incumbent_weights": w,
+                 "incumbent_pred": pred, "incumbent_source": source}
+        if runner is not None or true is not None:
+            entry["incumbent_true"] = true
+        last_inc = {"weights": w, "pred": pred}
+        out.append(entry)
+    return out
+
+
+def _observed(runs, finished: list[int], config, sign: float):
+    """Best observed value at the target among the finished trials (else at the largest
+    fidelity reached); (weights, value) or (None, None)."""
+    if runs.empty:
+        return None, None
+    df = runs[runs["trial_id"].isin(finished)]
+    if df.empty:
+        return None, None
+    try:
+        y = sign * objective_values(df, config.objective).to_numpy(dtype=float)
+    except KeyError:
+        return None, None
+    ok = np.isfinite(y) & df["steps"].notna().to_numpy()
+    if not ok.any():
+        return None, None
+    df, y = df[ok], y[ok]
+    mp = df["model_params"].to_numpy()
+    st = df["steps"].to_numpy(dtype=float)
+    t = config.target
+    at = (mp == t.model_params) & (st == t.steps) if t is not None else np.zeros(len(df), bool)
+    if not at.any():
+        big = mp == mp.max()
+        at = big & (st == st[big].max())
+    i = int(np.flatnonzero(at)[np.argmin(y[at])])
+    w = {d: float(df[f"w_{d}"].iloc[i]) for d in config.domains}
+    return w, float(sign * y[i])

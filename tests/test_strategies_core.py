@@ -1,0 +1,113 @@
+"""Every strategy proposes valid trials; batches differ; stored predictions match the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.store import Store
+from engine.strategies import StudyState, get_strategy, propose, strategy_names
+from tests.test_strategies_helpers import DOMAINS, seed_runs, study_config
+
+BOUNDS = {"web": [0.1, 0.8], "default": [0.0, 0.9]}
+ALL = ["mfms-bo", "autoscale", "random", "hyperband", "mf-bo", "bo"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = Store(tmp_path_factory.mktemp("strat") / "runs.duckdb")
+    s.create_study(study_config("synth", bounds=BOUNDS))
+    seed_runs(s, "synth", n=8)
+    seed_runs(s, "synth", n=4, seed=1, fidelity=(10_000_000, 900))  # a few at the target (bo, mf-bo)
+    return s
+
+
+def test_registry_names():
+    assert set(ALL) <= set(strategy_names())
+
+
+def _valid(state: StudyState, p, *, on_grid: bool = True) -> None:
+    w = np.array([p.weights[d] for d in DOMAINS])
+    assert abs(w.sum() - 1) < 1e-9 and (w >= -1e-12).all()
+    for d, (lo, hi) in zip(DOMAINS, state.config.bounds_array()):
+        assert lo - 1e-9 <= p.weights[d] <= hi + 1e-9, (d, p.weights[d])
+    fids = {(f.model_params, f.steps) for f in state.fidelities()}
+    if on_grid:
+        assert (p.model_params, p.steps) in fids
+    else:  # autoscale's perturbation runs change the length: size offered, steps in range
+        assert p.model_params in {m for m, _ in fids}
+        assert min(s for _, s in fids) * 0.5 <= p.steps <= max(s for _, s in fids)
+    assert p.cost is not None and p.cost > 0
+    assert p.reason
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_strategy_proposes_valid_distinct_trials(store, name):
+    state = StudyState.from_store(store, "synth")
+    strat = get_strategy(name, seed=1)
+    props = strat.ask(state, 3)
+    assert 1 <= len(props) <= 3
+    for p in props:
+        assert p.strategy == name
+        _valid(state, p, on_grid=name != "autoscale")
+    keys = {(tuple(np.round([p.weights[d] for d in DOMAINS], 6)), p.model_params, p.steps) for p in props}
+    assert len(keys) == len(props), "a batch must not repeat a trial"
+
+
+@pytest.mark.parametrize("name", ["mfms-bo", "bo", "mf-bo"])
+def test_stored_prediction_matches_model(store, name):
+    state = StudyState.from_store(store, "synth")
+    strat = get_strategy(name, seed=2)
+    props = strat.ask(state, 2)
+    assert strat.model_ is not None, f"{name} should have fitted its GP"
+    q = pd.DataFrame([{**{f"w_{d}": p.weights[d] for d in DOMAINS}, "model_params": p.model_params,
+                       "steps": p.steps} for p in props])
+    mu, sd = strat.model_.predict(q)
+    np.testing.assert_allclose([p.pred_mean for p in props], mu, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose([p.pred_std for p in props], sd, rtol=1e-4, atol=1e-9)
+    assert all(p.acq_value is not None for p in props)
+
+
+def test_mfms_bo_uses_cheap_fidelities(store):
+    """The per-fidelity incumbent keeps EI/cost from always choosing the most expensive run."""
+    state = StudyState.from_store(store, "synth")
+    props = get_strategy("mfms-bo", seed=3).ask(state, 3)
+    target = state.target()
+    assert any((p.model_params, p.steps) != (target.model_params, target.steps) for p in props)
+    assert "EI/cost" in props[0].reason
+
+
+def test_propose_stores_trials(store):
+    trials = propose(store, "synth", "random", 2, seed=5)
+    assert len(trials) == 2
+    assert all(t.state.value == "proposed" and t.strategy == "random" for t in trials)
+    store.reject("synth", [t.trial_id for t in trials])
+
+
+def test_pending_trials_change_the_next_proposal(store):
+    """Pending trials are X_pending: proposing again does not return the pending point."""
+    trials = propose(store, "synth", "mfms-bo", 1, seed=7)
+    state = StudyState.from_store(store, "synth")
+    again = get_strategy("mfms-bo", seed=7).ask(state, 1)[0]
+    first = trials[0]
+    same = (np.allclose([first.weights[d] for d in DOMAINS], [again.weights[d] for d in DOMAINS], atol=1e-4)
+            and (first.model_params, first.steps) == (again.model_params, again.steps))
+    assert not same
+    store.reject("synth", [first.trial_id])
+
+
+def test_hyperband_promotes_the_best(tmp_path):
+    s = Store(tmp_path / "hb.duckdb")
+    s.create_study(study_config("hb"))
+    from engine.autopilot import autopilot
+    from tests.test_strategies_helpers import SynthRunner
+
+    res = autopilot(s, "hb", "hyperband", budget=1e9, max_trials=14, runner=SynthRunner())
+    trials = s.trials("hb")
+    rungs = {t.run_id: t for t in trials}
+    # bracket 1 (rungs 300 -> 900 at the target size): the promoted config was its rung's best
+    r0 = [t for rid, t in rungs.items() if rid.startswith("hb0.1-r0")]
+    r1 = [t for rid, t in rungs.items() if rid.startswith("hb0.1-r1")]
+    assert r0 and r1 and all(t.steps == 900 for t in r1) and all(t.steps == 300 for t in r0)
+    assert len(res.done) == 14
