@@ -43,5 +43,31 @@ def store(
     console.print(table)
 
 
+@bench_app.command("trainer")
+def trainer(
+    sizes: Annotated[str, typer.Option("--sizes", help="Ladder sizes, comma-separated.")] = "0.1M,0.5M,1M",
+    steps: Annotated[int, typer.Option("--steps", help="Optimiser steps per measurement.")] = 60,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads (FACTS: pin 1 per run).")] = 1,
+    repeats: Annotated[int, typer.Option("--repeats", help="Repeats (the best is reported).")] = 2,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda if present).")] = None,
+    corpus: Annotated[str | None, typer.Option("--corpus", help="Prepared corpus dir (default: tiny offline one).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Built-in trainer tokens/s against a plain PyTorch loop of the same model, same run (ratio)."""
+    from engine.bench.trainer_bench import format_trainer_bench, run_trainer_bench
+
+    loaded = None
+    if corpus:
+        from engine.data.corpus import Corpus
+
+        loaded = Corpus.load(corpus)
+    result = run_trainer_bench([x.strip() for x in sizes.split(",") if x.strip()], steps=steps, threads=threads,
+                               repeats=repeats, corpus=loaded, device=device)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(format_trainer_bench(result), highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
