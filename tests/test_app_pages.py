@@ -363,3 +363,20 @@ def common_feature(module, attr):
         return getattr(importlib.import_module(module), attr, None)
     except ImportError:
         return None
+
+
+def test_trajectory_compares_benchmark_studies(env_db):
+    if common_feature("engine.trajectory", "trajectory") is None:
+        pytest.skip("engine.trajectory not installed")
+    store = Store(env_db)
+    if "demo-b" not in store.study_names():
+        create_study(store, "demo-b", n_runs=20, proposals=0, seed=5)
+    at = page("views/trajectory.py")
+    ok(at)
+    assert any(m.value.startswith("**Current incumbent**") for m in at.markdown)
+    assert "demo-b" in at.multiselect(key="traj_compare").options
+    at.multiselect(key="traj_compare").set_value(["demo-b"]).run()
+    ok(at)
+    assert any("Speed-up" in m.value for m in at.markdown)
+    speed = at.dataframe[0].value
+    assert set(speed.columns) >= {"strategy", "cost_to_reach", "speedup"} and len(speed) == 2

@@ -94,7 +94,7 @@ def browser(server):
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1800}, accept_downloads=True)
     pg = ctx.new_page()
     yield pg
     ctx.close()
@@ -134,7 +134,7 @@ def no_errors(page) -> None:
 
 def test_study_page(server, page):
     url, _ = server
-    open_page(page, url, "study", "Study")
+    open_page(page, url, "", "Study")  # the default page lives at the root
     wait_plots(page, 1)
     no_errors(page)
     assert page.get_by_text("Runs with results").count() == 1
@@ -161,7 +161,13 @@ def test_scaling_page(server, page):
 def test_trajectory_page(server, page):
     url, _ = server
     open_page(page, url, "trajectory", "Trajectory")
-    page.wait_for_timeout(3000)
+    from app.common import feature
+
+    if feature("engine.trajectory", "trajectory") is not None:
+        wait_plots(page, 1)
+        page.get_by_text("Current incumbent").first.wait_for(timeout=30_000)
+    else:
+        page.get_by_text("is not available in this build yet").wait_for(timeout=30_000)
     no_errors(page)
     shot(page, "4-trajectory")
 

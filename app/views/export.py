@@ -31,9 +31,8 @@ def mixture_bar(weights: dict[str, float]) -> go.Figure:
     for i, (d, w) in enumerate(weights.items()):
         fig.add_trace(go.Bar(x=[w], y=["mixture"], orientation="h", name=d, marker_color=domain_color(i),
                              text=f"{d} {w:.3f}", textposition="inside", hovertemplate=f"{d} %{{x:.4f}}<extra></extra>"))
-    fig.update_layout(template=TEMPLATE, barmode="stack", height=150, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      xaxis={"range": [0, 1], "visible": False}, yaxis={"visible": False},
-                      legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(template=TEMPLATE, barmode="stack", height=110, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      xaxis={"range": [0, 1], "visible": False}, yaxis={"visible": False}, showlegend=False)
     return fig
 
 
@@ -91,7 +90,7 @@ def body() -> None:
         ex = from_run(common.store(), name, trial_id=int(tid))
     prov = ex.provenance
     c = st.columns(4)
-    c[0].metric("Source", "model optimum" if prov.source == "optimum" else f"run {prov.run_id}")
+    c[0].metric("Source", f"{prov.model} optimum" if prov.source == "optimum" else f"run {prov.run_id}")
     if prov.pred_mean is not None:
         c[1].metric(f"Predicted {prov.objective}", f"{prov.pred_mean:.4f}",
                     f"± {prov.pred_std:.3g}" if prov.pred_std is not None else None, delta_color="off")

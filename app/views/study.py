@@ -27,7 +27,7 @@ def overview(name: str) -> None:
     c = st.columns(5)
     c[0].metric("Runs with results", f"{runs['trial_id'].nunique() if len(runs) else 0:,}")
     c[1].metric("Checkpoints", f"{len(runs):,}")
-    c[2].metric("Budget spent", f"{spent:,.4g}" + (f" / {cfg.budget:,.4g}" if cfg.budget else ""),
+    c[2].metric("Budget spent", human(spent) + (f" / {human(cfg.budget)}" if cfg.budget else ""),
                 help="Sum of the cost of finished trials (the runner's cost, else cost_per_step x steps, "
                      "else 6 x params x tokens).")
     pending = trials["state"].isin(["proposed", "approved", "queued", "running"]).sum()

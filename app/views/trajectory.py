@@ -1,5 +1,6 @@
-"""Trajectory: the incumbent's value at the target fidelity against cumulative cost (per
-strategy, with the speed-up, for benchmark studies)."""
+"""Trajectory: the incumbent's value at the target fidelity against cumulative cost. Benchmark
+studies (one study per strategy, same domains) can be drawn together: one curve per strategy and
+the speed-up of each over the reference."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from engine.plots import plot_trajectory, scale_label, speedups, trajectory_fram
 st.title("Trajectory")
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_data(show_spinner=False, max_entries=32)
 def _entries(path: str, study: str, version: int) -> pd.DataFrame:
     fn = common.feature("engine.trajectory", "trajectory")
     out = fn(common._store(path), study)
@@ -30,6 +31,14 @@ def _entries(path: str, study: str, version: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def curve_name(study: str) -> str:
+    """'study (strategy)' from the strategy that proposed most of its trials."""
+    t = common.trials(study)
+    s = t["strategy"].dropna()
+    s = s[s != "manual"]
+    return f"{study} ({s.mode().iloc[0]})" if len(s) else study
+
+
 def body() -> None:
     name = common.require_study()
     cfg = common.config(name)
@@ -40,24 +49,42 @@ def body() -> None:
         done = trials[trials["state"] == "done"]
         st.caption(f"{len(done):,} finished trial(s), total cost {pd.to_numeric(done['cost'], errors='coerce').sum():,.4g}.")
         return
+    siblings = []
+    for other in common.study_names():
+        if other != name and tuple(common.config(other).domains) == tuple(cfg.domains):
+            siblings.append(other)
+    others = st.multiselect("Compare with studies of the same domains (e.g. one study per strategy of a benchmark)",
+                            siblings, key="traj_compare", disabled=not siblings,
+                            placeholder="no other study with these domains" if not siblings else "pick studies")
     with st.spinner("Computing the incumbent after each finished trial..."):
-        df = trajectory_frame(_entries(common.db_path(), name, common.version(name)))
-    if df.empty:
+        frames = []
+        for s in [name] + list(others):
+            df = trajectory_frame(_entries(common.db_path(), s, common.version(s)))
+            if len(df):
+                df["strategy"] = curve_name(s)
+                frames.append(df)
+    if not frames:
         st.info("No finished trial yet: the trajectory starts with the first result.")
         return
+    df = pd.concat(frames, ignore_index=True)
     label = scale_label(cfg.target.model_params, cfg.target.steps, cfg.target.tokens) if cfg.target else ""
-    st.plotly_chart(plot_trajectory(df, objective=cfg.objective, target_label=label, budget=cfg.budget),
-                    key="trajectory_chart")
-    if "strategy" in df.columns and df["strategy"].nunique() > 1:
-        st.markdown("**Speed-up**: cost each strategy needs to reach the reference strategy's final incumbent.")
+    st.plotly_chart(plot_trajectory(df, objective=cfg.objective, target_label=label,
+                                    budget=cfg.budget if not others else None), key="trajectory_chart")
+    if df["strategy"].nunique() > 1:
+        st.markdown("**Speed-up**: the cost each curve needs to reach the reference's final incumbent "
+                    "(reference: a `random` curve if there is one, else the first).")
         st.dataframe(speedups(df, direction=cfg.direction), hide_index=True)
-    last = df.iloc[-1]
+    mine = df[df["strategy"] == curve_name(name)]
+    last = mine.iloc[-1]
     if isinstance(last.get("incumbent_weights"), dict):
+        src = last.get("incumbent_source")
         st.markdown("**Current incumbent**: " + common.mixture_text(last["incumbent_weights"])
-                    + (f" (predicted {last['incumbent_pred']:.4f} at the target)"
+                    + (f" ({'predicted' if src != 'observed' else 'observed'} {last['incumbent_pred']:.4f} at the target)"
                        if pd.notna(last.get("incumbent_pred")) else ""))
-    show = df.drop(columns=[c for c in ("weights", "incumbent_weights") if c in df.columns])
-    st.dataframe(show, hide_index=True, width="stretch", height=260)
+    show = mine.drop(columns=[c for c in ("weights", "incumbent_weights", "strategy") if c in mine.columns])
+    st.dataframe(show, hide_index=True, width="stretch", height=260,
+                 column_config={"model_params": st.column_config.NumberColumn("params", format="compact"),
+                                "tokens": st.column_config.NumberColumn("tokens", format="compact")})
 
 
 common.run_page(body)

@@ -170,8 +170,16 @@ def observed_at(runs: pd.DataFrame, model_params: int, *, steps: float | None = 
     return df.groupby(key, sort=False).head(1).drop(columns="_d")
 
 
-def scale_label(model_params: int, steps: float | None = None, tokens: float | None = None) -> str:
-    """'20M params, 5000 steps'."""
+def scale_label(model_params: int, steps: float | None = None, tokens: float | None = None, *,
+                short: bool = False) -> str:
+    """'20M params, 5,000 steps' (``short``: '20M / 5K steps')."""
+    if short:
+        s = human(model_params)
+        if steps is not None:
+            s += f" / {human(steps)} steps"
+        elif tokens is not None:
+            s += f" / {human(tokens)} tok"
+        return s
     s = f"{human(model_params)} params"
     if steps is not None:
         s += f", {int(steps):,} steps"

@@ -31,7 +31,7 @@ class ScalePoint:
 
     @property
     def label(self) -> str:
-        return scale_label(self.model_params, self.steps, self.tokens)
+        return scale_label(self.model_params, self.steps, self.tokens, short=True)
 
 
 def scaling_table(models: Mapping[str, object], scales: Sequence[ScalePoint], domains: Sequence[str], *,
@@ -70,17 +70,19 @@ def scaling_table(models: Mapping[str, object], scales: Sequence[ScalePoint], do
 
 
 def plot_scaling(table: pd.DataFrame, domains: Sequence[str], *, objective: str = "loss",
-                 height: int = 640) -> go.Figure:
-    """Stacked bars of the optimal mixture at each scale (one column per model), the predicted
-    objective at each below (with +-1 std), the smallest scale's optimum for comparison, and a
-    marker where that optimum stops being optimal."""
+                 height: int = 660) -> go.Figure:
+    """Per model (one column each): stacked bars of the optimal mixture at each scale with the
+    predicted objective written above each bar; below, how much worse the smallest scale's
+    optimum is predicted to do at each scale (its regret) against the prediction's std. Scales
+    from the first one where the regret exceeds the std are shaded: there the small-scale optimum
+    has stopped being optimal."""
     if table.empty:
         return empty_figure("no optimum computed")
     models = list(dict.fromkeys(table["model"]))
-    fig = make_subplots(rows=2, cols=len(models), shared_xaxes="columns", row_heights=[0.62, 0.38],
-                        vertical_spacing=0.08, horizontal_spacing=0.08,
-                        subplot_titles=[f"{m}: optimal mixture" for m in models]
-                        + [f"{m}: predicted {objective}" for m in models])
+    fig = make_subplots(rows=2, cols=len(models), shared_xaxes="columns", row_heights=[0.64, 0.36],
+                        vertical_spacing=0.1, horizontal_spacing=0.08,
+                        subplot_titles=[f"{m}: optimal mixture (predicted {objective} on top)" for m in models]
+                        + [f"{m}: regret of the smallest scale's optimum" for m in models])
     for j, m in enumerate(models, start=1):
         t = table[table["model"] == m].reset_index(drop=True)
         labels = t["scale"].tolist()
@@ -89,26 +91,32 @@ def plot_scaling(table: pd.DataFrame, domains: Sequence[str], *, objective: str 
                                  marker_color=domain_color(i), text=[f"{v:.2f}" for v in t[weight_col(d)]],
                                  textposition="inside", hovertemplate=f"{d} %{{y:.3f}}<extra>{m}</extra>"),
                           row=1, col=j)
-        fig.add_trace(go.Scatter(x=labels, y=t["pred_mean"], mode="lines+markers", name="optimum at this scale",
-                                 legendgroup="opt", showlegend=j == 1, line={"color": "black"},
-                                 error_y={"type": "data", "array": t["pred_std"], "visible": True}),
+        fig.add_trace(go.Scatter(
+            x=labels, y=[1.0] * len(labels), mode="text", showlegend=False, textposition="top center",
+            text=[f"{v:.4g}±{s:.2g}" for v, s in zip(t["pred_mean"], t["pred_std"])],
+            textfont={"size": 11}, hovertemplate=f"predicted {objective} %{{text}}<extra>{m}</extra>"), row=1, col=j)
+        fig.add_trace(go.Scatter(x=labels, y=t["regret"], mode="lines+markers", name="regret of the smallest scale's optimum",
+                                 legendgroup="regret", showlegend=j == 1, line={"color": "#B22222", "width": 2.5},
+                                 customdata=np.column_stack([t["small_pred"], t["pred_mean"]]),
+                                 hovertemplate="regret %{y:.4g}<br>small-scale optimum %{customdata[0]:.4f}"
+                                               "<br>this scale's optimum %{customdata[1]:.4f}<extra></extra>"),
                       row=2, col=j)
-        fig.add_trace(go.Scatter(x=labels, y=t["small_pred"], mode="lines+markers",
-                                 name="smallest scale's optimum", legendgroup="small", showlegend=j == 1,
-                                 line={"color": "#EF553B", "dash": "dash"}), row=2, col=j)
+        fig.add_trace(go.Scatter(x=labels, y=t["pred_std"], mode="lines", name="1 std of the prediction",
+                                 legendgroup="std", showlegend=j == 1, line={"color": "grey", "dash": "dash"}),
+                      row=2, col=j)
         shifted = np.flatnonzero(t["shifted"].to_numpy(dtype=bool))
         if len(shifted):
             k = int(shifted[0])
             for row in (1, 2):
                 fig.add_vrect(x0=k - 0.5, x1=len(labels) - 0.5, fillcolor="#EF553B", opacity=0.08, line_width=0,
                               row=row, col=j)
-            sfx = "" if j == 1 else str(j)
-            fig.add_annotation(x=k - 0.45, y=0.98, xref=f"x{sfx}", yref=f"y{sfx} domain", xanchor="left",
-                               yanchor="top", text="small-scale optimum<br>no longer optimal →", showarrow=False,
-                               align="left", font={"color": "#B22222", "size": 11}, bgcolor="rgba(255,255,255,0.8)")
-    fig.update_layout(template=TEMPLATE, barmode="stack", height=height, margin={"l": 60, "r": 20, "t": 90, "b": 60},
-                      legend={"orientation": "h", "y": -0.12}, title="Optimal mixture per scale")
+            fig.add_annotation(x=k - 0.45, y=0.97, xref=f"x{len(models) + j}", yref=f"y{len(models) + j} domain",
+                               xanchor="left", yanchor="top", showarrow=False, align="left",
+                               text="small-scale optimum<br>no longer optimal →",
+                               font={"color": "#B22222", "size": 11}, bgcolor="rgba(255,255,255,0.85)")
+    fig.update_layout(template=TEMPLATE, barmode="stack", height=height, margin={"l": 60, "r": 20, "t": 70, "b": 60},
+                      legend={"orientation": "h", "y": -0.1}, title="Optimal mixture per scale")
     for j in range(1, len(models) + 1):
-        fig.update_yaxes(title_text="weight", range=[0, 1], row=1, col=j)
-        fig.update_yaxes(title_text=objective, row=2, col=j)
+        fig.update_yaxes(title_text="weight", range=[0, 1.12], tickvals=[0, 0.25, 0.5, 0.75, 1], row=1, col=j)
+        fig.update_yaxes(title_text=f"Δ {objective}", rangemode="tozero", row=2, col=j)
     return fig
