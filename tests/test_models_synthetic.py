@@ -63,9 +63,25 @@ def test_mfms_gp_botorch_access_and_warm_start():
     post = gp.botorch_model.posterior(X)
     post.mean.sum().backward()
     assert X.grad is not None and torch.isfinite(X.grad).all()
-    mu, _ = gp.predict(q)
-    assert np.allclose(post.mean.detach().squeeze(-1).numpy(), mu)
     fixed = gp.scale_columns(int(3e7), steps=500)
+    mu, sd = gp.predict(q)
+    assert np.allclose(post.mean.detach().squeeze(-1).numpy(), mu)
+    with torch.no_grad():
+        ref = gp.singletask_gp.posterior(X.detach())
+        assert np.allclose(ref.mean.squeeze(-1).numpy(), mu, atol=1e-8)
+        assert np.allclose(ref.variance.squeeze(-1).sqrt().numpy(), sd, atol=1e-6)
+    # an MC acquisition function over the mixture with the scale columns fixed
+    from botorch.acquisition.logei import qLogExpectedImprovement
+    from botorch.optim import optimize_acqf
+
+    acq = qLogExpectedImprovement(gp.botorch_model, best_f=-float(mu.min()),
+                                  objective=__import__("botorch").acquisition.objective.GenericMCObjective(
+                                      lambda Y, X=None: -Y[..., 0]))
+    bounds = torch.tensor([[0.0] * K + [0.0, 0.0], [1.0] * K + [1.0, 1.0]], dtype=torch.float64)
+    cand, _ = optimize_acqf(acq, bounds, q=2, num_restarts=2, raw_samples=32, fixed_features=fixed,
+                            equality_constraints=[(torch.arange(K), torch.ones(K, dtype=torch.float64), 1.0)],
+                            options={"maxiter": 20})
+    assert cand.shape == (2, K + 2) and torch.allclose(cand[:, :K].sum(-1), torch.ones(2, dtype=torch.float64))
     assert fixed == pytest.approx({K: float(X[0, K]), K + 1: float(X[0, K + 1])})
     gp2 = get_model("mfms-gp").fit(runs_table(32), "loss_x", warm_start=gp)
     mu2, _ = gp2.predict(q)

@@ -23,16 +23,18 @@ u_z`` with the kernel instead.
 Scaling to 100k checkpoint rows (the choice): an exact GP on every checkpoint is O(n^3). Runs
 are learning curves, smooth in log steps, so each run is summarised by at most
 ``bins_per_run`` points: its last checkpoint on its own, and the mean (log step, objective) of
-its other checkpoints in equal-width bins of log steps. Every checkpoint contributes to a bin
-mean; noisy curves are averaged rather than thinned. The GP is then exact on the bin means
-(at most ``max_points``; ``bins_per_run`` shrinks to fit, and only past 2 points per run are
+its other checkpoints in equal-width bins of log steps, where the bin's value is a local
+quadratic in log steps through all its checkpoints read at the bin's mean log step (no bias
+from the curve's convexity, unlike a plain mean). Every checkpoint contributes; noisy curves
+are averaged rather than thinned. The GP is then exact on the bin means
+(at most ``max_points``; ``bins_per_run`` shrinks to fit, and only past 3 points per run are
 runs subsampled, with a fixed seed). Hyperparameters are learned on a random subset of at most
 ``max_fit_points`` of those points (L-BFGS, ``maxiter`` steps, one attempt), then frozen for
 the exact solve on all of them. A refit given ``warm_start`` (a fitted MFMSGP) starts from its
 hyperparameters and runs ``warm_maxiter`` steps. ``exact=True`` skips the binning and fits every
 checkpoint (only for small tables; ``mfms-gp-exact`` in the registry).
 Predictions reuse one Cholesky of the training covariance (:meth:`MFMSGP.predict_tensor`):
-O(n) per point for the mean, O(n^2) for the variance, in chunks of 2,048 rows.
+O(n) per point for the mean, O(n^2) for the variance, in chunks of 512 rows.
 """
 
 from __future__ import annotations
@@ -129,9 +131,43 @@ def bin_checkpoints(run_ids: np.ndarray, z: np.ndarray, y: np.ndarray, idx_cols:
     rank = g.cumcount().to_numpy()
     key = np.where(last, -1, np.where(small, rank, b)).astype(np.int64)
     df["k"] = key
-    out = df.groupby(["r", "k"], sort=False).agg(lz=("lz", "mean"), y=("y", "mean"), i=("i", "first"),
-                                                 c=("y", "size"))
-    return out["i"].to_numpy(), out["lz"].to_numpy(), out["y"].to_numpy(), out["c"].to_numpy()
+    grp = df.groupby(["r", "k"], sort=False)
+    centre = grp["lz"].transform("mean").to_numpy()
+    scale = grp["lz"].transform("std").fillna(0).to_numpy()
+    t = (df["lz"].to_numpy() - centre) / np.where(scale > 0, scale, 1.0)
+    yv = df["y"].to_numpy()
+    mom = pd.DataFrame({"r": df["r"].to_numpy(), "k": key, "s1": t, "s2": t ** 2, "s3": t ** 3, "s4": t ** 4,
+                        "t1": t * yv, "t2": t * t * yv})
+    sums = mom.groupby(["r", "k"], sort=False).sum()
+    out = grp.agg(lz=("lz", "mean"), y=("y", "mean"), i=("i", "first"), c=("y", "size"))
+    # a local quadratic in log steps through each bin, read at the bin's mean log step: unlike
+    # the plain mean it has no bias from the curve's convexity (exact for quadratics)
+    n_ = out["c"].to_numpy().astype(float)
+    S1, S2, S3, S4 = (sums[c].to_numpy() for c in ("s1", "s2", "s3", "s4"))
+    T0 = out["y"].to_numpy() * n_
+    T1, T2 = sums["t1"].to_numpy(), sums["t2"].to_numpy()
+    A = np.stack([np.stack([n_, S1, S2], -1), np.stack([S1, S2, S3], -1), np.stack([S2, S3, S4], -1)], -2)
+    rhs = np.stack([T0, T1, T2], -1)
+    y_out = out["y"].to_numpy().copy()
+    lz_out = out["lz"].to_numpy().copy()
+    # bins of < 4 checkpoints: their middle checkpoint as it is (a mean would be biased)
+    rank = grp.cumcount().to_numpy()
+    size = grp["y"].transform("size").to_numpy()
+    mid = (rank == size // 2) & (size < 4)
+    small_bins = np.flatnonzero(n_ < 4)
+    if len(small_bins):
+        # groups appear in out in first-seen order, as do their middle rows in df
+        y_out[small_bins] = yv[mid]
+        lz_out[small_bins] = df["lz"].to_numpy()[mid]
+    ok = n_ >= 4
+    if ok.any():
+        det = np.linalg.det(A[ok])
+        good = np.abs(det) > 1e-9 * np.maximum(1.0, n_[ok]) ** 3
+        idx = np.flatnonzero(ok)[good]
+        if len(idx):
+            beta = np.linalg.solve(A[idx], rhs[idx][..., None])[..., 0]
+            y_out[idx] = beta[:, 0]
+    return out["i"].to_numpy(), lz_out, y_out, out["c"].to_numpy()
 
 
 class MFMSGP(LossModel):
@@ -140,7 +176,7 @@ class MFMSGP(LossModel):
     name = "mfms-gp"
     smooth = True
 
-    def __init__(self, *, exact: bool = False, mean: str = "scaling", bins_per_run: int = 8, max_points: int = 1500,
+    def __init__(self, *, exact: bool = False, mean: str = "scaling", bins_per_run: int = 8, max_points: int = 2000,
                  max_fit_points: int = 400, maxiter: int = 60, warm_maxiter: int = 10,
                  noise_floor: float = 1e-6, num_threads: int | None = 1,
                  seed: int = 0):
@@ -169,10 +205,10 @@ class MFMSGP(LossModel):
             return X, prep.y.copy()
         runs = np.unique(prep.run_ids)
         R = len(runs)
-        bpr = int(min(self.bins_per_run, max(2, self.max_points // max(R, 1))))
+        bpr = int(min(self.bins_per_run, max(3, self.max_points // max(R, 1))))
         keep = np.ones(len(idx), bool)
-        if R * 2 > self.max_points:  # too many runs even at 2 points each: subsample runs
-            chosen = rng.choice(runs, size=self.max_points // 2, replace=False)
+        if R * 3 > self.max_points:  # too many runs even at 3 points each: subsample runs
+            chosen = rng.choice(runs, size=self.max_points // 3, replace=False)
             keep = np.isin(prep.run_ids, chosen)
         rows, lz, y, _ = bin_checkpoints(prep.run_ids[keep], prep.z[keep], prep.y[keep], idx[keep], bpr)
         X = enc.encode(prep.W[rows], prep.m[rows], np.exp(lz))
@@ -236,17 +272,12 @@ class MFMSGP(LossModel):
                         "lik": {k: v.clone() for k, v in lik.state_dict().items()}}
 
         # the exact solve on every design point, hyperparameters frozen
-        tf = Standardize(m=1)
-        model = SingleTaskGP(Xt, Yt, likelihood=lik, covar_module=covar, mean_module=mean,
-                             outcome_transform=tf)
-        with torch.no_grad():  # Standardize computed its own stats; pin them to ours (same formula)
-            tf.means.fill_(y_mean)
-            tf.stdvs.fill_(y_std)
-            tf._stdvs_sq.fill_(y_std ** 2)
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self.model_ = model
+        for mod in (covar, mean, lik):
+            for p in mod.parameters():
+                p.requires_grad_(False)
+        self._stgp = None
+        self._lik = lik
+        self.Y_train_ = Yt
         self.y_mean_, self.y_std_ = y_mean, y_std
         # the direct predictor: one Cholesky of the train covariance, reused by every prediction
         with torch.no_grad():
@@ -314,10 +345,48 @@ class MFMSGP(LossModel):
     # ---- torch-level access for BO -------------------------------------------------------
     @property
     def botorch_model(self):
-        """The fitted BoTorch ``SingleTaskGP`` on inputs ``transform(query)``; posterior in
-        objective units. Its hyperparameters do not require grad (it is not refitted by BO)."""
+        """A BoTorch ``Model`` of this fit on inputs ``transform(query)``: its ``posterior(X)``
+        (X of shape batch x q x (K+2)) is the joint Gaussian posterior of the latent objective in
+        objective units, computed from the cached Cholesky (no cache to build: the first call is
+        as cheap as the next). Works with analytic and MC acquisition functions (LogEI, qLogEI,
+        X_pending). For methods that condition the model (fantasies, knowledge gradient) use
+        :attr:`singletask_gp`."""
         self._check_fitted()
-        return self.model_
+        if getattr(self, "_direct", None) is None:
+            self._direct = _DirectPosteriorModel(self)
+        return self._direct
+
+    @property
+    def singletask_gp(self):
+        """The same fit as a BoTorch ``SingleTaskGP`` (Standardize outcome transform, frozen
+        hyperparameters), built on first use; same posterior as :attr:`botorch_model`."""
+        self._check_fitted()
+        if self._stgp is None:
+            from botorch.models import SingleTaskGP
+            from botorch.models.transforms.outcome import Standardize
+
+            tf = Standardize(m=1)
+            model = SingleTaskGP(self.X_train_, self.Y_train_, likelihood=self._lik, covar_module=self.covar_,
+                                 mean_module=self.mean_module_, outcome_transform=tf)
+            with torch.no_grad():  # pin Standardize's stats to ours (same formula)
+                tf.means.fill_(self.y_mean_)
+                tf.stdvs.fill_(self.y_std_)
+                tf._stdvs_sq.fill_(self.y_std_ ** 2)
+            model.eval()
+            self._stgp = model
+        return self._stgp
+
+    def posterior_joint(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint posterior (mean (..., q), covariance (..., q, q)) at X (..., q, K+2), objective
+        units, differentiable in X."""
+        k = self._kernel(X, self.X_train_)
+        mu = self.mean_module_(X) + k @ self.alpha_
+        L = self.L_
+        V = torch.linalg.solve_triangular(L, k.transpose(-1, -2), upper=False)
+        cov = self._kernel(X, X) - V.transpose(-1, -2) @ V
+        q = X.shape[-2]
+        cov = cov + 1e-10 * torch.eye(q, dtype=X.dtype)
+        return mu * self.y_std_ + self.y_mean_, cov * self.y_std_ ** 2
 
     def transform(self, query: pd.DataFrame) -> torch.Tensor:
         """Query rows -> (n, K+2) float64 tensor ``[w_1..w_K, u_m, u_z]`` (module docstring)."""
@@ -348,27 +417,36 @@ class MFMSGP(LossModel):
         return mu * self.y_std_ + self.y_mean_, var.sqrt() * self.y_std_
 
     def _cross_kernel(self, X: torch.Tensor) -> torch.Tensor:
-        """k(X, X_train) computed directly: the same product of Matern-5/2 kernels as
-        ``covar_`` (several times faster than the lazy-tensor path for prediction)."""
+        return self._kernel(X, self.X_train_)
+
+    def _kernel(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        """k(A, B) computed directly: the same product of Matern-5/2 kernels as ``covar_``
+        (several times faster than the lazy-tensor path for prediction)."""
         K = len(self.domains_)
         base = self.covar_.base_kernel
-        out = None
+        poly = dsum = None
         for kern, sl in zip(base.kernels, (slice(0, K), slice(K, K + 1), slice(K + 1, K + 2))):
             ls = kern.lengthscale.reshape(-1)
-            a = X[..., sl] / ls
-            b = self.X_train_[:, sl] / ls
-            d2 = (a * a).sum(-1, keepdim=True) + (b * b).sum(-1) - 2.0 * a @ b.transpose(-1, -2)
-            d = d2.clamp_min(1e-30).sqrt() * math.sqrt(5.0)
-            part = (1.0 + d + d * d / 3.0) * torch.exp(-d)
-            out = part if out is None else out * part
-        return out * self.outputscale_
+            a = A[..., sl] / ls
+            b = B[..., sl] / ls
+            if a.shape[-1] == 1:
+                d = (a - b.transpose(-1, -2)).abs()
+            else:
+                d2 = (a * a).sum(-1, keepdim=True) + (b * b).sum(-1).unsqueeze(-2) - 2.0 * a @ b.transpose(-1, -2)
+                d = d2.clamp_min(1e-30).sqrt()
+            d = d * math.sqrt(5.0)
+            p = 1.0 + d * (1.0 + d / 3.0)
+            poly = p if poly is None else poly * p
+            dsum = d if dsum is None else dsum + d
+        # prod_i (1 + d_i + d_i^2/3) exp(-d_i) with one exp
+        return poly * torch.exp(-dsum) * self.outputscale_
 
     def _predict_arrays(self, W, m, z):
         X = torch.as_tensor(self.encoding_.encode(W, m, z), dtype=DTYPE)
         means, stds = [], []
         with torch.no_grad():
-            for s in range(0, len(X), 2048):
-                mu, sd = self.predict_tensor(X[s:s + 2048])
+            for s in range(0, len(X), 512):
+                mu, sd = self.predict_tensor(X[s:s + 512])
                 means.append(mu.numpy())
                 stds.append(sd.numpy())
         if not means:
@@ -408,6 +486,43 @@ class MFMSGP(LossModel):
         except (ValueError, FloatingPointError):
             pass
         return best_w
+
+
+def _DirectPosteriorModel(gp: MFMSGP):
+    """A minimal BoTorch ``Model`` around a fitted MFMSGP (see ``MFMSGP.botorch_model``)."""
+    from botorch.models.model import Model
+    from botorch.posteriors.gpytorch import GPyTorchPosterior
+    from gpytorch.distributions import MultivariateNormal
+
+    class DirectPosteriorModel(Model):
+        _num_outputs = 1
+
+        def __init__(self, gp):
+            super().__init__()
+            self._gp = [gp]  # a list: not registered as a submodule
+
+        @property
+        def num_outputs(self) -> int:
+            return 1
+
+        @property
+        def batch_shape(self) -> torch.Size:
+            return torch.Size([])
+
+        def posterior(self, X, output_indices=None, observation_noise=False, posterior_transform=None, **kw):
+            gp = self._gp[0]
+            mean, cov = gp.posterior_joint(X)
+            if observation_noise is True:
+                noise = float(gp._lik.noise.reshape(-1)[0]) * gp.y_std_ ** 2
+                cov = cov + noise * torch.eye(X.shape[-2], dtype=X.dtype)
+            post = GPyTorchPosterior(MultivariateNormal(mean, cov))
+            return posterior_transform(post) if posterior_transform is not None else post
+
+        def forward(self, X):  # pragma: no cover - Model requires it; posterior is the API
+            mean, cov = self._gp[0].posterior_joint(X)
+            return MultivariateNormal(mean, cov)
+
+    return DirectPosteriorModel(gp)
 
 
 class MFMSGPExact(MFMSGP):
