@@ -24,7 +24,7 @@ def config_dict(name: str = "synthetic", domains=DEFAULT_DOMAINS, *, checkpoints
         "scales": [{"model_params": s, "steps": [steps[len(steps) // 2], steps[-1]],
                     "cost_per_step": round(s / 1e9, 6)} for s in SIZES],
         "target": {"model_params": SIZES[-1], "steps": steps[-1]},
-        "runner": {"kind": "table"}, "budget": 2000.0,
+        "runner": {"kind": "table"}, "budget": 250000.0,
         "description": "synthetic demo study (smooth power laws + mixture term + noise)",
     }
 

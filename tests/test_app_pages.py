@@ -380,3 +380,19 @@ def test_trajectory_compares_benchmark_studies(env_db):
     assert any("Speed-up" in m.value for m in at.markdown)
     speed = at.dataframe[0].value
     assert set(speed.columns) >= {"strategy", "cost_to_reach", "speedup"} and len(speed) == 2
+
+
+def test_propose_with_a_strategy_stores_trials(env_db):
+    if common_feature("engine.strategies", "propose") is None:
+        pytest.skip("strategies not installed")
+    store = Store(env_db)
+    before = {t.trial_id for t in store.trials("demo", ["proposed"])}
+    at = page("views/proposals.py", prop_strategy="random", prop_q=2)
+    ok(at)
+    at.button(key="prop_button").click().run()
+    ok(at)
+    new = [t for t in store.trials("demo", ["proposed"]) if t.trial_id not in before]
+    assert len(new) == 2 and all(t.strategy == "random" for t in new)
+    assert any("random proposed 2 trial(s)" in s.value for s in at.success)
+    for t in new:  # each one is on the page with its own buttons
+        assert at.button(key=f"approve_{t.trial_id}") is not None

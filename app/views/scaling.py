@@ -85,6 +85,8 @@ def body() -> None:
         else:
             st.markdown(f"**{m}**: the smallest scale's optimum stays within one std of optimal at every scale shown.")
     show = table.drop(columns=["shifted"]).copy()
+    for c in ("pred_mean", "pred_std", "small_pred", "regret"):
+        show[c] = show[c].round(6)
     show["model_params"] = show["model_params"].map(human)
     st.dataframe(show, hide_index=True, width="stretch")
 

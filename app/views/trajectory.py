@@ -56,13 +56,17 @@ def body() -> None:
     others = st.multiselect("Compare with studies of the same domains (e.g. one study per strategy of a benchmark)",
                             siblings, key="traj_compare", disabled=not siblings,
                             placeholder="no other study with these domains" if not siblings else "pick studies")
-    with st.spinner("Computing the incumbent after each finished trial..."):
-        frames = []
-        for s in [name] + list(others):
-            df = trajectory_frame(_entries(common.db_path(), s, common.version(s)))
-            if len(df):
-                df["strategy"] = curve_name(s)
-                frames.append(df)
+    frames = []
+    for s in [name] + list(others):
+        args = (common.db_path(), s, common.version(s))
+        out = common.background(("trajectory",) + args, f"Computing the incumbent after each finished trial of {s}",
+                                _entries, *args)
+        if out is None:
+            return
+        df = trajectory_frame(out)
+        if len(df):
+            df["strategy"] = curve_name(s)
+            frames.append(df)
     if not frames:
         st.info("No finished trial yet: the trajectory starts with the first result.")
         return

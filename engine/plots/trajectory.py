@@ -61,9 +61,11 @@ def plot_trajectory(df: pd.DataFrame, *, objective: str = "loss", target_label: 
         name = s or "incumbent"
         if "incumbent_pred" in g.columns and g["incumbent_pred"].notna().any():
             text = [f"trial {t}" for t in g.get("trial_id", [""] * len(g))]
+            observed = "incumbent_source" in g.columns and (g["incumbent_source"] == "observed").all()
             fig.add_trace(go.Scatter(x=g["cumulative_cost"], y=g["incumbent_pred"], mode="lines+markers",
                                      line={"shape": "hv", "color": color, "width": 2.5}, marker={"size": 6},
-                                     name=f"{name}: predicted at target", text=text,
+                                     name=f"{name}: {'best observed' if observed else 'predicted'} at target",
+                                     text=text,
                                      hovertemplate="%{text}<br>cost %{x:.4g}<br>incumbent %{y:.4f}<extra></extra>"))
         if "incumbent_true" in g.columns and g["incumbent_true"].notna().any():
             fig.add_trace(go.Scatter(x=g["cumulative_cost"], y=g["incumbent_true"], mode="lines",
