@@ -15,9 +15,9 @@ optimised over w with the size/length columns fixed.
 Kernel: ``s^2 * k_w(w) * k_m(u_m) * k_z(u_z)``, a product of Matern-5/2 kernels (ARD over the
 K mixture weights), learned by maximising the marginal likelihood. Mean (``mean="scaling"``,
 the default): the data mixing law extended with scale terms, ``c + k exp(t . w + a_m u_m +
-a_z u_z)`` (a power law in size and length; :mod:`engine.models.mixing_law`), fitted by least
-squares on the design points and then fixed, so the GP extrapolates to larger sizes along the
-fitted scaling trend and models the residual; ``mean="linear"`` learns ``b . w + a_m u_m + a_z
+a_z u_z)`` (a power law in size and length; :mod:`engine.models.mixing_law`), initialised by
+least squares on the design points and learned with the kernel, so the GP extrapolates to larger
+sizes along the fitted scaling trend and models the residual; ``mean="linear"`` learns ``b . w + a_m u_m + a_z
 u_z`` with the kernel instead.
 
 Scaling to 100k checkpoint rows (the choice): an exact GP on every checkpoint is O(n^3). Runs
@@ -66,14 +66,14 @@ def _make_mean(d: int, mean: str):
 
     class _Scaling(Mean):
         """``c + k * exp(x @ t)``: the data mixing law with log-size / log-length terms (a power
-        law in size and length times an exponential in the mixture), fitted by least squares
-        before the GP and then fixed; the GP models what it leaves."""
+        law in size and length times an exponential in the mixture), initialised by least
+        squares, then learned with the kernel by maximising the marginal likelihood."""
 
         def __init__(self, d: int):
             super().__init__()
-            self.register_buffer("c", torch.zeros((), dtype=DTYPE))
-            self.register_buffer("k", torch.zeros((), dtype=DTYPE))
-            self.register_buffer("t", torch.zeros(d, dtype=DTYPE))
+            self.register_parameter("c", torch.nn.Parameter(torch.zeros((), dtype=DTYPE)))
+            self.register_parameter("k", torch.nn.Parameter(torch.zeros((), dtype=DTYPE)))
+            self.register_parameter("t", torch.nn.Parameter(torch.zeros(d, dtype=DTYPE)))
 
         def forward(self, x):
             return self.c + self.k * torch.exp((x @ self.t).clamp(-50, 50))
