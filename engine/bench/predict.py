@@ -110,6 +110,8 @@ def _r2(y, mu):
 def _spearman(y, mu):
     from scipy.stats import spearmanr
 
+    if np.ptp(mu) == 0:  # a constant prediction (fixed-mixture baselines) ranks nothing
+        return float("nan")
     return float(spearmanr(y, mu)[0])
 
 
