@@ -28,8 +28,8 @@ quadratic in log steps through all its checkpoints read at the bin's mean log st
 from the curve's convexity, unlike a plain mean). Every checkpoint contributes; noisy curves
 are averaged rather than thinned. The GP is then exact on the bin means
 (at most ``max_points``; ``bins_per_run`` shrinks to fit, and only past 3 points per run are
-runs subsampled, with a fixed seed). Hyperparameters are learned on a random subset of at most
-``max_fit_points`` of those points (L-BFGS, ``maxiter`` steps, one attempt), then frozen for
+runs subsampled, with a fixed seed). Hyperparameters are learned on the points of randomly chosen whole runs, at most
+``max_fit_points`` of them (L-BFGS, ``maxiter`` steps, one attempt), then frozen for
 the exact solve on all of them. A refit given ``warm_start`` (a fitted MFMSGP) starts from its
 hyperparameters and runs ``warm_maxiter`` steps. ``exact=True`` skips the binning and fits every
 checkpoint (only for small tables; ``mfms-gp-exact`` in the registry).
@@ -202,6 +202,7 @@ class MFMSGP(LossModel):
         rng = np.random.default_rng(self.seed)
         if self.exact:
             X = enc.encode(prep.W, prep.m, prep.z)
+            self._design_runs = prep.run_ids
             return X, prep.y.copy()
         runs = np.unique(prep.run_ids)
         R = len(runs)
@@ -212,6 +213,7 @@ class MFMSGP(LossModel):
             keep = np.isin(prep.run_ids, chosen)
         rows, lz, y, _ = bin_checkpoints(prep.run_ids[keep], prep.z[keep], prep.y[keep], idx[keep], bpr)
         X = enc.encode(prep.W[rows], prep.m[rows], np.exp(lz))
+        self._design_runs = prep.run_ids[rows]
         return X, y
 
     def _fit(self, prep: Prepared, *, warm_start: LossModel | None = None) -> None:
@@ -255,7 +257,15 @@ class MFMSGP(LossModel):
         # hyperparameters on a subset, in standardised units
         rng = np.random.default_rng(self.seed)
         n = len(y)
-        sub = np.arange(n) if n <= self.max_fit_points else np.sort(rng.choice(n, self.max_fit_points, replace=False))
+        if n <= self.max_fit_points:
+            sub = np.arange(n)
+        else:  # whole runs (their learning curves inform the steps kernel), in random order
+            runs_d = self._design_runs
+            order = rng.permutation(np.unique(runs_d))
+            counts = pd.Series(runs_d).value_counts()
+            take = order[np.cumsum(counts.loc[order].to_numpy()) <= self.max_fit_points]
+            sub = np.flatnonzero(np.isin(runs_d, take)) if len(take) else np.sort(
+                rng.choice(n, self.max_fit_points, replace=False))
         Ys = (Yt[sub] - y_mean) / y_std
         if maxiter > 0:
             m_sub = SingleTaskGP(Xt[sub], Ys, likelihood=lik, covar_module=covar, mean_module=mean,
