@@ -71,3 +71,40 @@ def trainer(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("optimize")
+def optimize(
+    objective: Annotated[str, typer.Option("--objective", help="Simulator output(s), comma-separated: loss_<domain> "
+                                           "or metric_hellaswag|piqa|arc_easy.")] = "loss_stackexchange",
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds per objective.")] = 10,
+    budget: Annotated[float, typer.Option("--budget", help="Cost per strategy and seed (1B x 100 steps = 1).")] = 3000.0,
+    max_iter: Annotated[int, typer.Option("--max-iter", help="At most this many runs per strategy and seed.")] = 200,
+    max_iter_mfms: Annotated[int, typer.Option("--max-iter-mfms", help="At most this many runs for mfms-bo (its "
+                                               "runs are cheap: the budget alone allows thousands).")] = 60,
+    strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategies.")] =
+        "mfms-bo,random,hyperband,mf-bo,bo,autoscale",
+    workers: Annotated[int, typer.Option("--workers", help="Processes (seeds run in parallel).")] = 2,
+    out: Annotated[str, typer.Option("--out", help="Output directory (CSV, HTML plot, JSON).")] = "bench-optimize",
+    sim: Annotated[str | None, typer.Option("--sim", help="Path to mfms-sim weights.json (else $MIXPLAN_MFMS_SIM "
+                                             "or ../shared/benchmarks/mfms-sim).")] = None,
+    latency: Annotated[bool, typer.Option("--latency/--no-latency", help="Also time a q=4 proposal at 500 runs x 20 "
+                                          "checkpoints.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """All strategies on the MFMS simulator: regret at 1B/19,500 steps vs cumulative cost, and
+    mfms-bo's speed-up over each baseline (median over seeds with the spread)."""
+    from pathlib import Path
+
+    from engine.bench.optimize_report import format_summary
+    from engine.bench.optimize import run_benchmark
+
+    res = run_benchmark([o.strip() for o in objective.split(",") if o.strip()],
+                        [s.strip() for s in strategies.split(",") if s.strip()], seeds, Path(out), budget=budget,
+                        max_iter=max_iter, max_iter_mfms=max_iter_mfms, workers=workers, weights_path=sim, measure_latency=latency,
+                        log=(lambda *_: None) if as_json else console.print)
+    if as_json:
+        print_json(res)
+    else:
+        console.print(format_summary(res), highlight=False)
+        console.print(f"wrote {out}/optimize_runs.csv, optimize_summary.csv, optimize_regret.html")

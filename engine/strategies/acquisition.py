@@ -213,6 +213,30 @@ def marginals(gp, X):
     return mu * v.y_std + v.y_mean, var.sqrt() * v.y_std
 
 
+def target_corr(gp, X, Xt):
+    """Posterior correlation between f(X[i]) and f(Xt[i]), row by row (differentiable in X)."""
+    import torch
+
+    v = view(gp)
+    Kf = kernel_matrix(v.covar, X, v.X)
+    Kt = kernel_matrix(v.covar, Xt, v.X)
+    Vf = torch.linalg.solve_triangular(v.L, Kf.transpose(-1, -2), upper=False)
+    Vt = torch.linalg.solve_triangular(v.L, Kt.transpose(-1, -2), upper=False)
+    var_f = (v.prior - (Vf * Vf).sum(-2)).clamp_min(1e-18)
+    var_t = (v.prior - (Vt * Vt).sum(-2)).clamp_min(1e-18)
+    cov = kernel_pairs(v.covar, X, Xt) - (Vf * Vt).sum(-2)
+    return (cov / (var_f * var_t).sqrt()).clamp(1e-3, 1.0)
+
+
+def _at_target(X, target_cols):
+    """X with its size/steps columns replaced by the target's."""
+    Xt = X.clone()
+    K = X.shape[-1] - 2
+    Xt[..., K] = target_cols[0]
+    Xt[..., K + 1] = target_cols[1]
+    return Xt
+
+
 def means(gp, X) -> np.ndarray:
     """Posterior means only (no variances: O(m n))."""
     import torch
@@ -234,9 +258,10 @@ def _no_grad_marginals(gp, X):
         return marginals(gp, X)
 
 
-def make_log_ei(gp, best_f: float, maximize: bool):
+def make_log_ei(gp, best_f: float, maximize: bool, target_cols: tuple[float, float] | None = None):
     """A BoTorch acquisition function computing LogEI through :func:`marginals` (fast,
     exact for the GP; q = 1)."""
+    import torch
     from botorch.acquisition import AcquisitionFunction
 
     gpv = view(gp)
@@ -248,39 +273,49 @@ def make_log_ei(gp, best_f: float, maximize: bool):
             self.maximize = maximize
 
         def forward(self, X):
-            mu, sd = marginals(gpv, X.squeeze(-2))
-            return log_ei(mu, sd, self.best_f, self.maximize)
+            x = X.squeeze(-2)
+            mu, sd = marginals(gpv, x)
+            out = log_ei(mu, sd, self.best_f, self.maximize)
+            if target_cols is not None:
+                out = out + torch.log(target_corr(gpv, x, _at_target(x, target_cols)))
+            return out
 
     return _LogEI()
 
 
-def _screen(gp, sur, C: np.ndarray, fids: list[Fidelity], best_f: np.ndarray, maximize: bool) -> np.ndarray:
-    """(len(C), len(fids)) scores log EI - log cost."""
+def _screen(gp, sur, C: np.ndarray, fids: list[Fidelity], best_f: np.ndarray, maximize: bool,
+            target_cols: tuple[float, float] | None = None) -> np.ndarray:
+    """(len(C), len(fids)) scores log EI - log cost (+ log corr with the target when asked)."""
     import torch
 
     X = torch.cat([sur.encode(C, f.model_params, f.steps) for f in fids])
-    mus, sds = [], []
+    mus, sds, cors = [], [], []
     for s in range(0, len(X), 4096):
         mu, sd = _no_grad_marginals(gp, X[s:s + 4096])
         mus.append(mu)
         sds.append(sd)
+        if target_cols is not None:
+            with torch.no_grad():
+                cors.append(target_corr(gp, X[s:s + 4096], _at_target(X[s:s + 4096], target_cols)))
     mu = torch.cat(mus).reshape(len(fids), len(C))
     sd = torch.cat(sds).reshape(len(fids), len(C))
     bf = torch.as_tensor(best_f, dtype=mu.dtype).unsqueeze(-1)
     lei = log_ei(mu, sd, bf, maximize)
+    if target_cols is not None:
+        lei = lei + torch.log(torch.cat(cors).reshape(len(fids), len(C)))
     logc = torch.as_tensor([math.log(max(f.cost, 1e-300)) for f in fids], dtype=mu.dtype).unsqueeze(-1)
     return (lei - logc).T.numpy()
 
 
 def _refine(gp, sur, w0s: np.ndarray, f: Fidelity, best_f: float, bounds: np.ndarray, maximize: bool,
-            maxiter: int) -> tuple[np.ndarray, float]:
+            maxiter: int, target_cols: tuple[float, float] | None = None) -> tuple[np.ndarray, float]:
     """optimize_acqf of LogEI over w at fidelity f from the starts w0s; returns (w, log EI)."""
     import torch
     from botorch.optim import optimize_acqf
 
     K = len(bounds)
     fixed = sur.fixed_columns(f.model_params, f.steps)
-    acq = make_log_ei(gp, best_f, maximize)
+    acq = make_log_ei(gp, best_f, maximize, target_cols)
     lo = torch.tensor(list(bounds[:, 0]) + [fixed[K], fixed[K + 1]], dtype=torch.float64)
     hi = torch.tensor(list(bounds[:, 1]) + [fixed[K], fixed[K + 1]], dtype=torch.float64)
     X0 = sur.encode(w0s, f.model_params, f.steps).unsqueeze(1)
@@ -301,7 +336,7 @@ def _refine(gp, sur, w0s: np.ndarray, f: Fidelity, best_f: float, bounds: np.nda
 def select_batch(sur, fids: list[Fidelity], best_f: np.ndarray, q: int, bounds: np.ndarray,
                  rng: np.random.Generator, *, maximize: bool, pending_X=None, around: np.ndarray | None = None,
                  n_screen: int = 384, n_coarse: int = 96, n_fid: int = 4, n_refine: int = 1, n_starts: int = 2,
-                 maxiter: int = 30) -> list[Pick]:
+                 maxiter: int = 30, target_cols: tuple[float, float] | None = None) -> list[Pick]:
     """Choose q (mixture, fidelity) points by log EI_f - log cost_f (see the module docstring).
 
     Cost-weighted screening: a coarse set of ``n_coarse`` mixtures is scored at every
@@ -315,14 +350,14 @@ def select_batch(sur, fids: list[Fidelity], best_f: np.ndarray, q: int, bounds: 
         best_f = _with_believed(gp, sur, pending_X, fids, best_f, maximize)
     logc = np.array([math.log(max(f.cost, 1e-300)) for f in fids])
     C0 = space.candidates(n_coarse, bounds, rng, around=around)
-    S0 = _screen(gp, sur, C0, fids, best_f, maximize)
+    S0 = _screen(gp, sur, C0, fids, best_f, maximize, target_cols)
     keep = np.argsort(-np.where(np.isfinite(S0), S0, -np.inf).max(axis=0))[: max(1, n_fid)]
     sub = [fids[j] for j in keep]
     picks: list[Pick] = []
     C = np.vstack([space.candidates(n_screen, bounds, rng, around=around), C0])
     for _ in range(q):
         bf = best_f[keep]
-        S = _screen(gp, sur, C, sub, bf, maximize)
+        S = _screen(gp, sur, C, sub, bf, maximize, target_cols)
         S = np.where(np.isfinite(S), S, -np.inf)
         # later picks of the batch rescore only the most promising candidates of this screen
         top = np.unique(np.argsort(-S, axis=0)[:48].ravel())
@@ -338,7 +373,7 @@ def select_batch(sur, fids: list[Fidelity], best_f: np.ndarray, q: int, bounds: 
             w, lei = starts[0], float(col.max() + logc[j])
             if maxiter > 0:
                 try:
-                    w2, lei2 = _refine(gp, sur, starts, f, best_f[j], bounds, maximize, maxiter)
+                    w2, lei2 = _refine(gp, sur, starts, f, best_f[j], bounds, maximize, maxiter, target_cols)
                     if np.isfinite(lei2) and lei2 >= lei:
                         w, lei = w2, lei2
                 except Exception:  # noqa: BLE001 - keep the screened point

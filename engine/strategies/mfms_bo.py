@@ -88,6 +88,9 @@ class GPStrategy(Strategy):
         from engine.strategies.acquisition import _no_grad_marginals
 
         t = state.target()
+        if getattr(self, "incumbent_mode", "observed") == "optimum":
+            # the best predicted mixture anywhere on the simplex (observed ones + a random screen)
+            W_obs = np.vstack([W_obs, space.sample(2048, state.bounds(), np.random.default_rng(self.seed))])
         mu, sd = _no_grad_marginals(sur.gp, sur.encode(W_obs, t.model_params, t.steps))
         mu, sd = mu.numpy(), sd.numpy()
         i = int(np.argmax(mu) if state.maximize else np.argmin(mu))
@@ -160,9 +163,12 @@ class MFMSBO(GPStrategy):
 
     name = "mfms-bo"
 
-    def __init__(self, *, max_fidelities: int | None = None, **kw) -> None:
+    def __init__(self, *, max_fidelities: int | None = None, target_corr: bool = False,
+                 incumbent: str = "observed", **kw) -> None:
         super().__init__(**kw)
         self.max_fidelities = max_fidelities
+        self.target_corr = bool(target_corr)
+        self.incumbent_mode = incumbent
 
     def ask(self, state: StudyState, q: int = 1) -> list[Proposal]:
         with torch_threads(self.threads):
@@ -180,7 +186,13 @@ class MFMSBO(GPStrategy):
         self.incumbent_ = inc
         best_f = fidelity_incumbents(sur, W_obs, fids, state.maximize)
         around = np.vstack([np.array([inc.weights[d] for d in state.domains])[None], W_obs[-3:]])
+        tcols = None
+        if self.target_corr:
+            t = state.target()
+            fx = sur.fixed_columns(t.model_params, t.steps)
+            tcols = (fx[len(state.domains)], fx[len(state.domains) + 1])
         picks = select_batch(sur, fids, best_f, q, state.bounds(), self.rng(state), maximize=state.maximize,
                              pending_X=self.pending_X(state, sur), around=around, n_screen=self.n_screen,
-                             n_coarse=self.n_coarse, n_fid=self.n_fid, n_refine=self.n_refine, n_starts=self.n_starts, maxiter=self.maxiter)
+                             n_coarse=self.n_coarse, n_fid=self.n_fid, n_refine=self.n_refine,
+                             n_starts=self.n_starts, maxiter=self.maxiter, target_cols=tcols)
         return self.to_proposals(state, sur, picks, inc)

@@ -81,8 +81,11 @@ class Surrogate:
     # ---- access --------------------------------------------------------------------------
     @property
     def gp(self):
-        """The fitted BoTorch model (posterior in objective units)."""
-        return self.model_.botorch_model
+        """The fitted model as a BoTorch ``SingleTaskGP`` (Standardize outcome transform,
+        frozen hyperparameters; posterior in objective units): what the acquisition code
+        reads its kernel, mean, noise and training data from."""
+        m = self.model_
+        return m.singletask_gp if hasattr(m, "singletask_gp") else m.botorch_model
 
     @property
     def domains(self) -> list[str]:
