@@ -115,14 +115,20 @@ def body() -> None:
     if not models:
         st.info(common.models_missing_note())
     else:
-        xy = (x_dom, y_dom) if len(domains) > 3 else (None, None)
-        out = common.background(
-            ("landscape", common.db_path(), name, common.results_key(name), model, objective, mp, steps, tokens, res, xy),
-            f"Fitting {model} on {runs['trial_id'].nunique():,} runs and predicting {objective} over the mixtures",
-            _landscape, common.db_path(), name, common.results_key(name), model, objective, mp, steps, tokens, res, xy)
-        if out is not None:
-            draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs)
+        with common.guard(f"fitting {model}"):  # a failed fit still leaves the observed runs below
+            model_section(name, runs, domains, model, objective, mp, steps, tokens, res, x_dom, y_dom, obs, direction)
     st.plotly_chart(plot_parallel_coordinates(runs, domains, objective, direction=direction), key="land_parcoords")
+
+
+def model_section(name, runs, domains, model, objective, mp, steps, tokens, res, x_dom, y_dom, obs, direction):
+    xy = (x_dom, y_dom) if len(domains) > 3 else (None, None)
+    key = common.results_key(name)
+    out = common.background(
+        ("landscape", common.db_path(), name, key, model, objective, mp, steps, tokens, res, xy),
+        f"Fitting {model} on {runs['trial_id'].nunique():,} runs and predicting {objective} over the mixtures",
+        _landscape, common.db_path(), name, key, model, objective, mp, steps, tokens, res, xy)
+    if out is not None:
+        draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs)
 
 
 common.run_page(body)
