@@ -109,7 +109,7 @@ def wait_plots(page, n: int, timeout_s: float = 300) -> None:
     """Wait until ``n`` Plotly charts have drawn (an SVG with data inside each)."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        drawn = page.locator(".js-plotly-plot .main-svg").count()
+        drawn = page.locator(".js-plotly-plot:has(.main-svg)").count()
         if drawn >= n and page.locator("[data-testid='stException']").count() == 0:
             break
         page.wait_for_timeout(1000)

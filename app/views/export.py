@@ -90,7 +90,10 @@ def body() -> None:
         ex = from_run(common.store(), name, trial_id=int(tid))
     prov = ex.provenance
     c = st.columns(4)
-    c[0].metric("Source", f"{prov.model} optimum" if prov.source == "optimum" else f"run {prov.run_id}")
+    if prov.source == "optimum":
+        c[0].metric("Optimum predicted by", str(prov.model))
+    else:
+        c[0].metric("Mixture of run", str(prov.run_id))
     if prov.pred_mean is not None:
         c[1].metric(f"Predicted {prov.objective}", f"{prov.pred_mean:.4f}",
                     f"± {prov.pred_std:.3g}" if prov.pred_std is not None else None, delta_color="off")
