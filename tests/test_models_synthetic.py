@@ -83,6 +83,15 @@ def test_mfms_gp_botorch_access_and_warm_start():
                             options={"maxiter": 20})
     assert cand.shape == (2, K + 2) and torch.allclose(cand[:, :K].sum(-1), torch.ones(2, dtype=torch.float64))
     assert fixed == pytest.approx({K: float(X[0, K]), K + 1: float(X[0, K + 1])})
+    # the fidelity slice model (inputs: w only) gives the same posterior at that fidelity
+    fm = gp.fidelity_model(int(3e7), steps=500)
+    with torch.no_grad():
+        full = gp.botorch_model.posterior(X.detach().reshape(1, 5, K + 2))
+        sl = fm.posterior(X.detach()[:, :K].reshape(1, 5, K))
+    assert torch.allclose(full.mean, sl.mean, atol=1e-8)
+    # covariances agree to ~1e-6 of the prior variance (the slice uses an explicit K^-1)
+    tol = 1e-6 * gp.outputscale_ * gp.y_std_ ** 2
+    assert torch.allclose(full.mvn.covariance_matrix, sl.mvn.covariance_matrix, atol=tol)
     gp2 = get_model("mfms-gp").fit(runs_table(32), "loss_x", warm_start=gp)
     mu2, _ = gp2.predict(q)
     assert np.abs(mu2 - mu).max() < 0.05
