@@ -8,9 +8,15 @@ exit with status 2, never as a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
-import typer
+# Before anything imports torch or BLAS: an OpenMP thread that spins while the other core is
+# busy made two-thread runs 10-17x slower on 2-core machines (FACTS.md). Passive waiting costs
+# nothing when the machine is quiet.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import typer  # noqa: E402
 
 from engine.cli import app_cmd, bench, data_cmd, demo_cmd, export, models, propose, run, runs, study, trials
 from engine.cli.common import console_err

@@ -69,6 +69,30 @@ def trainer(
         console.print(format_trainer_bench(result), highlight=False)
 
 
+@bench_app.command("predict")
+def predict(
+    which: Annotated[str, typer.Argument(help="regmix | mfms | scaling | all")] = "all",
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller: Pile-CC only, splits E1/E3, 20k rows.")] = False,
+    out: Annotated[str | None, typer.Option("--out", help="Also write the results as JSON here.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Loss models on real data: RegMix tables (R2/Spearman, 1M -> 60M/1B), MFMS simulator
+    splits (train on sizes <= X, test above), and the 100k-row fit against the exact GP.
+    Reads ../shared/benchmarks (or $MIXPLAN_REGMIX / $MIXPLAN_MFMS_SIM); skips what is absent."""
+    import json
+    from pathlib import Path
+
+    from engine.bench.predict import run_predict_bench
+
+    if which not in ("regmix", "mfms", "scaling", "all"):
+        raise typer.BadParameter("choose regmix, mfms, scaling or all.")
+    result = run_predict_bench(which, quick=quick, log=(lambda *a, **k: None) if as_json else print)
+    if out:
+        Path(out).write_text(json.dumps(result, indent=2, default=float))
+    if as_json:
+        print_json(result)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
 
