@@ -78,7 +78,7 @@ def predict(
 ) -> None:
     """Loss models on real data: RegMix tables (R2/Spearman, 1M -> 60M/1B), MFMS simulator
     splits (train on sizes <= X, test above), and the 100k-row fit against the exact GP.
-    Reads ../shared/benchmarks (or $MIXPLAN_REGMIX / $MIXPLAN_MFMS_SIM); skips what is absent."""
+    Reads ../shared/benchmarks (or $MIXPLAN_BENCHMARKS); skips what is absent."""
     import json
     from pathlib import Path
 
