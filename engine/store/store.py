@@ -160,6 +160,21 @@ class Store:
         return int(row[0]), config_from_dict(json.loads(row[1]), source=f"study '{name}'")
 
     @staticmethod
+    def _trial_row(con: duckdb.DuckDBPyConnection, trial_id: int) -> tuple:
+        """(state, study_id, model_params, steps, tokens) of a trial, or NotFoundError."""
+        row = _first(con.execute("SELECT state, study_id, model_params, steps, tokens FROM trials WHERE trial_id = ?",
+                                 [int(trial_id)]).fetchall())
+        if row is None:
+            raise NotFoundError(f"no trial with id {trial_id}.")
+        return row
+
+    @staticmethod
+    def _config_of(con: duckdb.DuckDBPyConnection, study_id: int) -> StudyConfig:
+        """The config of the study with this id."""
+        name = _first(con.execute("SELECT name FROM studies WHERE study_id = ?", [study_id]).fetchall())[0]
+        return Store._study_row(con, name)[1]
+
+    @staticmethod
     def _domains(con: duckdb.DuckDBPyConnection, study_id: int, role: str) -> list[str]:
         rows = con.execute("SELECT name FROM domains WHERE study_id = ? AND role = ? ORDER BY position",
                            [study_id, role]).fetchall()
@@ -592,15 +607,11 @@ class Store:
                    steps: int | None = None, actor: str = "user") -> Trial:
         """Change a proposed/approved trial's mixture or fidelity (re-validated); logged as an edit."""
         with self._write() as con:
-            row = _first(con.execute("SELECT state, study_id, model_params, steps, tokens FROM trials WHERE trial_id = ?",
-                              [int(trial_id)]).fetchall())
-            if row is None:
-                raise NotFoundError(f"no trial with id {trial_id}.")
+            row = self._trial_row(con, trial_id)
             state, sid = TrialState(row[0]), int(row[1])
             if state not in EDITABLE_STATES:
                 raise StateError(f"trial {trial_id} is {state}; only proposed or approved trials can be edited.")
-            name = _first(con.execute("SELECT name FROM studies WHERE study_id = ?", [sid]).fetchall())[0]
-            _, cfg = self._study_row(con, name)
+            cfg = self._config_of(con, sid)
             detail: dict[str, Any] = {}
             if weights is not None:
                 w = validate_weights(weights, cfg.domains, cfg.bounds_array(), where=f"trial {trial_id}")
@@ -691,10 +702,7 @@ class Store:
         """Store a finished run: its remaining checkpoints, cost and wall time, and mark it done,
         in one transaction. Idempotent: completing a done trial again changes nothing (False)."""
         with self._write() as con:
-            row = _first(con.execute("SELECT state, study_id, model_params, steps, tokens FROM trials WHERE trial_id = ?",
-                              [int(trial_id)]).fetchall())
-            if row is None:
-                raise NotFoundError(f"no trial with id {trial_id}.")
+            row = self._trial_row(con, trial_id)
             state, sid = TrialState(row[0]), int(row[1])
             if state == TrialState.DONE:
                 return False
@@ -702,8 +710,7 @@ class Store:
                 raise ValidationError(f"trial {trial_id}: the run reported no checkpoint.")
             self._register_values(con, sid, result.checkpoints)
             self._insert_checkpoints(con, trial_id, result.checkpoints)
-            name = _first(con.execute("SELECT name FROM studies WHERE study_id = ?", [sid]).fetchall())[0]
-            _, cfg = self._study_row(con, name)
+            cfg = self._config_of(con, sid)
             cost = result.cost
             if cost is None:
                 ck_costs = [c.cost for c in result.checkpoints if c.cost is not None]
