@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from engine.errors import ValidationError
 
 #: Largest |sum(w) - 1| accepted for a mixture typed or edited by hand; it is renormalised.
@@ -53,3 +55,27 @@ def validate_weights(
                 raise ValidationError(f"{where}: weight of '{d}' is {out[d]:.4g}, outside its bounds [{lo}, {hi}].",
                                       fix="change the weight or the study's [bounds].")
     return out
+
+
+def project_to_simplex(V: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Euclidean projection of the rows of ``V`` onto {lo <= w <= hi, sum w = 1}.
+
+    Bisection on the shift t in clip(V - t, lo, hi); the last ulp is then put where there is room,
+    so every row sums to 1 to machine precision and stays within its bounds. ``bounds`` is a
+    (K, 2) array of (low, high)."""
+    V = np.atleast_2d(np.asarray(V, dtype=float))
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    a = (V - hi).min(axis=1) - 1.0  # sum(clip(V - a)) = sum(hi) >= 1
+    c = (V - lo).max(axis=1) + 1.0  # sum(clip(V - c)) = sum(lo) <= 1
+    for _ in range(100):
+        t = 0.5 * (a + c)
+        s = np.clip(V - t[:, None], lo, hi).sum(axis=1)
+        big = s > 1.0
+        a = np.where(big, t, a)
+        c = np.where(big, c, t)
+    W = np.clip(V - 0.5 * (a + c)[:, None], lo, hi)
+    err = 1.0 - W.sum(axis=1)
+    room = np.where(err[:, None] > 0, hi - W, W - lo)
+    j = np.argmax(room, axis=1)
+    W[np.arange(len(W)), j] += err
+    return W

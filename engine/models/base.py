@@ -327,21 +327,11 @@ def check_bounds(bounds: list[tuple[float, float]] | None, K: int) -> np.ndarray
 
 
 def project_simplex(V: np.ndarray, bounds: np.ndarray | None = None) -> np.ndarray:
-    """Euclidean projection of rows of V onto {lo <= w <= hi, sum w = 1} (bisection on the shift)."""
+    """Euclidean projection of rows of V onto {lo <= w <= hi, sum w = 1} (no bounds: the simplex)."""
+    from engine.mixture import project_to_simplex
+
     V = np.atleast_2d(np.asarray(V, dtype=float))
-    K = V.shape[1]
-    b = check_bounds(None, K) if bounds is None else bounds
-    lo, hi = b[:, 0], b[:, 1]
-    a = (V - hi).min(axis=1) - 1.0  # sum(clip(V - a)) = sum(hi) >= 1
-    c = (V - lo).max(axis=1) + 1.0  # sum(clip(V - c)) = sum(lo) <= 1
-    for _ in range(80):
-        t = 0.5 * (a + c)
-        s = np.clip(V - t[:, None], lo, hi).sum(axis=1)
-        big = s > 1.0
-        a = np.where(big, t, a)
-        c = np.where(big, c, t)
-    W = np.clip(V - 0.5 * (a + c)[:, None], lo, hi)
-    return W / W.sum(axis=1, keepdims=True) if np.allclose(lo, 0) else W
+    return project_to_simplex(V, check_bounds(None, V.shape[1]) if bounds is None else bounds)
 
 
 def sample_simplex(n: int, K: int, bounds: np.ndarray | None, rng: np.random.Generator,

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.mixture import project_to_simplex
+
 
 def project(V: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Euclidean projection of the rows of V onto {lo <= w <= hi, sum w = 1} (bisection)."""
-    V = np.atleast_2d(np.asarray(V, dtype=float))
-    lo, hi = bounds[:, 0], bounds[:, 1]
-    a = (V - hi).min(axis=1) - 1.0
-    c = (V - lo).max(axis=1) + 1.0
-    for _ in range(100):
-        t = 0.5 * (a + c)
-        s = np.clip(V - t[:, None], lo, hi).sum(axis=1)
-        big = s > 1.0
-        a = np.where(big, t, a)
-        c = np.where(big, c, t)
-    W = np.clip(V - 0.5 * (a + c)[:, None], lo, hi)
-    # tidy the last ulp so sum(w) == 1 to machine precision while staying within bounds
-    err = 1.0 - W.sum(axis=1)
-    room = np.where(err[:, None] > 0, hi - W, W - lo)
-    j = np.argmax(room, axis=1)
-    W[np.arange(len(W)), j] += err
-    return W
+    """Euclidean projection of the rows of V onto {lo <= w <= hi, sum w = 1}."""
+    return project_to_simplex(V, bounds)
 
 
 def in_bounds(W: np.ndarray, bounds: np.ndarray, tol: float = 1e-9) -> np.ndarray:
