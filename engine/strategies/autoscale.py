@@ -88,9 +88,12 @@ class AutoScaleStrategy(Strategy):
         tps = state.config.tokens_per_step or 1
         cols = ["run_id", "model_params", "steps"] + [f"w_{d}" for d in state.domains]
         obj = [c for c in runs.columns if c.startswith(("loss_", "metric_"))]
-        if state.maximize:  # the DDO law is a loss: fit the negated metric
-            runs = runs.assign(**{state.objective: -runs[state.objective]})
-        model = AutoScale(seed=self.seed).fit(runs[cols + obj], state.objective, domains=state.domains,
+        objective = state.objective
+        if state.maximize:  # the DDO law is a loss: fit the negated metric as a loss column
+            objective = "loss_negated_" + state.objective
+            runs = runs.assign(**{objective: -runs[state.objective]})
+            obj = [objective]
+        model = AutoScale(seed=self.seed).fit(runs[cols + obj], objective, domains=state.domains,
                                               tokens_per_step=tps)
         self.model_ = model
         return model
