@@ -41,6 +41,15 @@ def env_db(db, monkeypatch):
 
 
 def page(name: str | None = None, study: str | None = None, **state) -> AppTest:
+    """A new page view, as a person opening it later than FRESH_S after the test's own writes.
+
+    Streamlit's caches live in the process, not the session: the app trusts a study's
+    data_version and the study list for FRESH_S (1 s), so a test that writes through the Store
+    and renders within that second would otherwise see the state from before its write."""
+    from app import common
+
+    common._version.clear()
+    common._study_names.clear()
     at = AppTest.from_file(MAIN, default_timeout=180)
     if study:
         at.session_state["study"] = study
@@ -371,10 +380,6 @@ def test_trajectory_compares_benchmark_studies(env_db):
     store = Store(env_db)
     if "demo-b" not in store.study_names():
         create_study(store, "demo-b", n_runs=20, proposals=0, seed=5)
-    # the app reuses its study list for FRESH_S (1 s); a slow machine can render within that window
-    import streamlit as st
-
-    st.cache_data.clear()
     at = page("views/trajectory.py")
     ok(at)
     assert any(m.value.startswith("**Current incumbent**") for m in at.markdown)
