@@ -13,8 +13,8 @@ or unknown (the closest known name is suggested); the required columns exist (``
 ``metric_*``); every numeric cell parses (row, column and the bad value are named);
 ``model_params`` is a positive integer and constant within a run; ``steps`` are integers
 >= 0, ``tokens`` >= 0, and every row has one of them; weights are >= 0 and sum to 1 (rows
-off by at most ``RENORMALISE_TOLERANCE`` are renormalised and counted, larger deviations are
-errors that say by how much); weights are equal on every row of a run; losses are finite;
+off by at most ``RENORMALISE_TOLERANCE`` are renormalised and counted, rows within float noise of 1 are
+kept exactly, larger deviations are errors that say by how much); weights are equal on every row of a run; losses are finite;
 metrics and costs are finite where given; no (run_id, steps) pair repeats (or (run_id,
 tokens) for rows without steps); and, when ``study_domains`` is given, the mixture domains
 match the study's.
@@ -41,7 +41,8 @@ MISSING_TOKENS = frozenset({"", "nan", "-nan", "na", "n/a", "null", "none", "#n/
 _NA_SPELLINGS = sorted({v for t in MISSING_TOKENS for v in (t, t.upper(), t.capitalize())} | {"NaN", "-NaN"})
 #: pandas < 3 parses floats exactly only when asked (pandas 3 always does, and deprecates the option).
 _EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
-#: Deviations of sum(w) from 1 smaller than this are float noise: renormalised but not counted.
+#: Deviations of sum(w) from 1 up to this are float noise: such rows are kept bit for bit (not
+#: rescaled, not counted), so that exporting a study and importing it again changes nothing.
 _NOISE = 1e-9
 _FORMAT_HELP = ("a run table has columns run_id, model_params, tokens and/or steps, w_<domain>..., "
                 "loss_<domain>..., optional metric_<name>... and cost (see the README).")
@@ -306,8 +307,11 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
         raise err(f"the weights {', '.join(wcols)} sum to {total[i]:.6g}, off 1 by {dev[i]:+.4g} (more than "
                   f"the {rt.RENORMALISE_TOLERANCE:g} that is renormalised).", i, wcols[0],
                   fix="make the row's weights sum to 1.")
-    touched = int(np.sum(np.abs(dev) > _NOISE))
-    Wn = W / total[:, None]
+    # only rows off by more than float noise are rescaled: dividing a row that already sums to 1
+    # by its float sum moves its last bits, and a re-import would then differ from the export
+    off = np.abs(dev) > _NOISE
+    touched = int(np.sum(off))
+    Wn = np.where(off[:, None], W / total[:, None], W)
 
     # one run, one mixture, one size
     codes, uniques = pd.factorize(pd.Series(run_id), sort=False)
