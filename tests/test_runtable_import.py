@@ -3,6 +3,7 @@ is left exactly as it was; good tables (run tables with checkpoints, RegMix pair
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -91,7 +92,7 @@ def assert_refused(db: Path, path: Path, *pieces: str, study: str = "s1", extra:
 
 
 BAD_CASES = [
-    # (id, transform, message pieces, row, column)
+    # (id, transform, message pieces, data row (its file line is row + 1: the header is line 1), column)
     ("unknown-column", lambda t: rename_column(t, "steps", "stpes"), ["unknown column", "did you mean 'steps'"], None, "stpes"),
     ("unknown-loss-column", lambda t: rename_column(t, "loss_books", "los_books"),
      ["unknown column", "did you mean 'loss_books'"], None, "los_books"),
@@ -103,19 +104,19 @@ BAD_CASES = [
     ("weights-sum", lambda t: edit(edit(edit(t, 4, "w_code", "0.7"), 5, "w_code", "0.7"), 5, "w_code", "0.7"),
      ["sum to 1.1", "off 1 by +0.1"], 4, "w_web"),
     ("weights-differ-in-run", lambda t: edit(edit(t, 2, "w_web", "0.49"), 2, "w_code", "0.31"),
-     ["run 'a'", "0.49", "0.5 in row 1", "one mixture"], 2, "w_web"),
+     ["run 'a'", "0.49", "0.5 at line 2", "one mixture"], 2, "w_web"),
     ("nan-loss", lambda t: edit(t, 3, "loss_code", "nan"), ["missing (empty or NaN)"], 3, "loss_code"),
     ("empty-loss", lambda t: edit(t, 7, "loss_web", ""), ["missing (empty or NaN)"], 7, "loss_web"),
     ("inf-loss", lambda t: edit(t, 6, "loss_books", "inf"), ["inf (not finite)"], 6, "loss_books"),
     ("duplicate-steps", lambda t: edit(edit(t, 5, "steps", "100"), 5, "tokens", "65536"),
-     ["run 'b'", "two checkpoints at steps = 100", "rows 4 and 5"], 5, "steps"),
+     ["run 'b'", "two checkpoints at steps = 100", "lines 5 and 6"], 5, "steps"),
     ("non-numeric", lambda t: edit(t, 6, "loss_books", "abc"), ["'abc' is not a number"], 6, "loss_books"),
     ("non-numeric-steps", lambda t: edit(t, 8, "steps", "4OO"), ["'4OO' is not a number"], 8, "steps"),
     ("model-params-fraction", lambda t: edit(t, 1, "model_params", "1000000.5"),
      ["positive integer", "1e+06"], 1, "model_params"),
     ("model-params-zero", lambda t: edit(t, 6, "model_params", "0"), ["positive integer"], 6, "model_params"),
     ("model-params-differ", lambda t: edit(t, 2, "model_params", "2000000"),
-     ["run 'a'", "2000000", "1000000 in row 1"], 2, "model_params"),
+     ["run 'a'", "2000000", "1000000 at line 2"], 2, "model_params"),
     ("empty-file", lambda t: "", ["the file is empty"], None, None),
     ("header-only", lambda t: t.split("\n")[0] + "\n", ["no data rows"], None, None),
     ("repeated-column", lambda t: rename_column(t, "w_books", "w_web"), ["appears twice"], None, "w_web"),
@@ -136,12 +137,13 @@ def test_bad_input_is_refused_and_db_unchanged(case, good: str, db_with_study: P
         read_run_table(bad)
     assert str(ei.value) == str(exc)
     assert exc.file == str(bad)
-    assert exc.row == row
+    assert exc.row is None  # a CSV error names the file's line, not a data row
+    assert exc.line == (None if row is None else row + 1)
     if column is not None:
         assert exc.column == column
         assert f"column '{column}'" in str(exc)
     if row is not None:
-        assert f"row {row}" in str(exc)
+        assert f"line {row + 1}" in str(exc) and not re.search(r"rows? \d", str(exc))
 
 
 def test_small_deviation_is_renormalised_and_counted(good: str, tmp_db: Path, tmp_path: Path) -> None:
@@ -173,7 +175,7 @@ def test_too_large_deviation(good: str, tmp_path: Path) -> None:
     p.write_text(text)
     with pytest.raises(ValidationError) as ei:
         read_run_table(p)
-    assert "off 1 by -0.014" in str(ei.value) and ei.value.row == 6
+    assert "off 1 by -0.014" in str(ei.value) and ei.value.line == 7
 
 
 def test_domains_disagree_with_study(good: str, db_with_study: Path, tmp_path: Path) -> None:
@@ -192,7 +194,8 @@ def test_eval_domains_disagree_with_study(good: str, db_with_study: Path, tmp_pa
 
 
 def test_run_id_clash_with_existing_study(db_with_study: Path, data_dir: Path) -> None:
-    assert_refused(db_with_study, data_dir / "runs_checkpoints.csv", "run 'a' already exists", "row 1")
+    exc = assert_refused(db_with_study, data_dir / "runs_checkpoints.csv", "run 'a' already exists", "line 2")
+    assert (exc.line, exc.column) == (2, "run_id")
 
 
 def test_missing_file_and_failed_new_db(tmp_db: Path, tmp_path: Path) -> None:
@@ -227,7 +230,7 @@ def test_duplicate_tokens_without_steps(good: str, tmp_path: Path) -> None:
     p.write_text(edit(drop_column(good, "steps"), 2, "tokens", "65536"))
     with pytest.raises(ValidationError) as ei:
         read_run_table(p)
-    assert "two checkpoints at tokens = 65536" in str(ei.value) and ei.value.row == 2
+    assert "two checkpoints at tokens = 65536" in str(ei.value) and ei.value.line == 3
 
 
 # ---- RegMix ------------------------------------------------------------------------------
@@ -258,7 +261,7 @@ def test_regmix_errors(regmix_dir: Path, tmp_path: Path, db_with_study: Path) ->
     r = cli("import", bad_mix, loss, "--study", "rm", "--db", db_with_study)
     exc = r.exception
     assert isinstance(exc, ValidationError)
-    assert exc.file == str(bad_mix) and exc.row == 3 and exc.column == "train_the_pile_arxiv" and "'x1'" in str(exc)
+    assert exc.file == str(bad_mix) and exc.line == 4 and exc.column == "train_the_pile_arxiv" and "'x1'" in str(exc)
     # a loss row without a mixture
     lines = loss.read_text().split("\n")
     lines[5] = "9999," + lines[5].split(",", 1)[1]
@@ -266,7 +269,7 @@ def test_regmix_errors(regmix_dir: Path, tmp_path: Path, db_with_study: Path) ->
     bad_loss.write_text("\n".join(lines))
     exc = assert_refused(db_with_study, bad_loss, "index 9999 has losses but no mixture", study="rm",
                          extra=(str(mix),))
-    assert exc.row == 5 and exc.column == "index"
+    assert exc.line == 6 and exc.column == "index"
     # a file name without a size and no --model-params
     plain_mix, plain_loss = tmp_path / "mix.csv", tmp_path / "loss.csv"
     shutil.copy(mix, plain_mix)
@@ -344,3 +347,31 @@ def test_rows_summing_to_one_within_float_noise_are_kept_bit_for_bit(tmp_path: P
     again, notes2 = read_run_table(write_run_table(df, tmp_path / "again.csv"))
     pd.testing.assert_frame_equal(again, df, check_exact=True)
     assert notes2.renormalised_rows == 0
+
+
+def test_csv_errors_name_the_physical_line(good: str, tmp_path: Path) -> None:
+    """Blank lines (which pandas skips) and a quoted cell spanning two lines still give the line an
+    editor shows; a Parquet file, which has no lines, gives the data row."""
+    lines = good.strip().split("\n")
+    # line 1 header, 2-3 data (run a), 4 blank, 5 data (a), 6 whitespace only, 7 data (b), 8-9 one row
+    # with a quoted line break in its run_id, 10 data with a bad loss cell
+    text = "\n".join(lines[:3] + [""] + [lines[3]] + ["   "] + [lines[4]]
+                     + ['"multi\nline"' + lines[5][1:]] + [edit(good, 7, "loss_code", "abc").strip().split("\n")[7]])
+    p = tmp_path / "blank.csv"
+    p.write_text(text + "\n")
+    assert p.read_text().split("\n")[9].split(",")[8] == "abc"  # the bad cell is on line 10
+    with pytest.raises(ValidationError) as ei:
+        read_run_table(p)
+    assert (ei.value.line, ei.value.row, ei.value.column) == (10, None, "loss_code")
+    assert f"{p}, line 10, column 'loss_code': 'abc' is not a number" in str(ei.value)
+    # a check that points at two rows names both lines
+    p.write_text(text.replace(",abc,", ",2.0,").replace("\na,1000000,262144,400", "\na,1000000,262144,100") + "\n")
+    with pytest.raises(ValidationError, match=r"line 5, column 'steps': run 'a' has two checkpoints at steps = 100 "
+                                               r"\(lines 2 and 5\)"):
+        read_run_table(p)
+    (tmp_path / "ok.csv").write_text(good)
+    bad, _ = read_run_table(tmp_path / "ok.csv")
+    bad.loc[6, "loss_code"] = np.inf
+    with pytest.raises(ValidationError) as ei:
+        read_run_table(write_run_table(bad, tmp_path / "bad.parquet"))
+    assert (ei.value.row, ei.value.line) == (7, None) and "row 7, column 'loss_code'" in str(ei.value)

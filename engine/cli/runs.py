@@ -58,7 +58,7 @@ def import_(
     try:
         store = Store(db, create=True)
         report = store.import_runs(study, table, source=source, config=cfg,
-                                   renormalised_rows=notes.renormalised_rows, actor="cli")
+                                   renormalised_rows=notes.renormalised_rows, actor="cli", locate=notes.locate)
     except BaseException:
         if not existed:  # leave no half-made database behind
             for p in (db, db.with_name(db.name + ".wal")):

@@ -4,8 +4,9 @@
 loss file) into a clean run table (see :mod:`engine.runtable.schema`) plus
 :class:`ImportNotes` saying what was inferred or repaired. Validation is complete and
 all-or-nothing: the first problem found raises :class:`~engine.errors.ValidationError`
-naming the file, the 1-based data row (as a spreadsheet shows it under the header), the
-column, and the fix. Nothing here touches the database.
+naming the file, where in it (for CSV the physical line, header = line 1, as an editor shows
+it, blank lines and quoted line breaks counted; for Parquet the 1-based data row), the column,
+and the fix. Nothing here touches the database.
 
 Checks, in order: the file exists and is readable; it has data rows; no column is repeated
 or unknown (the closest known name is suggested); the required columns exist (``run_id``,
@@ -27,7 +28,7 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,15 @@ _NOISE = 1e-9
 _FORMAT_HELP = ("a run table has columns run_id, model_params, tokens and/or steps, w_<domain>..., "
                 "loss_<domain>..., optional metric_<name>... and cost (see the README).")
 
-#: Where a cell came from: (row position in the table, column) -> (file, 1-based row, column name).
-Locator = Callable[[int, str], tuple[str, int, str]]
+#: Where a cell came from: (row position in the table, column) -> (file, 1-based data row or
+#: None, physical line or None, column name as the file spells it). Exactly one of row and line
+#: is given: the line for CSV files, the data row for Parquet (which has no lines).
+Locator = Callable[[int, str], tuple[str, int | None, int | None, str]]
+
+
+def _pos(row: int | None, line: int | None) -> str:
+    """'line N' or 'row N', as the location is known (for messages that point at a second row)."""
+    return f"line {line}" if line is not None else f"row {row}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class ImportNotes:
     max_sum_deviation: float = 0.0
     inferred: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: Where each row of the clean table came from (for errors found later, e.g. by the store).
+    locate: Locator | None = field(default=None, compare=False, repr=False)
 
 
 # ---- file access ---------------------------------------------------------------------------
@@ -76,8 +86,30 @@ def _is_parquet(path: Path) -> bool:
         return fh.read(4) == b"PAR1"
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
-    """The file as a frame; CSV cells stay strings so bad cells can be reported verbatim."""
+def _csv_lines(path: Path, n_rows: int) -> np.ndarray | None:
+    """The physical line (1-based, header = 1) on which each data row of a CSV starts.
+
+    pandas numbers rows after skipping blank lines (empty or only whitespace), and a quoted cell
+    can span lines, so its row numbers are not what an editor shows; this reads the file once
+    more with :mod:`csv` and skips the same lines. None where the two disagree on the number of
+    rows (then errors fall back to data rows)."""
+    starts: list[int] = []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        prev = 0
+        for k, rec in enumerate(reader):
+            start, prev = prev + 1, reader.line_num
+            if k == 0:
+                continue  # the header
+            if not rec or (len(rec) == 1 and rec[0] != "" and not rec[0].strip()):
+                continue  # a blank line, which pandas skips
+            starts.append(start)
+    return np.asarray(starts, dtype=np.int64) if len(starts) == n_rows else None
+
+
+def _read_raw(path: Path) -> tuple[pd.DataFrame, str, np.ndarray | None]:
+    """The file as a frame, its format, and for CSV the physical line of each row (see
+    :func:`_csv_lines`). CSV cells stay strings so bad cells can be reported verbatim."""
     name = str(path)
     if not path.exists():
         raise ValidationError("file not found.", file=name, fix="check the path.")
@@ -95,7 +127,7 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
         cols = [str(c) for c in df.columns]
         _check_repeated(cols, name)
         df.columns = cols
-        return df.reset_index(drop=True), "parquet"
+        return df.reset_index(drop=True), "parquet", None
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             header = next(csv.reader(fh), [])
@@ -117,7 +149,11 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
         raise ValidationError(f"not a well-formed CSV ({exc}).", file=name,
                               fix="every row needs as many cells as the header.") from exc
     df.columns = header
-    return df, "csv"
+    try:
+        lines = _csv_lines(path, len(df))
+    except (csv.Error, UnicodeDecodeError):
+        lines = None
+    return df, "csv", lines
 
 
 def _check_repeated(cols: Sequence[str], name: str) -> None:
@@ -176,12 +212,15 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
 
     def err(msg: str, row: int | None = None, column: str | None = None, fix: str | None = None):
         if row is not None and column is not None:
-            f, r, c = where(row, column)
-            return ValidationError(msg, file=f, row=r, column=c, fix=fix)
+            f, r, ln, c = where(row, column)
+            return ValidationError(msg, file=f, row=r, line=ln, column=c, fix=fix)
         if column is not None:
-            f, _, c = where(0, column)
+            f, _, _, c = where(0, column)
             return ValidationError(msg, file=f, column=c, fix=fix)
         return ValidationError(msg, file=file0, fix=fix)
+
+    def at(row: int, column: str) -> str:
+        return _pos(*where(row, column)[1:3])
 
     # columns: unknown, malformed, missing
     wcols = [c for c in cols if c.startswith(rt.WEIGHT_PREFIX)]
@@ -322,12 +361,12 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
     diff_w = np.abs(W - W[ref]) > 1e-9
     if diff_w.any():
         i, j = (int(a[0]) for a in np.nonzero(diff_w))
-        r0 = where(int(ref[i]), wcols[j])[1]
-        raise err(f"run '{run_id[i]}' has weight {W[i, j]:g} here but {W[ref[i], j]:g} in row {r0}; a run has "
-                  "one mixture.", i, wcols[j], fix="give every row of a run the same weights, or a new run_id.")
+        raise err(f"run '{run_id[i]}' has weight {W[i, j]:g} here but {W[ref[i], j]:g} at "
+                  f"{at(int(ref[i]), wcols[j])}; a run has one mixture.", i, wcols[j],
+                  fix="give every row of a run the same weights, or a new run_id.")
     if (i := _first(mp_i != mp_i[ref])) is not None:
-        r0 = where(int(ref[i]), "model_params")[1]
-        raise err(f"run '{run_id[i]}' has model_params {mp_i[i]} here but {mp_i[ref[i]]} in row {r0}.", i,
+        raise err(f"run '{run_id[i]}' has model_params {mp_i[i]} here but {mp_i[ref[i]]} at "
+                  f"{at(int(ref[i]), 'model_params')}.", i,
                   "model_params", fix="a run has one model size: give the rows a new run_id or fix the size.")
 
     # losses, metrics, cost
@@ -364,9 +403,9 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
         later = int(same[0]) if same else int(dups[1])
         kcol = "steps" if has_steps[later] else "tokens"
         kval = steps_i[later] if kcol == "steps" else tokens[later]
-        r0 = where(i, kcol)[1]
-        raise err(f"run '{run_id[later]}' has two checkpoints at {kcol} = {kval:g} (rows {r0} and "
-                  f"{where(later, kcol)[1]}).", later, kcol,
+        (_, r0, l0, _), (_, r1, l1, _) = where(i, kcol), where(later, kcol)
+        both = f"lines {l0} and {l1}" if l0 is not None and l1 is not None else f"rows {r0} and {r1}"
+        raise err(f"run '{run_id[later]}' has two checkpoints at {kcol} = {kval:g} ({both}).", later, kcol,
                   fix=f"keep one row per ({'run_id, ' + kcol}), or give the runs different run_ids.")
 
     # the clean table
@@ -423,8 +462,14 @@ def size_from_name(name: str) -> int | None:
     return int(round(float(m.group(1)) * (1e6 if m.group(2).lower() == "m" else 1e9)))
 
 
-def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], *, model_params: int | None,
-            tokens: float | None, study_domains: Sequence[str] | None) -> tuple[pd.DataFrame, ImportNotes]:
+def _row_or_line(lines: np.ndarray | None, i: int) -> dict[str, int]:
+    """The ValidationError location of data row ``i`` (0-based) of a file: its line, else its row."""
+    return {"line": int(lines[i])} if lines is not None else {"row": i + 1}
+
+
+def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], lines: Sequence[np.ndarray | None], *,
+            model_params: int | None, tokens: float | None,
+            study_domains: Sequence[str] | None) -> tuple[pd.DataFrame, ImportNotes]:
     kinds = [regmix_kind(list(r.columns)) for r in raws]
     if sorted(k or "" for k in kinds) != ["loss", "mixture"]:
         raise ValidationError(
@@ -434,6 +479,7 @@ def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], *, model_params
             fix="give one RegMix mixture file and its loss file, or import run tables one at a time.")
     mi, li = kinds.index("mixture"), kinds.index("loss")
     mpath, lpath, mraw, lraw = paths[mi], paths[li], raws[mi], raws[li]
+    mlines, llines = lines[mi], lines[li]
     for p, raw, rx in ((mpath, mraw, REGMIX_WEIGHT_RE), (lpath, lraw, REGMIX_LOSS_RE)):
         _file_size_check(raw, str(p))
         for c in raw.columns:
@@ -458,24 +504,24 @@ def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], *, model_params
         inferred["tokens"] = float(tokens)
         notes.append(f"tokens = {tokens:g} assumed (RegMix trains 1M/60M models on 1B tokens, 1B models on 25B)")
 
-    def index_of(raw: pd.DataFrame, p: Path) -> pd.Series:
+    def index_of(raw: pd.DataFrame, p: Path, ln: np.ndarray | None) -> pd.Series:
         s = raw["index"].astype("string").str.strip()
         miss = (s.isna() | (s == "")).to_numpy(dtype=bool)
         if (i := _first(miss)) is not None:
-            raise ValidationError("the index is empty.", file=str(p), row=i + 1, column="index",
+            raise ValidationError("the index is empty.", file=str(p), **_row_or_line(ln, i), column="index",
                                   fix="every row needs the index of its run.")
         dup = s.duplicated().to_numpy()
         if (i := _first(dup)) is not None:
-            raise ValidationError(f"index {s.iloc[i]} appears twice.", file=str(p), row=i + 1, column="index",
-                                  fix="each run (index) has one row in a RegMix file.")
+            raise ValidationError(f"index {s.iloc[i]} appears twice.", file=str(p), **_row_or_line(ln, i),
+                                  column="index", fix="each run (index) has one row in a RegMix file.")
         return s.astype(str)
 
-    midx, lidx = index_of(mraw, mpath), index_of(lraw, lpath)
+    midx, lidx = index_of(mraw, mpath, mlines), index_of(lraw, lpath, llines)
     mrow = pd.Series(np.arange(len(mraw)), index=midx.to_numpy())
     orphan = ~lidx.isin(set(midx)).to_numpy()
     if (i := _first(orphan)) is not None:
         raise ValidationError(f"index {lidx.iloc[i]} has losses but no mixture in {mpath.name}.", file=str(lpath),
-                              row=i + 1, column="index", fix="give the matching mixture file.")
+                              **_row_or_line(llines, i), column="index", fix="give the matching mixture file.")
     unmatched = int((~midx.isin(set(lidx))).sum())
     if unmatched:
         notes.append(f"{unmatched} mixture row(s) without losses were skipped")
@@ -492,19 +538,22 @@ def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], *, model_params
     for c, new in lmap.items():
         table[new] = lraw[c].to_numpy()
 
-    def where(i: int, col: str) -> tuple[str, int, str]:
+    def in_file(p: Path, ln: np.ndarray | None, i: int, col: str) -> tuple[str, int | None, int | None, str]:
+        return str(p), None if ln is not None else i + 1, None if ln is None else int(ln[i]), col
+
+    def where(i: int, col: str) -> tuple[str, int | None, int | None, str]:
         if col in ("run_id",):
-            return str(lpath), i + 1, "index"
+            return in_file(lpath, llines, i, "index")
         if col.startswith(rt.WEIGHT_PREFIX):
-            return str(mpath), int(m_at[i]) + 1, back.get(col, col)
+            return in_file(mpath, mlines, int(m_at[i]), back.get(col, col))
         if col.startswith(rt.LOSS_PREFIX):
-            return str(lpath), i + 1, back.get(col, col)
-        return str(mpath), int(m_at[i]) + 1 if len(m_at) else i + 1, col
+            return in_file(lpath, llines, i, back.get(col, col))
+        return in_file(mpath, mlines, int(m_at[i]) if len(m_at) else i, col)
 
     df, base = _validate(table, where, (str(mpath), str(lpath)), study_domains, "regmix")
     notes_out = ImportNotes(files=base.files, format="regmix", runs=base.runs, checkpoints=base.checkpoints,
                             renormalised_rows=base.renormalised_rows, max_sum_deviation=base.max_sum_deviation,
-                            inferred=inferred, notes=tuple(notes))
+                            inferred=inferred, notes=tuple(notes), locate=where)
     return df, notes_out
 
 
@@ -520,7 +569,9 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
 
     Returns the clean table (columns in the order run_id, model_params, tokens, steps, w_*,
     loss_*, metric_*, cost; weights renormalised) and :class:`ImportNotes`. Raises
-    :class:`~engine.errors.ValidationError` at the first problem, naming file, row, column, fix.
+    :class:`~engine.errors.ValidationError` at the first problem, naming file, line (CSV) or data
+    row (Parquet), column, fix. ``ImportNotes.locate`` maps a row of the clean table back to its
+    file, line and column, for errors found later (the store's run-id clash).
     """
     paths = [Path(path_or_paths)] if isinstance(path_or_paths, (str, Path)) else [Path(p) for p in path_or_paths]
     if not paths or len(paths) > 2:
@@ -530,15 +581,16 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
         raise ValidationError(f"--model-params must be a positive integer, got {model_params!r}.")
     if tokens is not None and (not math.isfinite(float(tokens)) or tokens <= 0):
         raise ValidationError(f"--tokens must be a positive number, got {tokens!r}.")
-    raws = []
+    raws, lines = [], []
     fmt = "csv"
     for p in paths:
-        raw, fmt = _read_raw(p)
+        raw, fmt, ln = _read_raw(p)
         raws.append(raw)
+        lines.append(ln)
     if len(paths) == 2:
-        return _regmix(paths, raws, model_params=None if model_params is None else int(model_params),
+        return _regmix(paths, raws, lines, model_params=None if model_params is None else int(model_params),
                        tokens=tokens, study_domains=study_domains)
-    raw, path = raws[0], paths[0]
+    raw, path, ln = raws[0], paths[0], lines[0]
     kind = regmix_kind(list(raw.columns))
     if kind is not None:
         other = "loss" if kind == "mixture" else "mixture"
@@ -550,10 +602,11 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
     if tokens is not None and "tokens" not in raw.columns:
         raw = raw.assign(tokens=float(tokens))
 
-    def where(i: int, col: str) -> tuple[str, int, str]:
-        return str(path), i + 1, col
+    def where(i: int, col: str) -> tuple[str, int | None, int | None, str]:
+        return str(path), None if ln is not None else i + 1, None if ln is None else int(ln[i]), col
 
-    return _validate(raw, where, (str(path),), study_domains, fmt)
+    df, notes = _validate(raw, where, (str(path),), study_domains, fmt)
+    return df, replace(notes, locate=where)
 
 
 def write_run_table(df: pd.DataFrame, path: str | Path) -> Path:

@@ -36,6 +36,7 @@ from engine.records import (
     TrialState,
 )
 from engine.runtable import schema as rt
+from engine.runtable.reader import Locator
 from engine.store.connection import connect, transaction
 from engine.store.schema import LATEST_VERSION, MIGRATIONS
 
@@ -275,10 +276,11 @@ class Store:
     # ---- imports -------------------------------------------------------------------------
     def import_runs(self, study: str, table: pd.DataFrame, *, source: str = "<table>",
                     config: StudyConfig | None = None, renormalised_rows: int = 0,
-                    actor: str = "import") -> ImportReport:
+                    actor: str = "import", locate: Locator | None = None) -> ImportReport:
         """Add a validated run table (see :func:`engine.runtable.read_run_table`) to a study,
         creating the study (from ``config``, else from the table's columns) if needed.
-        All-or-nothing."""
+        All-or-nothing. ``locate`` (the reader's :attr:`ImportNotes.locate`) lets an error found
+        here (a run id the study already has) point at the file, line and column it came from."""
         wcols, lcols, mcols = rt.weight_columns(table), rt.loss_columns(table), rt.metric_columns(table)
         domains = [c[2:] for c in wcols]
         evals = [c[len(rt.LOSS_PREFIX):] for c in lcols]
@@ -313,10 +315,11 @@ class Store:
             existing = {r[0] for r in con.execute("SELECT run_id FROM trials WHERE study_id = ?", [sid]).fetchall()}
             clash = [r for r in first["run_id"] if r in existing]
             if clash:
-                row = int(table.index[table["run_id"] == clash[0]][0]) + 1
+                i = int(np.flatnonzero((table["run_id"] == clash[0]).to_numpy())[0])
+                f, row, line, column = locate(i, "run_id") if locate is not None else (source, i + 1, None, "run_id")
                 raise ValidationError(
                     f"run '{clash[0]}' already exists in study '{study}' ({len(clash)} run id(s) clash).",
-                    file=source, row=row, column="run_id",
+                    file=f, row=row, line=line, column=column,
                     fix="give the runs new run_id values, or import into a new study.")
 
             t0 = self._next_id(con, "trials", "trial_id")
