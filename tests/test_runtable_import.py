@@ -279,6 +279,64 @@ def test_regmix_errors(regmix_dir: Path, tmp_path: Path, db_with_study: Path) ->
     assert r.exit_code == 0, r.output
 
 
+REGMIX_PAIRS = [("train_mixture_1m.csv", "train_pile_loss_1m.csv"), ("test_mixture_60m.csv", "test_pile_loss_60m.csv"),
+                ("test_mixture_1B.csv", "test_pile_loss_1B.csv")]
+
+
+def _import_sizes(folder: Path, db: Path, study: str) -> None:
+    for mix, loss in REGMIX_PAIRS:
+        r = cli("import", folder / mix, folder / loss, "--study", study, "--db", db)
+        assert r.exit_code == 0, r.output
+
+
+def test_regmix_sizes_share_a_study(data_dir: Path, tmp_db: Path, tmp_path: Path) -> None:
+    """The made-up sample in RegMix's layout (tests/data/regmix): every file numbers its runs from
+    0 or 1, and the default prefix <split>-<size>- keeps the three sizes apart in one study."""
+    folder = data_dir / "regmix"
+    _import_sizes(folder, tmp_db, "pile")
+    runs = Store(tmp_db).runs_frame("pile")
+    assert list(runs["run_id"]) == ([f"train-1m-{i}" for i in range(1, 6)] + [f"test-60m-{i}" for i in range(1, 4)]
+                                    + [f"test-1b-{i}" for i in range(3)])
+    assert runs.groupby("model_params")["run_id"].count().to_dict() == {10**6: 5, 6 * 10**7: 3, 10**9: 3}
+    assert set(runs.loc[runs["model_params"] == 10**9, "tokens"]) == {25e9}
+    assert [c for c in runs.columns if c.startswith("loss_")] == ["loss_arxiv", "loss_github", "loss_pile_cc"]
+    # the same pair again clashes, and the error points at the loss file's index and says how to fix it
+    exc = assert_refused(tmp_db, folder / "train_mixture_1m.csv", "run 'train-1m-1' already exists",
+                         "5 run id(s) clash", "--run-prefix", study="pile", extra=(str(folder / "train_pile_loss_1m.csv"),))
+    assert (exc.file, exc.line, exc.column) == (str(folder / "train_pile_loss_1m.csv"), 2, "index")
+    # ... and goes in under a prefix of one's own; '' gives RegMix's bare index
+    r = cli("import", folder / "train_mixture_1m.csv", folder / "train_pile_loss_1m.csv", "--run-prefix", "again-1m-",
+            "--study", "pile", "--db", tmp_db, "--json")
+    assert r.exit_code == 0, r.output
+    assert "run ids are 'again-1m-<index>'" in r.output
+    df, notes = read_run_table([folder / "test_mixture_1B.csv", folder / "test_pile_loss_1B.csv"], run_prefix="")
+    assert list(df["run_id"]) == ["0", "1", "2"] and notes.run_prefix == ""
+
+
+def test_regmix_sizes_share_a_study_real_tables(regmix_dir: Path, tmp_db: Path) -> None:
+    _import_sizes(regmix_dir, tmp_db, "pile")
+    # a size's train and test files do not clash either
+    r = cli("import", regmix_dir / "test_mixture_1m.csv", regmix_dir / "test_pile_loss_1m.csv", "--study", "pile",
+            "--db", tmp_db)
+    assert r.exit_code == 0, r.output
+    runs = Store(tmp_db).runs_frame("pile")
+    prefixes = runs["run_id"].str.rsplit("-", n=1).str[0].value_counts().to_dict()
+    assert prefixes == {"train-1m": 512, "test-1m": 256, "test-60m": 256, "test-1b": len(runs) - 1024}
+    assert runs["run_id"].is_unique
+
+
+def test_run_prefix_on_a_run_table(data_dir: Path, tmp_db: Path, tmp_path: Path) -> None:
+    src = data_dir / "runs_checkpoints.csv"
+    assert cli("import", src, "--study", "s", "--db", tmp_db).exit_code == 0
+    r = cli("import", src, "--run-prefix", "rerun-", "--study", "s", "--db", tmp_db)
+    assert r.exit_code == 0, r.output
+    ids = Store(tmp_db).runs_frame("s").drop_duplicates("run_id")["run_id"].tolist()
+    assert ids == ["a", "b", "c", "rerun-a", "rerun-b", "rerun-c"]
+    for bad in (" x-", "x-\t"):
+        exc = assert_refused(tmp_db, src, "--run-prefix", "white space", study="s", extra=("--run-prefix", bad))
+        assert exc.fix
+
+
 # ---- round trips ---------------------------------------------------------------------------
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
@@ -375,3 +433,20 @@ def test_csv_errors_name_the_physical_line(good: str, tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as ei:
         read_run_table(write_run_table(bad, tmp_path / "bad.parquet"))
     assert (ei.value.row, ei.value.line) == (7, None) and "row 7, column 'loss_code'" in str(ei.value)
+
+
+def test_round_trip_regmix_sample(data_dir: Path, tmp_db: Path, tmp_path: Path) -> None:
+    """The vendored RegMix-layout sample: import, export, re-import into a new study: rows identical."""
+    folder = data_dir / "regmix"
+    _import_sizes(folder, tmp_db, "pile")
+    original = pd.concat([read_run_table([folder / m, folder / loss])[0] for m, loss in REGMIX_PAIRS])
+    out1 = tmp_path / "pile.csv"
+    assert cli("export-runs", "--study", "pile", "--out", out1, "--db", tmp_db).exit_code == 0
+    r = cli("import", out1, "--study", "copy", "--db", tmp_db, "--json")
+    assert r.exit_code == 0, r.output
+    assert '"renormalised_rows": 0' in r.output
+    out2 = tmp_path / "copy.csv"
+    assert cli("export-runs", "--study", "copy", "--out", out2, "--db", tmp_db).exit_code == 0
+    e1, e2 = read_run_table(out1)[0], read_run_table(out2)[0]
+    pd.testing.assert_frame_equal(_sorted(e1), _sorted(e2), check_exact=True)
+    pd.testing.assert_frame_equal(_sorted(e1), _sorted(original), check_exact=True)

@@ -23,6 +23,10 @@ def import_(
         "--model-params", help="Model size of a RegMix pair (default: from the file name, _1m/_60m/_1B).")] = None,
     tokens: Annotated[Optional[float], typer.Option(
         "--tokens", help="Training tokens of a RegMix pair (default: 1e9; 25e9 for 1B models).")] = None,
+    run_prefix: Annotated[Optional[str], typer.Option(
+        "--run-prefix", help="Put this in front of every run id, so tables that number their runs alike can share "
+                             "a study. Default: none for a run table; '<split>-<size>-' for a RegMix pair "
+                             "(train-1m-1, test-60m-1, test-1b-0); '' keeps RegMix's bare index.")] = None,
     db: DbOption = DEFAULT_DB,
     as_json: JsonFlag = False,
 ) -> None:
@@ -53,7 +57,8 @@ def import_(
     if study_domains is None and cfg is not None:
         study_domains = list(cfg.domains)
     table, notes = read_run_table(files, study_domains=study_domains,
-                                  model_params=None if model_params is None else int(model_params), tokens=tokens)
+                                  model_params=None if model_params is None else int(model_params), tokens=tokens,
+                                  run_prefix=run_prefix)
     source = " + ".join(str(f) for f in files)
     try:
         store = Store(db, create=True)

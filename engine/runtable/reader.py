@@ -71,6 +71,7 @@ class ImportNotes:
     max_sum_deviation: float = 0.0
     inferred: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    run_prefix: str = ""  # put in front of every run id of the file (see read_run_table)
     #: Where each row of the clean table came from (for errors found later, e.g. by the store).
     locate: Locator | None = field(default=None, compare=False, repr=False)
 
@@ -454,6 +455,27 @@ def regmix_kind(columns: Sequence[str]) -> str | None:
     return None
 
 
+def size_label(model_params: int) -> str:
+    """A model size as people write it: 1000000 -> '1m', 60000000 -> '60m', 10**9 -> '1b'."""
+    n = int(model_params)
+    for div, unit in ((10**12, "t"), (10**9, "b"), (10**6, "m"), (10**3, "k")):
+        if n >= div and n % div == 0:
+            return f"{n // div}{unit}"
+    return str(n)
+
+
+def regmix_run_prefix(mixture_file: str | Path, model_params: int) -> str:
+    """The default run-id prefix of a RegMix pair: ``<split>-<size>-``.
+
+    Every RegMix file numbers its runs from 0 or 1, so the bare ``index`` of the 1M train
+    file, the 60M test file and the 1B test file clash in one study; the size keeps sizes apart
+    and the split (``train``/``test``, the first word of RegMix's file names) keeps a size's
+    train and test runs apart: ``train-1m-1``, ``test-1m-1``, ``test-60m-1``, ``test-1b-0``.
+    A file whose name starts with neither gets ``<size>-`` only."""
+    split = Path(mixture_file).name.split("_", 1)[0].lower()
+    return "-".join(([split] if split in ("train", "test") else []) + [size_label(model_params)]) + "-"
+
+
 def size_from_name(name: str) -> int | None:
     """Model size from a RegMix file name: ``_1m`` -> 1e6, ``_60m`` -> 6e7, ``_1B`` -> 1e9."""
     m = _SIZE_RE.search(Path(name).stem + ".")
@@ -468,8 +490,8 @@ def _row_or_line(lines: np.ndarray | None, i: int) -> dict[str, int]:
 
 
 def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], lines: Sequence[np.ndarray | None], *,
-            model_params: int | None, tokens: float | None,
-            study_domains: Sequence[str] | None) -> tuple[pd.DataFrame, ImportNotes]:
+            model_params: int | None, tokens: float | None, study_domains: Sequence[str] | None,
+            run_prefix: str | None) -> tuple[pd.DataFrame, ImportNotes]:
     kinds = [regmix_kind(list(r.columns)) for r in raws]
     if sorted(k or "" for k in kinds) != ["loss", "mixture"]:
         raise ValidationError(
@@ -503,6 +525,9 @@ def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], lines: Sequence
         tokens = REGMIX_TOKENS.get(int(model_params), REGMIX_DEFAULT_TOKENS)
         inferred["tokens"] = float(tokens)
         notes.append(f"tokens = {tokens:g} assumed (RegMix trains 1M/60M models on 1B tokens, 1B models on 25B)")
+    if run_prefix is None:
+        run_prefix = regmix_run_prefix(mpath, int(model_params))
+    notes.append(f"run ids are '{run_prefix}<index>' (--run-prefix to choose another prefix)")
 
     def index_of(raw: pd.DataFrame, p: Path, ln: np.ndarray | None) -> pd.Series:
         s = raw["index"].astype("string").str.strip()
@@ -551,21 +576,31 @@ def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], lines: Sequence
         return in_file(mpath, mlines, int(m_at[i]) if len(m_at) else i, col)
 
     df, base = _validate(table, where, (str(mpath), str(lpath)), study_domains, "regmix")
+    df["run_id"] = _prefixed(df["run_id"], run_prefix)
     notes_out = ImportNotes(files=base.files, format="regmix", runs=base.runs, checkpoints=base.checkpoints,
                             renormalised_rows=base.renormalised_rows, max_sum_deviation=base.max_sum_deviation,
-                            inferred=inferred, notes=tuple(notes), locate=where)
+                            inferred=inferred, notes=tuple(notes), run_prefix=run_prefix, locate=where)
     return df, notes_out
+
+
+def _prefixed(run_ids: pd.Series, prefix: str) -> pd.Series:
+    """The run ids with ``prefix`` in front (validation quoted them as the file has them)."""
+    return run_ids if not prefix else (prefix + run_ids.astype(str)).astype(object)
 
 
 # ---- entry point ---------------------------------------------------------------------------
 def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_domains: Sequence[str] | None = None,
-                   model_params: int | None = None, tokens: float | None = None) -> tuple[pd.DataFrame, ImportNotes]:
+                   model_params: int | None = None, tokens: float | None = None,
+                   run_prefix: str | None = None) -> tuple[pd.DataFrame, ImportNotes]:
     """Read, validate and clean a run table, or a RegMix (mixture file, loss file) pair.
 
     ``study_domains``: the mixture domains of the study the table goes into (an error names
     the columns that disagree). ``model_params`` / ``tokens``: for RegMix files, which carry
     neither; by default the size comes from the file name (``_1m`` -> 1e6, ``_60m`` -> 6e7,
     ``_1B`` -> 1e9) and tokens are 1e9 (25e9 for 1B models), as in the RegMix paper.
+    ``run_prefix`` goes in front of every run id, so that files numbering their runs alike can
+    share a study. Default: none for a run table; for a RegMix pair ``<split>-<size>-`` (see
+    :func:`regmix_run_prefix`: ``train-1m-1``, ``test-60m-1``), ``""`` for the bare index.
 
     Returns the clean table (columns in the order run_id, model_params, tokens, steps, w_*,
     loss_*, metric_*, cost; weights renormalised) and :class:`ImportNotes`. Raises
@@ -581,6 +616,11 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
         raise ValidationError(f"--model-params must be a positive integer, got {model_params!r}.")
     if tokens is not None and (not math.isfinite(float(tokens)) or tokens <= 0):
         raise ValidationError(f"--tokens must be a positive number, got {tokens!r}.")
+    if run_prefix is not None and (not isinstance(run_prefix, str) or run_prefix != run_prefix.strip()
+                                   or not run_prefix.isprintable()):
+        raise ValidationError(f"--run-prefix {run_prefix!r} starts or ends with white space or holds a control "
+                              "character; run ids are read back stripped, so it would not survive an export.",
+                              fix="give a prefix like 'train-1m-' (letters, digits, '-', '_', '.').")
     raws, lines = [], []
     fmt = "csv"
     for p in paths:
@@ -589,7 +629,7 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
         lines.append(ln)
     if len(paths) == 2:
         return _regmix(paths, raws, lines, model_params=None if model_params is None else int(model_params),
-                       tokens=tokens, study_domains=study_domains)
+                       tokens=tokens, study_domains=study_domains, run_prefix=run_prefix)
     raw, path, ln = raws[0], paths[0], lines[0]
     kind = regmix_kind(list(raw.columns))
     if kind is not None:
@@ -606,7 +646,10 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
         return str(path), None if ln is not None else i + 1, None if ln is None else int(ln[i]), col
 
     df, notes = _validate(raw, where, (str(path),), study_domains, fmt)
-    return df, replace(notes, locate=where)
+    if run_prefix:
+        df["run_id"] = _prefixed(df["run_id"], run_prefix)
+        notes = replace(notes, notes=notes.notes + (f"run ids prefixed with '{run_prefix}'",))
+    return df, replace(notes, run_prefix=run_prefix or "", locate=where)
 
 
 def write_run_table(df: pd.DataFrame, path: str | Path) -> Path:

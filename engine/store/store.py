@@ -320,7 +320,8 @@ class Store:
                 raise ValidationError(
                     f"run '{clash[0]}' already exists in study '{study}' ({len(clash)} run id(s) clash).",
                     file=f, row=row, line=line, column=column,
-                    fix="give the runs new run_id values, or import into a new study.")
+                    fix="give the runs new run_id values (`mixplan import --run-prefix P` puts P in front of "
+                        "every id), or import into a new study.")
 
             t0 = self._next_id(con, "trials", "trial_id")
             trial_ids = np.arange(t0, t0 + len(first), dtype=np.int64)
