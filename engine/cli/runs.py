@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json
+from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json, whole_number
 from engine.errors import ValidationError
 
 
@@ -41,8 +41,7 @@ def import_(
     if cfg is not None and cfg.name != study:
         raise ValidationError(f"the config names study '{cfg.name}' but --study is '{study}'.",
                               file=str(config), fix="make them the same.")
-    if model_params is not None and model_params != int(model_params):
-        raise ValidationError(f"--model-params must be a whole number, got {model_params:g}.")
+    size = whole_number(model_params, "--model-params")
     existed = db.exists()
     study_domains = None
     if existed:
@@ -57,7 +56,7 @@ def import_(
     if study_domains is None and cfg is not None:
         study_domains = list(cfg.domains)
     table, notes = read_run_table(files, study_domains=study_domains,
-                                  model_params=None if model_params is None else int(model_params), tokens=tokens,
+                                  model_params=size, tokens=tokens,
                                   run_prefix=run_prefix)
     source = " + ".join(str(f) for f in files)
     try:

@@ -611,9 +611,11 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
     paths = [Path(path_or_paths)] if isinstance(path_or_paths, (str, Path)) else [Path(p) for p in path_or_paths]
     if not paths or len(paths) > 2:
         raise ValidationError(f"give one run table or a RegMix pair (two files), got {len(paths)} file(s).")
-    if model_params is not None and (isinstance(model_params, bool) or int(model_params) != model_params
-                                     or model_params <= 0):
-        raise ValidationError(f"--model-params must be a positive integer, got {model_params!r}.")
+    if model_params is not None and (isinstance(model_params, bool) or not isinstance(model_params, (int, float))
+                                     or not math.isfinite(model_params) or int(model_params) != model_params
+                                     or not 0 < model_params < 2**63):
+        raise ValidationError(f"--model-params must be a positive integer, got {model_params!r}.",
+                              fix="give the parameter count as a whole number, e.g. 60000000.")
     if tokens is not None and (not math.isfinite(float(tokens)) or tokens <= 0):
         raise ValidationError(f"--tokens must be a positive number, got {tokens!r}.")
     if run_prefix is not None and (not isinstance(run_prefix, str) or run_prefix != run_prefix.strip()

@@ -158,7 +158,7 @@ class Store:
             have = f"studies here: {', '.join(names)}" if names else "this database has no study yet"
             raise NotFoundError(f"no study named '{name}' ({have}). Create it with `mixplan study create "
                                 "--config FILE` or `mixplan import FILE --study NAME`.")
-        return int(row[0]), config_from_dict(json.loads(row[1]), source=f"study '{name}'")
+        return int(row[0]), config_from_dict(json.loads(row[1]), source=f"study '{name}'", check_runner_keys=False)
 
     @staticmethod
     def _trial_row(con: duckdb.DuckDBPyConnection, trial_id: int) -> tuple:
@@ -254,7 +254,7 @@ class Store:
             ).fetchall()
             out = []
             for sid, name, cfg, runs, ckpts in rows:
-                config = config_from_dict(json.loads(cfg))
+                config = config_from_dict(json.loads(cfg), source=f"study '{name}'", check_runner_keys=False)
                 out.append(StudySummary(name, self._domains(con, sid, "train"), int(runs), int(ckpts),
                                         config.runner.kind))
             return out
