@@ -450,3 +450,25 @@ def test_round_trip_regmix_sample(data_dir: Path, tmp_db: Path, tmp_path: Path) 
     e1, e2 = read_run_table(out1)[0], read_run_table(out2)[0]
     pd.testing.assert_frame_equal(_sorted(e1), _sorted(e2), check_exact=True)
     pd.testing.assert_frame_equal(_sorted(e1), _sorted(original), check_exact=True)
+
+
+def test_export_drops_all_empty_loss_and_metric_columns(data_dir: Path, tmp_db: Path, tmp_path: Path) -> None:
+    """A config can name an evaluation domain no run measured; its column, empty on every row,
+    is left out of the export, which then imports again (an empty loss column is refused)."""
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('name = "s"\ndomains = ["web", "code", "books"]\neval_domains = ["web", "code", "books", "math"]\n')
+    text = (data_dir / "runs_checkpoints.csv").read_text()
+    src = tmp_path / "runs.csv"
+    src.write_text("\n".join(ln.rsplit(",", 2)[0] + ",," + ln.rsplit(",", 1)[1] if i else ln
+                             for i, ln in enumerate(text.strip().split("\n"))) + "\n")  # metric_acc all empty
+    assert read_run_table(src)[0]["metric_acc"].isna().all()
+    r = cli("import", src, "--study", "s", "--config", cfg, "--db", tmp_db)
+    assert r.exit_code == 0, r.output
+    assert "loss_math" in Store(tmp_db).runs_frame("s").columns  # registered, never measured
+    out = tmp_path / "s.csv"
+    assert cli("export-runs", "--study", "s", "--out", out, "--db", tmp_db).exit_code == 0
+    header = out.read_text().split("\n")[0].split(",")
+    assert "loss_math" not in header and "metric_acc" not in header
+    assert {"loss_web", "loss_code", "loss_books", "cost"} <= set(header)
+    r = cli("import", out, "--study", "copy", "--db", tmp_db)
+    assert r.exit_code == 0, r.output

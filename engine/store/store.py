@@ -436,10 +436,12 @@ class Store:
 
     def export_frame(self, study: str) -> pd.DataFrame:
         """The run table to write to a file: contract columns only; all-empty optional columns
-        (tokens, steps, cost) dropped; integral token counts kept integral."""
+        (tokens, steps, cost) dropped, and so are all-empty loss_*/metric_* columns (an evaluation
+        domain named by the config that no run measured): an empty loss column would make the
+        file's re-import fail; integral token counts kept integral."""
         df = self.runs_frame(study)
-        for c in ("tokens", "steps", "cost"):
-            if c in df.columns and df[c].isna().all():
+        for c in ["tokens", "steps", "cost"] + rt.loss_columns(df) + rt.metric_columns(df):
+            if c in df.columns and df[c].isna().all() and (len(df) or c in ("tokens", "steps", "cost")):
                 df = df.drop(columns=[c])
         if "tokens" in df.columns and df["tokens"].notna().all():
             tok = df["tokens"].to_numpy(dtype=float)
