@@ -650,19 +650,29 @@ class Store:
                 con.execute("UPDATE trials SET job_id = ? WHERE trial_id = ?", [job_id, int(trial_id)])
 
     @staticmethod
+    def _checkpoint_key(steps: Any, tokens: Any) -> tuple[str, int | float]:
+        """What makes a checkpoint of a run the same checkpoint: its steps where it has them, else
+        its tokens (the rule the run-table reader applies to (run_id, steps) / (run_id, tokens)).
+        So a worker that reports steps = 100 once without and once with tokens stores it once."""
+        if steps is not None and not pd.isna(steps):
+            return ("steps", int(steps))
+        return ("tokens", float(tokens))
+
+    @staticmethod
     def _insert_checkpoints(con: duckdb.DuckDBPyConnection, trial_id: int, checkpoints: Sequence[Checkpoint]) -> int:
-        """Insert the checkpoints not already stored (same steps and tokens); returns how many."""
-        have = {(s, None if t is None else float(t)) for s, t in con.execute(
+        """Insert the checkpoints not already stored (same steps, or same tokens where there are
+        no steps: :meth:`_checkpoint_key`); returns how many."""
+        have = {Store._checkpoint_key(s, t) for s, t in con.execute(
             "SELECT steps, tokens FROM checkpoints WHERE trial_id = ?", [int(trial_id)]).fetchall()}
         cid = Store._next_id(con, "checkpoints", "checkpoint_id")
         ck_rows: list[list[Any]] = []
         val_rows: list[list[Any]] = []
         for c in checkpoints:
-            key = (None if c.steps is None else int(c.steps), None if c.tokens is None else float(c.tokens))
-            if key in have:
-                continue
             if c.steps is None and c.tokens is None:
                 raise ValidationError(f"trial {trial_id}: a checkpoint needs steps or tokens.")
+            key = Store._checkpoint_key(c.steps, c.tokens)
+            if key in have:
+                continue
             values = {rt.LOSS_PREFIX + k: v for k, v in c.losses.items()}
             values.update({rt.METRIC_PREFIX + k: v for k, v in c.metrics.items()})
             bad = {k: v for k, v in values.items() if v is None or not np.isfinite(float(v))}
@@ -670,7 +680,8 @@ class Store:
                 raise ValidationError(f"trial {trial_id}: checkpoint at steps={c.steps} has non-finite values {bad}.")
             if not c.losses:
                 raise ValidationError(f"trial {trial_id}: checkpoint at steps={c.steps} has no losses.")
-            ck_rows.append([cid, int(trial_id), key[0], key[1], _none(c.cost), _none(c.wall_s)])
+            ck_rows.append([cid, int(trial_id), None if c.steps is None else int(c.steps),
+                            None if c.tokens is None else float(c.tokens), _none(c.cost), _none(c.wall_s)])
             val_rows.extend([cid, k, float(v)] for k, v in values.items())
             have.add(key)
             cid += 1
@@ -691,7 +702,8 @@ class Store:
 
     def record_checkpoints(self, trial_id: int, checkpoints: Sequence[Checkpoint], *, actor: str = "worker") -> int:
         """Store checkpoints of a running trial as they arrive. Idempotent: a checkpoint already
-        stored (same steps and tokens) is skipped, so a worker's results can be ingested twice."""
+        stored (same steps; same tokens where it has no steps) is skipped, so a worker's results
+        can be ingested twice."""
         with self._write() as con:
             row = _first(con.execute("SELECT state, study_id FROM trials WHERE trial_id = ?", [int(trial_id)]).fetchall())
             if row is None:
