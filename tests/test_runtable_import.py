@@ -3,8 +3,11 @@ is left exactly as it was; good tables (run tables with checkpoints, RegMix pair
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -14,11 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.errors import ValidationError
+from engine.errors import MixplanError, ValidationError
 from engine.runtable import read_run_table, write_run_table
 from engine.store import Store
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
 
 
 def cli(*args: str):
@@ -202,6 +206,57 @@ def test_missing_file_and_failed_new_db(tmp_db: Path, tmp_path: Path) -> None:
     r = cli("import", tmp_path / "nope.csv", "--study", "s", "--db", tmp_db)
     assert isinstance(r.exception, ValidationError) and "file not found" in str(r.exception)
     assert not tmp_db.exists()
+
+
+def test_failed_import_into_a_new_database_leaves_no_file(data_dir: Path, tmp_path: Path) -> None:
+    """The import fails inside the store (a study name that is not allowed), after the database
+    would have been created: no database, no hidden build file, no lock files stay."""
+    db = tmp_path / "new" / "runs.duckdb"
+    r = cli("import", data_dir / "runs_checkpoints.csv", "--study", "bad name", "--db", db)
+    assert r.exit_code != 0 and "key 'name'" in str(r.exception)
+    assert list(db.parent.iterdir()) == []
+    r = cli("import", data_dir / "runs_checkpoints.csv", "--study", "good", "--db", db)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in db.parent.iterdir() if not p.name.endswith((".lock", ".gate"))) == ["runs.duckdb"]
+    assert Store(db).study_names() == ["good"]
+
+
+def _other_process_creates(db: Path, data_dir: Path) -> None:
+    """Another mixplan process makes a database at ``db`` and imports into it."""
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "import", str(data_dir / "runs_checkpoints.csv"),
+                        "--study", "theirs", "--db", str(db)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_failed_import_never_deletes_a_database_another_process_created(data_dir: Path, tmp_path: Path) -> None:
+    """An import into a new file that fails after another process created that file (and wrote
+    to it) leaves that process's database as it is; one that succeeds meanwhile writes nothing
+    and says to run again."""
+    db = tmp_path / "runs.duckdb"
+    table, _ = read_run_table(data_dir / "runs_checkpoints.csv")
+
+    def fails_after_the_other_process(store: Store) -> None:
+        store.import_runs("mine", table)
+        _other_process_creates(db, data_dir)
+        raise ValidationError("this import fails")
+
+    with pytest.raises(ValidationError, match="this import fails"):
+        Store.create_with(db, fails_after_the_other_process)
+    before = dump(db)
+    assert Store(db).study_names() == ["theirs"]
+
+    db2 = tmp_path / "runs2.duckdb"
+
+    def succeeds_after_the_other_process(store: Store) -> None:
+        store.import_runs("mine", table)
+        _other_process_creates(db2, data_dir)
+
+    with pytest.raises(MixplanError, match="another process created the database .* nothing was written"):
+        Store.create_with(db2, succeeds_after_the_other_process)
+    assert Store(db2).study_names() == ["theirs"]
+    assert dump(db) == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no hidden build file stays
 
 
 def test_parquet_in_and_bad_parquet(data_dir: Path, tmp_path: Path, db_with_study: Path) -> None:

@@ -59,15 +59,13 @@ def import_(
                                   model_params=size, tokens=tokens,
                                   run_prefix=run_prefix)
     source = " + ".join(str(f) for f in files)
-    try:
-        store = Store(db, create=True)
-        report = store.import_runs(study, table, source=source, config=cfg,
-                                   renormalised_rows=notes.renormalised_rows, actor="cli", locate=notes.locate)
-    except BaseException:
-        if not existed:  # leave no half-made database behind
-            for p in (db, db.with_name(db.name + ".wal")):
-                p.unlink(missing_ok=True)
-        raise
+
+    def add(store: Store):
+        return store.import_runs(study, table, source=source, config=cfg,
+                                 renormalised_rows=notes.renormalised_rows, actor="cli", locate=notes.locate)
+
+    # a new database appears only if the import succeeds (and a failure deletes nothing)
+    report = add(Store(db, create=False)) if existed else Store.create_with(db, add)
     if as_json:
         print_json({"study": report.study, "created_study": report.created_study, "runs": report.runs,
                     "checkpoints": report.checkpoints, "renormalised_rows": report.renormalised_rows,

@@ -13,10 +13,13 @@ so models, exports and the app all read the same frame.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -37,10 +40,11 @@ from engine.records import (
 )
 from engine.runtable import schema as rt
 from engine.runtable.reader import Locator
-from engine.store.connection import connect, transaction
+from engine.store.connection import _file_lock, connect, transaction
 from engine.store.schema import LATEST_VERSION, MIGRATIONS
 
 DEFAULT_DB = "runs.duckdb"
+T = TypeVar("T")
 _TRIAL_COLUMNS = (
     "trial_id, run_id, state, model_params, steps, tokens, source, strategy, acq_value, "
     "pred_mean, pred_std, cost, reason, seed, job_id, attempts"
@@ -97,6 +101,47 @@ class Store:
                                     "or `mixplan import`, or pass --db PATH.")
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._ensure_schema()
+
+    @classmethod
+    def create_with(cls, path: str | Path, build: Callable[["Store"], T], *, busy_timeout_s: float = 60.0) -> T:
+        """Make a new database at ``path`` holding what ``build(store)`` wrote, or no file at all.
+
+        Why: a command that creates the database (``mixplan import`` into a new file) and then
+        fails must leave nothing behind, yet must never delete a file: between its check that
+        ``path`` did not exist and its failure, another process may have created ``path`` and
+        written to it. So the database is built in a hidden file beside ``path`` and put in
+        place only once ``build`` has returned, by a hard link, which refuses to replace an
+        existing file (under the store's exclusive lock, so no mixplan process is half-way
+        through creating ``path``). If another process created ``path`` meanwhile, nothing is
+        written and :class:`~engine.errors.MixplanError` says to run the command again. The
+        hidden file goes in every case. Returns what ``build`` returned."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            store = cls(tmp, busy_timeout_s=busy_timeout_s)
+            result = build(store)
+            with connect(tmp, write=True, busy_timeout_s=busy_timeout_s) as con:
+                con.execute("CHECKPOINT")  # everything in the file itself, no WAL beside it
+            if tmp.with_name(tmp.name + ".wal").exists():
+                raise MixplanError(f"could not finish the new database {path} (its write-ahead log stayed); "
+                                   "nothing was written. Run the command again.")
+            taken = MixplanError(f"another process created the database {path} while this command ran; nothing "
+                                 "was written. Run the command again (it will add to that database).")
+            with _file_lock(path, write=True, deadline=time.monotonic() + busy_timeout_s,
+                            busy_timeout_s=busy_timeout_s):
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise taken from None
+                except OSError:  # a file system without hard links: under the lock, check, then rename
+                    if path.exists():
+                        raise taken from None
+                    os.rename(tmp, path)
+            return result
+        finally:
+            for p in (tmp, *(tmp.with_name(tmp.name + ext) for ext in (".wal", ".lock", ".gate"))):
+                p.unlink(missing_ok=True)
 
     # ---- connections and schema ----------------------------------------------------------
     def _read(self):
