@@ -168,18 +168,48 @@ class Store:
         return int(v or 0)
 
     def _ensure_schema(self) -> None:
-        if self.path.exists() and self.path.stat().st_size > 0 and self.schema_version() == LATEST_VERSION:
-            return
-        with self._write() as con:
-            self.migrate(con)
+        # DuckDB opens an existing CSV or Parquet file given as the database as an in-memory
+        # database holding it as a view: everything written there would be lost. Its own files
+        # carry the magic bytes 'DUCK' at offset 8.
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            with self.path.open("rb") as fh:
+                if fh.read(12)[8:12] != b"DUCK":
+                    raise MixplanError(self._not_duckdb())
+        try:
+            if self.path.exists() and self.path.stat().st_size > 0 and self.schema_version() == LATEST_VERSION:
+                return
+            with self._write() as con:
+                self.migrate(con, where=str(self.path))
+        except duckdb.IOException as exc:
+            if "not a valid duckdb database" not in str(exc).lower():
+                raise
+            raise MixplanError(self._not_duckdb()) from exc
+
+    def _not_duckdb(self) -> str:
+        return (f"{self.path} is not a DuckDB database, so not a mixplan database either (a run table goes in "
+                "with `mixplan import FILE --study NAME`). Pass --db with a mixplan database, or a new file name "
+                "to start one.")
 
     @staticmethod
-    def migrate(con: duckdb.DuckDBPyConnection, up_to: int = LATEST_VERSION) -> list[int]:
-        """Apply the migrations the file lacks, up to ``up_to``; returns the versions applied."""
+    def migrate(con: duckdb.DuckDBPyConnection, up_to: int = LATEST_VERSION, *, where: str = "this database") -> list[int]:
+        """Apply the migrations the file lacks, up to ``up_to``; returns the versions applied.
+
+        A file with tables but no ``schema_version`` is some other program's DuckDB database:
+        it is refused rather than given mixplan's tables (or failing half-way on a table name
+        both use)."""
         current = Store._version(con)
         if current > LATEST_VERSION:
             raise MixplanError(f"this database has schema version {current}, newer than this mixplan "
                                f"understands ({LATEST_VERSION}). Upgrade mixplan to open it.")
+        if current == 0:
+            foreign = [r[0] for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema NOT IN "
+                "('information_schema', 'pg_catalog') ORDER BY table_name").fetchall()]
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+                raise MixplanError(f"{where} is a DuckDB database of some other program (tables {shown}; no "
+                                   "mixplan schema_version), so mixplan leaves it alone. Pass --db with a mixplan "
+                                   "database, or a new file name to start one.")
         applied = []
         for version, description, statements in MIGRATIONS:
             if current < version <= up_to:
