@@ -171,7 +171,7 @@ def test_small_deviation_is_renormalised_and_counted(good: str, tmp_db: Path, tm
     assert "renormalised the weights of 4 row(s)" in r.output
 
 
-def test_too_large_deviation(good: str, tmp_path: Path) -> None:
+def test_too_large_deviation(good: str, tmp_path: Path, db_with_study: Path) -> None:
     text = good
     for r in (6, 7, 8, 9):
         text = edit(text, r, "w_web", "0.32")  # off by -0.014
@@ -180,6 +180,8 @@ def test_too_large_deviation(good: str, tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as ei:
         read_run_table(p)
     assert "off 1 by -0.014" in str(ei.value) and ei.value.line == 7
+    exc = assert_refused(db_with_study, p, "off 1 by -0.014", "more than the 0.01 that is renormalised", study="new")
+    assert exc.line == 7
 
 
 def test_domains_disagree_with_study(good: str, db_with_study: Path, tmp_path: Path) -> None:
@@ -280,12 +282,14 @@ def test_parquet_in_and_bad_parquet(data_dir: Path, tmp_path: Path, db_with_stud
     assert_refused(db_with_study, tmp_path / "bad2.parquet", "row 3", "'oops' is not a number")
 
 
-def test_duplicate_tokens_without_steps(good: str, tmp_path: Path) -> None:
+def test_duplicate_tokens_without_steps(good: str, tmp_path: Path, db_with_study: Path) -> None:
     p = tmp_path / "t.csv"
     p.write_text(edit(drop_column(good, "steps"), 2, "tokens", "65536"))
     with pytest.raises(ValidationError) as ei:
         read_run_table(p)
     assert "two checkpoints at tokens = 65536" in str(ei.value) and ei.value.line == 3
+    exc = assert_refused(db_with_study, p, "two checkpoints at tokens = 65536", "lines 2 and 3")
+    assert (exc.line, exc.column) == (3, "tokens")
 
 
 # ---- RegMix ------------------------------------------------------------------------------
@@ -303,8 +307,15 @@ def test_regmix_pair_reads_with_inferred_size(regmix_dir: Path) -> None:
     assert set(df60["model_params"]) == {123} and set(df60["tokens"]) == {5e8}
 
 
-def test_regmix_errors(regmix_dir: Path, tmp_path: Path, db_with_study: Path) -> None:
-    mix, loss = regmix_dir / "train_mixture_1m.csv", regmix_dir / "train_pile_loss_1m.csv"
+@pytest.fixture(params=["sample", "real"])
+def regmix_folder(request: pytest.FixtureRequest, data_dir: Path) -> Path:
+    """The made-up sample in tests/data/regmix, and RegMix's own tables where ../shared has them."""
+    return data_dir / "regmix" if request.param == "sample" else request.getfixturevalue("regmix_dir")
+
+
+def test_regmix_errors(regmix_folder: Path, tmp_path: Path, db_with_study: Path) -> None:
+    mix, loss = regmix_folder / "train_mixture_1m.csv", regmix_folder / "train_pile_loss_1m.csv"
+    study = f"rm-{regmix_folder.parent.name}"
     assert_refused(db_with_study, mix, "RegMix mixture file", "needs its loss file")
     # a bad weight names the mixture file, its row and its own column
     lines = mix.read_text().split("\n")
@@ -313,25 +324,24 @@ def test_regmix_errors(regmix_dir: Path, tmp_path: Path, db_with_study: Path) ->
     lines[3] = ",".join(cells)
     bad_mix = tmp_path / "train_mixture_1m.csv"
     bad_mix.write_text("\n".join(lines))
-    r = cli("import", bad_mix, loss, "--study", "rm", "--db", db_with_study)
-    exc = r.exception
-    assert isinstance(exc, ValidationError)
+    exc = assert_refused(db_with_study, bad_mix, "'x1' is not a number", study=study, extra=(str(loss),))
     assert exc.file == str(bad_mix) and exc.line == 4 and exc.column == "train_the_pile_arxiv" and "'x1'" in str(exc)
     # a loss row without a mixture
     lines = loss.read_text().split("\n")
     lines[5] = "9999," + lines[5].split(",", 1)[1]
     bad_loss = tmp_path / "train_pile_loss_1m.csv"
     bad_loss.write_text("\n".join(lines))
-    exc = assert_refused(db_with_study, bad_loss, "index 9999 has losses but no mixture", study="rm",
+    exc = assert_refused(db_with_study, bad_loss, "index 9999 has losses but no mixture", study=study,
                          extra=(str(mix),))
     assert exc.line == 6 and exc.column == "index"
     # a file name without a size and no --model-params
     plain_mix, plain_loss = tmp_path / "mix.csv", tmp_path / "loss.csv"
     shutil.copy(mix, plain_mix)
     shutil.copy(loss, plain_loss)
-    assert_refused(db_with_study, plain_mix, "cannot tell", study="rm", extra=(str(plain_loss),))
-    r = cli("import", plain_mix, plain_loss, "--model-params", "1000000", "--study", "rm", "--db", db_with_study)
+    assert_refused(db_with_study, plain_mix, "cannot tell", study=study, extra=(str(plain_loss),))
+    r = cli("import", plain_mix, plain_loss, "--model-params", "1000000", "--study", study, "--db", db_with_study)
     assert r.exit_code == 0, r.output
+    assert Store(db_with_study).runs_frame(study)["run_id"].iloc[0] == "1m-1"  # no split in the name: size only
 
 
 REGMIX_PAIRS = [("train_mixture_1m.csv", "train_pile_loss_1m.csv"), ("test_mixture_60m.csv", "test_pile_loss_60m.csv"),
