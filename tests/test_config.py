@@ -41,7 +41,8 @@ def test_every_kind_has_a_key_set(kind: str) -> None:
 
 def test_typo_in_runner_key_is_caught_for_every_kind() -> None:
     for kind, extra in (("builtin", {}), ("command", {"argv": ["t"]}), ("mfms-sim", {}), ("table", {"path": "x"})):
-        with pytest.raises(ConfigError, match=rf"runner.retires': unknown key for a {kind} runner.*did you mean 'retries'"):
+        with pytest.raises(ConfigError,
+                           match=rf"runner.retires': unknown key for a {kind} runner.*did you mean 'retries'"):
             config_from_dict({**BASE, "runner": {"kind": kind, **extra, "retires": 1}})
 
 
@@ -49,7 +50,8 @@ def test_good_values_stay_good() -> None:
     cfg = config_from_dict({**BASE, "objective": "loss_nope", "seed": 0, "tokens_per_step": 1e6,
                             "scales": [{"model_params": 2e7, "steps": [1000.0, 2000]}],
                             "runner": {"kind": "command", "argv": ["t", "{out_dir}"], "cwd": "/tmp", "env": {"A": "1"},
-                                       "partition": "gpu", "slurm_comment": "c", "domain_sizes": {"web": 1, "code": 2}}})
+                                       "partition": "gpu", "slurm_comment": "c",
+                                       "domain_sizes": {"web": 1, "code": 2}}})
     # loss_nope: the evaluation domains are learnt from the first results, so it cannot be judged yet
     assert cfg.objective == "loss_nope" and cfg.tokens_per_step == 1_000_000 and cfg.scales[0].steps == (1000, 2000)
     assert config_from_dict(cfg.to_dict()) == cfg

@@ -367,7 +367,8 @@ def test_regmix_sizes_share_a_study(data_dir: Path, tmp_db: Path, tmp_path: Path
     assert [c for c in runs.columns if c.startswith("loss_")] == ["loss_arxiv", "loss_github", "loss_pile_cc"]
     # the same pair again clashes, and the error points at the loss file's index and says how to fix it
     exc = assert_refused(tmp_db, folder / "train_mixture_1m.csv", "run 'train-1m-1' already exists",
-                         "5 run id(s) clash", "--run-prefix", study="pile", extra=(str(folder / "train_pile_loss_1m.csv"),))
+                         "5 run id(s) clash", "--run-prefix", study="pile",
+                         extra=(str(folder / "train_pile_loss_1m.csv"),))
     assert (exc.file, exc.line, exc.column) == (str(folder / "train_pile_loss_1m.csv"), 2, "index")
     # ... and goes in under a prefix of one's own; '' gives RegMix's bare index
     r = cli("import", folder / "train_mixture_1m.csv", folder / "train_pile_loss_1m.csv", "--run-prefix", "again-1m-",

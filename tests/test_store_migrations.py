@@ -195,16 +195,20 @@ def test_foreign_duckdb_database_is_refused_and_unchanged(tmp_db: Path, tables: 
     con = duckdb.connect(str(tmp_db))
     for sql in tables:
         con.execute(sql)
-    con.execute("INSERT INTO " + ("sales VALUES (1, 9.5)" if "sales" in tables[0] else "studies VALUES (7)"))
-    before = _catalog(con), con.execute("SELECT * FROM " + ("sales" if "sales" in tables[0] else "studies")).fetchall()
+    table = "sales" if "sales" in tables[0] else "studies"
+    con.execute(f"INSERT INTO {table} VALUES " + ("(1, 9.5)" if table == "sales" else "(7)"))
+
+    def state(c: duckdb.DuckDBPyConnection) -> tuple:
+        return _catalog(c), c.execute(f"SELECT * FROM {table}").fetchall()
+
+    before = state(con)
     con.close()
     with pytest.raises(MixplanError, match=r"some other program .*no mixplan schema_version.*Pass --db"):
         Store(tmp_db)
     with pytest.raises(MixplanError, match="some other program"):
         Store(tmp_db, create=False)
     con = duckdb.connect(str(tmp_db), read_only=True)
-    assert (_catalog(con), con.execute("SELECT * FROM " + ("sales" if "sales" in tables[0] else "studies")).fetchall()) \
-        == before
+    assert state(con) == before
     con.close()
 
 

@@ -14,11 +14,11 @@ or unknown (the closest known name is suggested); the required columns exist (``
 ``metric_*``); every numeric cell parses (row, column and the bad value are named);
 ``model_params`` is a positive integer and constant within a run; ``steps`` are integers
 >= 0, ``tokens`` >= 0, and every row has one of them; weights are >= 0 and sum to 1 (rows
-off by at most ``RENORMALISE_TOLERANCE`` are renormalised and counted, rows within float noise of 1 are
-kept exactly, larger deviations are errors that say by how much); weights are equal on every row of a run; losses are finite;
-metrics and costs are finite where given; no (run_id, steps) pair repeats (or (run_id,
-tokens) for rows without steps); and, when ``study_domains`` is given, the mixture domains
-match the study's.
+off by at most ``RENORMALISE_TOLERANCE`` are renormalised and counted, rows within float noise
+of 1 are kept exactly, larger deviations are errors that say by how much); weights are equal
+on every row of a run; losses are finite; metrics and costs are finite where given; no
+(run_id, steps) pair repeats (or (run_id, tokens) for rows without steps); and, when
+``study_domains`` is given, the mixture domains match the study's.
 """
 
 from __future__ import annotations

@@ -191,7 +191,8 @@ class Store:
                 "to start one.")
 
     @staticmethod
-    def migrate(con: duckdb.DuckDBPyConnection, up_to: int = LATEST_VERSION, *, where: str = "this database") -> list[int]:
+    def migrate(con: duckdb.DuckDBPyConnection, up_to: int = LATEST_VERSION, *,
+                where: str = "this database") -> list[int]:
         """Apply the migrations the file lacks, up to ``up_to``; returns the versions applied.
 
         A file with tables but no ``schema_version`` is some other program's DuckDB database:
