@@ -21,6 +21,28 @@ from engine.errors import ConfigError
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 RUNNER_KINDS = ("builtin", "command", "mfms-sim", "table")
+#: [runner] keys every kind accepts: the common four, and ``domain_sizes`` (tokens per domain,
+#: read by the ``natural`` model whatever the runner).
+RUNNER_COMMON_KEYS = frozenset({"kind", "argv", "timeout_s", "retries", "domain_sizes"})
+#: [runner] keys each runner reads (its ``from_config``); a key that no runner and no executor
+#: reads is a typo that would otherwise be ignored in silence (``timeuot_s``).
+RUNNER_KEYS = {
+    "builtin": frozenset({"corpus", "batch_size", "context", "lr", "checkpoints", "eval_every", "eval_batches",
+                          "threads", "device", "isolate"}),
+    "command": frozenset({"cwd", "env", "retry_backoff_s", "kill_grace_s", "poll_s"}),
+    "mfms-sim": frozenset({"path", "noise", "checkpoint_every"}),
+    "table": frozenset({"path", "match", "max_distance"}),
+}
+#: [runner] keys the executors read (engine.dispatch.executors.EXECUTOR_KEYS, all executors),
+#: with any ``slurm_*`` key passed through to submitit.
+EXECUTOR_OPTION_KEYS = frozenset({
+    "workers", "threads_per_worker",
+    "cluster", "folder", "partition", "time_min", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
+    "nodes", "tasks_per_node", "account", "qos", "constraint", "setup", "job_name",
+    "address", "num_cpus", "num_gpus", "runtime_env",
+})
+#: The largest integer DuckDB stores (BIGINT).
+_MAX_INT = 2**63 - 1
 TOP_KEYS = {
     "name", "domains", "eval_domains", "objective", "direction", "tokens_per_step", "scales",
     "target", "bounds", "runner", "budget", "seed", "description",
@@ -175,14 +197,18 @@ def _err(source: str, key: str, msg: str, fix: str | None = None) -> ConfigError
 
 
 def _positive_int(v: Any, source: str, key: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v <= 0:
-        raise _err(source, key, f"expected a positive integer, got {v!r}.")
+    """A whole number > 0 (TOML's 1e9 and 20_000_000 both welcome). inf and nan are checked
+    before ``int()``, which would raise OverflowError / ValueError at the user."""
+    if (isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not math.isfinite(v))
+            or v != int(v) or v <= 0 or v > _MAX_INT):
+        raise _err(source, key, f"expected a positive integer, got {v!r}.",
+                   fix=f"give a whole number between 1 and {_MAX_INT:.3g}, e.g. 20_000_000 or 2e7.")
     return int(v)
 
 
 def _positive_float(v: Any, source: str, key: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise _err(source, key, f"expected a positive number, got {v!r}.")
+        raise _err(source, key, f"expected a positive number, got {v!r}.", fix="give a finite number > 0.")
     return float(v)
 
 
@@ -193,8 +219,28 @@ def _unknown(keys: set[str], allowed: set[str], source: str, where: str) -> None
         raise _err(source, f"{where}{k}", "unknown key.", fix=hint)
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> StudyConfig:
-    """Validate a parsed config (TOML or stored JSON) into a :class:`StudyConfig`."""
+def _check_runner_keys(r: dict[str, Any], kind: str, source: str) -> None:
+    """Every [runner] key must be read by the runner of this kind or by an executor."""
+    allowed = RUNNER_COMMON_KEYS | RUNNER_KEYS[kind] | EXECUTOR_OPTION_KEYS
+    for k in sorted(k for k in r if k not in allowed and not k.startswith("slurm_")):
+        owners = [other for other, keys in RUNNER_KEYS.items() if k in keys]
+        close = difflib.get_close_matches(k, sorted(allowed), n=1)
+        if owners:
+            hint = f"'{k}' is an option of the {' and '.join(owners)} runner, not of {kind}."
+        elif close:
+            hint = f"did you mean '{close[0]}'?"
+        else:
+            hint = (f"{kind} runner keys: {', '.join(sorted(RUNNER_COMMON_KEYS | RUNNER_KEYS[kind]))}; executor "
+                    "keys (workers, partition, mem_gb, address, ..., slurm_*) are allowed for every runner.")
+        raise _err(source, f"runner.{k}", f"unknown key for a {kind} runner.", fix=hint)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<config>", *, check_runner_keys: bool = True) -> StudyConfig:
+    """Validate a parsed config (TOML or stored JSON) into a :class:`StudyConfig`.
+
+    ``check_runner_keys=False`` is for configs already stored in a database: those were saved
+    before [runner] keys were checked, and a study must stay readable (a new config, from a
+    file or the app, is always checked)."""
     if not isinstance(raw, dict):
         raise ConfigError("expected a table of keys.", file=source)
     _unknown(set(raw), TOP_KEYS, source, "")
@@ -220,6 +266,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> StudyConf
         not isinstance(d, str) or not DOMAIN_RE.match(d) for d in eval_domains
     ):
         raise _err(source, "eval_domains", "expected a list of domain names.")
+    if len(set(eval_domains)) != len(eval_domains):
+        dup = sorted({d for d in eval_domains if eval_domains.count(d) > 1})
+        raise _err(source, "eval_domains", f"repeated domain(s): {', '.join(dup)}.", fix="list each domain once.")
 
     objective = raw.get("objective", "mean_loss")
     if not isinstance(objective, str) or not (
@@ -227,6 +276,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> StudyConf
     ):
         raise _err(source, "objective", f"got {objective!r}.",
                    fix="use 'mean_loss', 'loss_<domain>' or 'metric_<name>'.")
+    if objective != "mean_loss":
+        prefix, rest = objective.split("_", 1)
+        if not DOMAIN_RE.match(rest):
+            what = "domain" if prefix == "loss" else "name"
+            raise _err(source, "objective", f"{objective!r} has no {what} after '{prefix}_'.",
+                       fix=f"use '{prefix}_<{what}>' ({what}: letters, digits, '_', '-', '.'), or 'mean_loss'.")
     loss_domains = list(eval_domains) or list(domains)
     if objective.startswith("loss_") and eval_domains and objective[5:] not in loss_domains:
         raise _err(source, "objective", f"'{objective}' names no evaluation domain.",
@@ -325,6 +380,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> StudyConf
             if bad:
                 raise _err(source, "runner.argv", f"unknown placeholder(s) {sorted(bad)} in {a!r}.",
                            fix=f"placeholders are {{{'}, {'.join(sorted(allowed))}}}.")
+    if check_runner_keys:
+        _check_runner_keys(r, kind, source)
     timeout = _positive_float(r.get("timeout_s", 3600), source, "runner.timeout_s")
     retries = r.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -335,8 +392,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> StudyConf
     budget = raw.get("budget")
     budget = None if budget is None else _positive_float(budget, source, "budget")
     seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise _err(source, "seed", f"expected an integer, got {seed!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_INT:
+        raise _err(source, "seed", f"expected an integer >= 0, got {seed!r}.",
+                   fix="give a seed like 0 or 1234 (numpy and torch take no negative seeds).")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise _err(source, "description", "expected a string.")

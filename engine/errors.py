@@ -15,7 +15,9 @@ class MixplanError(Exception):
 class ValidationError(MixplanError):
     """Bad input: a file, a config or an argument. Carries where the problem is.
 
-    ``file``, ``row`` (1-based data row, as a spreadsheet shows it after the header) and
+    ``file``, ``row`` (1-based data row, counted after the header: for Parquet files and
+    frames, which have no lines), ``line`` (1-based physical line of a text file, the header
+    being line 1: what an editor shows, blank lines and quoted line breaks included) and
     ``column`` are optional; when given they are put in front of the message.
     """
 
@@ -27,13 +29,16 @@ class ValidationError(MixplanError):
         row: int | None = None,
         column: str | None = None,
         fix: str | None = None,
+        line: int | None = None,
     ) -> None:
-        self.file, self.row, self.column, self.fix = file, row, column, fix
+        self.file, self.row, self.line, self.column, self.fix = file, row, line, column, fix
         self.detail = message
         where = []
         if file is not None:
             where.append(str(file))
-        if row is not None:
+        if line is not None:
+            where.append(f"line {line}")
+        elif row is not None:
             where.append(f"row {row}")
         if column is not None:
             where.append(f"column '{column}'")

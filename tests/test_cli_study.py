@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.errors import ConfigError, NotFoundError
+from engine.errors import ConfigError, NotFoundError, ValidationError
 
 runner = CliRunner()
 
@@ -83,6 +83,23 @@ CONFIG_ERRORS = [
      ["unknown placeholder", "weights_json"]),
     ("negative-params", BASE + "[[scales]]\nmodel_params = -5\nsteps = [10]\n", ["scales[0].model_params", "positive integer"]),
     ("not-toml", "name = \n", ["not valid TOML"]),
+    # TOML has inf and nan: refused with the key, not an OverflowError / ValueError from int()
+    ("inf-tokens-per-step", BASE + "tokens_per_step = inf\n", ["key 'tokens_per_step'", "positive integer, got inf",
+                                                               "Fix: give a whole number"]),
+    ("inf-model-params", BASE + "[[scales]]\nmodel_params = inf\nsteps = [10]\n",
+     ["key 'scales[0].model_params'", "got inf"]),
+    ("nan-steps", BASE + "[[scales]]\nmodel_params = 1000\nsteps = [nan]\n", ["key 'scales[0].steps'", "got nan"]),
+    ("nan-target", BASE + "[target]\nmodel_params = nan\nsteps = 10\n", ["key 'target.model_params'", "got nan"]),
+    ("inf-cost", BASE + "[[scales]]\nmodel_params = 1000\nsteps = [10]\ncost_per_step = inf\n",
+     ["scales[0].cost_per_step", "positive number, got inf"]),
+    ("runner-typo", BASE + '[runner]\nkind = "command"\nargv = ["t", "{out_dir}"]\ntimeuot_s = 60\n',
+     ["key 'runner.timeuot_s'", "unknown key for a command runner", "did you mean 'timeout_s'"]),
+    ("runner-key-of-another-kind", BASE + '[runner]\nkind = "table"\npath = "r.csv"\nnoise = 0.1\n',
+     ["key 'runner.noise'", "unknown key for a table runner", "option of the mfms-sim runner"]),
+    ("repeated-eval-domains", BASE + 'eval_domains = ["web", "web"]\n', ["key 'eval_domains'", "repeated", "web"]),
+    ("objective-without-domain", BASE + 'objective = "loss_"\n', ["key 'objective'", "no domain after 'loss_'"]),
+    ("objective-without-metric", BASE + 'objective = "metric_"\n', ["key 'objective'", "no name after 'metric_'"]),
+    ("negative-seed", BASE + "seed = -1\n", ["key 'seed'", "integer >= 0, got -1"]),
 ]
 
 
@@ -109,3 +126,15 @@ def test_module_entry_point_prints_message_not_traceback(tmp_path: Path) -> None
                         "--db", str(tmp_path / "x.duckdb")], cwd=repo, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "did you mean 'objective'" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("command", ["import", "optimum"])
+@pytest.mark.parametrize("value", ["inf", "nan", "1.5"])
+def test_model_params_option_must_be_a_whole_number(command: str, value: str, tmp_db: Path, data_dir: Path) -> None:
+    args = (["import", data_dir / "runs_checkpoints.csv", "--study", "s"] if command == "import"
+            else ["optimum", "--study", "s", "--model", "mfms-gp", "--steps", "100"])
+    r = cli(*args, "--model-params", value, "--db", tmp_db)
+    assert r.exit_code != 0
+    assert isinstance(r.exception, ValidationError), r.output  # not OverflowError / ValueError
+    assert "--model-params must be a positive whole number" in str(r.exception) and r.exception.fix
+    assert not tmp_db.exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from engine.config import config_from_dict
@@ -134,6 +135,26 @@ def test_idempotence(store: Store) -> None:
     assert store.get_trial(r).reason == "not now"
     with pytest.raises(StateError):
         store.reject("life", [r])
+
+
+def test_a_checkpoint_is_its_steps_else_its_tokens(store: Store) -> None:
+    """The same checkpoint reported with and without tokens is stored once (the reader's rule:
+    (run_id, steps), or (run_id, tokens) for rows without steps)."""
+    tid = new_trial(store)
+    bring(store, tid, S.RUNNING)
+    assert store.record_checkpoints(tid, [Checkpoint(100, None, {"a": 3.0, "b": 3.1})]) == 1
+    assert store.record_checkpoints(tid, [Checkpoint(100, 100_000.0, {"a": 3.0, "b": 3.1})]) == 0
+    # without steps, the tokens say which checkpoint it is; with steps, the tokens do not matter
+    assert store.record_checkpoints(tid, [Checkpoint(None, 150_000.0, {"a": 2.9, "b": 3.0}),
+                                          Checkpoint(None, 150_000.0, {"a": 2.9, "b": 3.0})]) == 1
+    assert store.record_checkpoints(tid, [Checkpoint(None, 150_000.0, {"a": 2.9, "b": 3.0})]) == 0
+    assert store.record_checkpoints(tid, [Checkpoint(200, 150_000.0, {"a": 2.8, "b": 2.9})]) == 1
+    assert store.complete_trial(tid, RunResult([Checkpoint(200, None, {"a": 2.8, "b": 2.9})]))
+    rows = store.runs_frame("life", meta=True)
+    rows = rows[rows["trial_id"] == tid]
+    got = [(None if pd.isna(s) else int(s), None if pd.isna(t) else float(t))
+           for s, t in zip(rows["steps"], rows["tokens"])]
+    assert got == [(100, None), (200, 150_000.0), (None, 150_000.0)]
 
 
 def test_fail_keeps_checkpoints_and_can_retry(store: Store) -> None:

@@ -56,6 +56,34 @@ def reader(db: str, stop: str, out: str) -> None:
     Path(out).write_text(json.dumps(seen))
 
 
+#: Readers polling without pause, as many as a busy app and dashboards might run, and the
+#: writes that must still get through: each write may wait at most WRITER_BOUND_S for the lock.
+HOT_READERS, WRITES, WRITER_BOUND_S = 8, 10, 20.0
+
+
+def hot_reader(db: str, stop: str, ready: str, out: str) -> None:
+    """Read in a tight loop (no sleep), so that some reader almost always holds the shared lock."""
+    from engine.store import Store
+
+    store = Store(db, busy_timeout_s=120, create=False)
+    reads = 0
+    while not os.path.exists(stop):
+        store.list_studies()
+        reads += 1
+        if reads == 1:
+            Path(ready).write_text("")
+    Path(out).write_text(json.dumps(reads))
+
+
+def steady_writer(db: str) -> None:
+    """WRITES short transactions, each of which must get the lock within WRITER_BOUND_S."""
+    from engine.store import Store
+
+    store = Store(db, busy_timeout_s=WRITER_BOUND_S, create=False)
+    for k in range(WRITES):
+        store.log_event("mp", "tick", actor="writer", detail={"k": k})
+
+
 def _spawn(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.Popen([sys.executable, __file__, *args], cwd=REPO, env=env,
@@ -105,9 +133,49 @@ def test_writers_and_readers_share_the_file(tmp_path: Path) -> None:
         assert len(set(counts)) >= 3, f"reader {i} did not see the data grow: {sorted(set(counts))}"
 
 
+@pytest.mark.slow
+def test_a_writer_is_not_starved_by_readers_that_never_pause(tmp_path: Path) -> None:
+    """Readers take the lock shared, the writer exclusive. Without a writer-intent gate, readers
+    that overlap one another without pause keep the shared lock held forever and the writer
+    waits out its busy timeout (StoreBusyError). With it, every write lands and no process sees
+    a lock error. (Not a speed test: the bound is the writer's busy timeout per write.)"""
+    from engine.config import config_from_dict
+    from engine.store import Store
+
+    db = tmp_path / "runs.duckdb"
+    store = Store(db)
+    store.create_study(config_from_dict({"name": "mp", "domains": ["a", "b"]}))
+    stop = tmp_path / "stop"
+    readers = [_spawn("hot-reader", str(db), str(stop), str(tmp_path / f"ready{i}"), str(tmp_path / f"h{i}.json"))
+               for i in range(HOT_READERS)]
+    try:
+        deadline = time.monotonic() + 120
+        while not all((tmp_path / f"ready{i}").exists() for i in range(HOT_READERS)):
+            assert time.monotonic() < deadline, "the readers did not start"
+            assert all(p.poll() is None for p in readers), "a reader died"
+            time.sleep(0.05)
+        writer = _spawn("steady-writer", str(db))
+        _, err = writer.communicate(timeout=WRITES * WRITER_BOUND_S + 60)
+        assert writer.returncode == 0, err
+        assert "StoreBusyError" not in err
+    finally:
+        stop.write_text("")
+        errs = [p.communicate(timeout=120)[1] for p in readers]
+    for p, err in zip(readers, errs):
+        assert p.returncode == 0, err
+        assert "StoreBusyError" not in err and "lock" not in err.lower()
+    assert all(json.loads((tmp_path / f"h{i}.json").read_text()) > 0 for i in range(HOT_READERS))
+    ticks = store.events("mp")
+    assert sorted(json.loads(d)["k"] for d in ticks.loc[ticks["kind"] == "tick", "detail"]) == list(range(WRITES))
+
+
 if __name__ == "__main__":
     role = sys.argv[1]
     if role == "writer":
         writer(sys.argv[2], int(sys.argv[3]))
     elif role == "reader":
         reader(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif role == "hot-reader":
+        hot_reader(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
+    elif role == "steady-writer":
+        steady_writer(sys.argv[2])

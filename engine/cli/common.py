@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,6 +35,21 @@ def _default(o: Any) -> Any:
     if hasattr(o, "value"):
         return o.value
     return str(o)
+
+
+def whole_number(value: float | None, option: str) -> int | None:
+    """A ``--model-params``-like option (typed float so that 1e9 is accepted) as a positive int.
+
+    inf and nan are refused before ``int()``, which would raise OverflowError / ValueError
+    as a traceback."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or value != int(value) or value <= 0 or value >= 2**63:
+        from engine.errors import ValidationError
+
+        raise ValidationError(f"{option} must be a positive whole number, got {value:g}.",
+                              fix=f"e.g. {option} 60000000 (or 6e7).")
+    return int(value)
 
 
 def open_store(db: Path, *, create: bool = False):

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json
+from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json, whole_number
 from engine.errors import ValidationError
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="mfms-gp, mfms-gp-exact, autoscale, mixing-law, "
@@ -123,7 +123,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """The mixture with the best predicted objective at a scale (within the study's bounds)."""
-        opt = optimum_cmd(str(db), study, model, int(model_params), steps=steps, tokens=tokens, objective=objective)
+        model_params = whole_number(model_params, "--model-params")
+        opt = optimum_cmd(str(db), study, model, model_params, steps=steps, tokens=tokens, objective=objective)
         if as_json:
             print_json(opt.to_json())
             return

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json
+from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json, whole_number
 from engine.errors import ValidationError
 
 
@@ -23,6 +23,10 @@ def import_(
         "--model-params", help="Model size of a RegMix pair (default: from the file name, _1m/_60m/_1B).")] = None,
     tokens: Annotated[Optional[float], typer.Option(
         "--tokens", help="Training tokens of a RegMix pair (default: 1e9; 25e9 for 1B models).")] = None,
+    run_prefix: Annotated[Optional[str], typer.Option(
+        "--run-prefix", help="Put this in front of every run id, so tables that number their runs alike can share "
+                             "a study. Default: none for a run table; '<split>-<size>-' for a RegMix pair "
+                             "(train-1m-1, test-60m-1, test-1b-0); '' keeps RegMix's bare index.")] = None,
     db: DbOption = DEFAULT_DB,
     as_json: JsonFlag = False,
 ) -> None:
@@ -37,8 +41,7 @@ def import_(
     if cfg is not None and cfg.name != study:
         raise ValidationError(f"the config names study '{cfg.name}' but --study is '{study}'.",
                               file=str(config), fix="make them the same.")
-    if model_params is not None and model_params != int(model_params):
-        raise ValidationError(f"--model-params must be a whole number, got {model_params:g}.")
+    size = whole_number(model_params, "--model-params")
     existed = db.exists()
     study_domains = None
     if existed:
@@ -53,17 +56,16 @@ def import_(
     if study_domains is None and cfg is not None:
         study_domains = list(cfg.domains)
     table, notes = read_run_table(files, study_domains=study_domains,
-                                  model_params=None if model_params is None else int(model_params), tokens=tokens)
+                                  model_params=size, tokens=tokens,
+                                  run_prefix=run_prefix)
     source = " + ".join(str(f) for f in files)
-    try:
-        store = Store(db, create=True)
-        report = store.import_runs(study, table, source=source, config=cfg,
-                                   renormalised_rows=notes.renormalised_rows, actor="cli")
-    except BaseException:
-        if not existed:  # leave no half-made database behind
-            for p in (db, db.with_name(db.name + ".wal")):
-                p.unlink(missing_ok=True)
-        raise
+
+    def add(store: Store):
+        return store.import_runs(study, table, source=source, config=cfg,
+                                 renormalised_rows=notes.renormalised_rows, actor="cli", locate=notes.locate)
+
+    # a new database appears only if the import succeeds (and a failure deletes nothing)
+    report = add(Store(db, create=False)) if existed else Store.create_with(db, add)
     if as_json:
         print_json({"study": report.study, "created_study": report.created_study, "runs": report.runs,
                     "checkpoints": report.checkpoints, "renormalised_rows": report.renormalised_rows,

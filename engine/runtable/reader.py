@@ -4,8 +4,9 @@
 loss file) into a clean run table (see :mod:`engine.runtable.schema`) plus
 :class:`ImportNotes` saying what was inferred or repaired. Validation is complete and
 all-or-nothing: the first problem found raises :class:`~engine.errors.ValidationError`
-naming the file, the 1-based data row (as a spreadsheet shows it under the header), the
-column, and the fix. Nothing here touches the database.
+naming the file, where in it (for CSV the physical line, header = line 1, as an editor shows
+it, blank lines and quoted line breaks counted; for Parquet the 1-based data row), the column,
+and the fix. Nothing here touches the database.
 
 Checks, in order: the file exists and is readable; it has data rows; no column is repeated
 or unknown (the closest known name is suggested); the required columns exist (``run_id``,
@@ -13,11 +14,11 @@ or unknown (the closest known name is suggested); the required columns exist (``
 ``metric_*``); every numeric cell parses (row, column and the bad value are named);
 ``model_params`` is a positive integer and constant within a run; ``steps`` are integers
 >= 0, ``tokens`` >= 0, and every row has one of them; weights are >= 0 and sum to 1 (rows
-off by at most ``RENORMALISE_TOLERANCE`` are renormalised and counted, larger deviations are
-errors that say by how much); weights are equal on every row of a run; losses are finite;
-metrics and costs are finite where given; no (run_id, steps) pair repeats (or (run_id,
-tokens) for rows without steps); and, when ``study_domains`` is given, the mixture domains
-match the study's.
+off by at most ``RENORMALISE_TOLERANCE`` are renormalised and counted, rows within float noise
+of 1 are kept exactly, larger deviations are errors that say by how much); weights are equal
+on every row of a run; losses are finite; metrics and costs are finite where given; no
+(run_id, steps) pair repeats (or (run_id, tokens) for rows without steps); and, when
+``study_domains`` is given, the mixture domains match the study's.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +42,21 @@ MISSING_TOKENS = frozenset({"", "nan", "-nan", "na", "n/a", "null", "none", "#n/
 _NA_SPELLINGS = sorted({v for t in MISSING_TOKENS for v in (t, t.upper(), t.capitalize())} | {"NaN", "-NaN"})
 #: pandas < 3 parses floats exactly only when asked (pandas 3 always does, and deprecates the option).
 _EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
-#: Deviations of sum(w) from 1 smaller than this are float noise: renormalised but not counted.
+#: Deviations of sum(w) from 1 up to this are float noise: such rows are kept bit for bit (not
+#: rescaled, not counted), so that exporting a study and importing it again changes nothing.
 _NOISE = 1e-9
 _FORMAT_HELP = ("a run table has columns run_id, model_params, tokens and/or steps, w_<domain>..., "
                 "loss_<domain>..., optional metric_<name>... and cost (see the README).")
 
-#: Where a cell came from: (row position in the table, column) -> (file, 1-based row, column name).
-Locator = Callable[[int, str], tuple[str, int, str]]
+#: Where a cell came from: (row position in the table, column) -> (file, 1-based data row or
+#: None, physical line or None, column name as the file spells it). Exactly one of row and line
+#: is given: the line for CSV files, the data row for Parquet (which has no lines).
+Locator = Callable[[int, str], tuple[str, int | None, int | None, str]]
+
+
+def _pos(row: int | None, line: int | None) -> str:
+    """'line N' or 'row N', as the location is known (for messages that point at a second row)."""
+    return f"line {line}" if line is not None else f"row {row}"
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,9 @@ class ImportNotes:
     max_sum_deviation: float = 0.0
     inferred: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    run_prefix: str = ""  # put in front of every run id of the file (see read_run_table)
+    #: Where each row of the clean table came from (for errors found later, e.g. by the store).
+    locate: Locator | None = field(default=None, compare=False, repr=False)
 
 
 # ---- file access ---------------------------------------------------------------------------
@@ -75,8 +87,30 @@ def _is_parquet(path: Path) -> bool:
         return fh.read(4) == b"PAR1"
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
-    """The file as a frame; CSV cells stay strings so bad cells can be reported verbatim."""
+def _csv_lines(path: Path, n_rows: int) -> np.ndarray | None:
+    """The physical line (1-based, header = 1) on which each data row of a CSV starts.
+
+    pandas numbers rows after skipping blank lines (empty or only whitespace), and a quoted cell
+    can span lines, so its row numbers are not what an editor shows; this reads the file once
+    more with :mod:`csv` and skips the same lines. None where the two disagree on the number of
+    rows (then errors fall back to data rows)."""
+    starts: list[int] = []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        prev = 0
+        for k, rec in enumerate(reader):
+            start, prev = prev + 1, reader.line_num
+            if k == 0:
+                continue  # the header
+            if not rec or (len(rec) == 1 and rec[0] != "" and not rec[0].strip()):
+                continue  # a blank line, which pandas skips
+            starts.append(start)
+    return np.asarray(starts, dtype=np.int64) if len(starts) == n_rows else None
+
+
+def _read_raw(path: Path) -> tuple[pd.DataFrame, str, np.ndarray | None]:
+    """The file as a frame, its format, and for CSV the physical line of each row (see
+    :func:`_csv_lines`). CSV cells stay strings so bad cells can be reported verbatim."""
     name = str(path)
     if not path.exists():
         raise ValidationError("file not found.", file=name, fix="check the path.")
@@ -94,7 +128,7 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
         cols = [str(c) for c in df.columns]
         _check_repeated(cols, name)
         df.columns = cols
-        return df.reset_index(drop=True), "parquet"
+        return df.reset_index(drop=True), "parquet", None
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             header = next(csv.reader(fh), [])
@@ -116,7 +150,11 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
         raise ValidationError(f"not a well-formed CSV ({exc}).", file=name,
                               fix="every row needs as many cells as the header.") from exc
     df.columns = header
-    return df, "csv"
+    try:
+        lines = _csv_lines(path, len(df))
+    except (csv.Error, UnicodeDecodeError):
+        lines = None
+    return df, "csv", lines
 
 
 def _check_repeated(cols: Sequence[str], name: str) -> None:
@@ -175,12 +213,15 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
 
     def err(msg: str, row: int | None = None, column: str | None = None, fix: str | None = None):
         if row is not None and column is not None:
-            f, r, c = where(row, column)
-            return ValidationError(msg, file=f, row=r, column=c, fix=fix)
+            f, r, ln, c = where(row, column)
+            return ValidationError(msg, file=f, row=r, line=ln, column=c, fix=fix)
         if column is not None:
-            f, _, c = where(0, column)
+            f, _, _, c = where(0, column)
             return ValidationError(msg, file=f, column=c, fix=fix)
         return ValidationError(msg, file=file0, fix=fix)
+
+    def at(row: int, column: str) -> str:
+        return _pos(*where(row, column)[1:3])
 
     # columns: unknown, malformed, missing
     wcols = [c for c in cols if c.startswith(rt.WEIGHT_PREFIX)]
@@ -306,8 +347,11 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
         raise err(f"the weights {', '.join(wcols)} sum to {total[i]:.6g}, off 1 by {dev[i]:+.4g} (more than "
                   f"the {rt.RENORMALISE_TOLERANCE:g} that is renormalised).", i, wcols[0],
                   fix="make the row's weights sum to 1.")
-    touched = int(np.sum(np.abs(dev) > _NOISE))
-    Wn = W / total[:, None]
+    # only rows off by more than float noise are rescaled: dividing a row that already sums to 1
+    # by its float sum moves its last bits, and a re-import would then differ from the export
+    off = np.abs(dev) > _NOISE
+    touched = int(np.sum(off))
+    Wn = np.where(off[:, None], W / total[:, None], W)
 
     # one run, one mixture, one size
     codes, uniques = pd.factorize(pd.Series(run_id), sort=False)
@@ -318,12 +362,12 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
     diff_w = np.abs(W - W[ref]) > 1e-9
     if diff_w.any():
         i, j = (int(a[0]) for a in np.nonzero(diff_w))
-        r0 = where(int(ref[i]), wcols[j])[1]
-        raise err(f"run '{run_id[i]}' has weight {W[i, j]:g} here but {W[ref[i], j]:g} in row {r0}; a run has "
-                  "one mixture.", i, wcols[j], fix="give every row of a run the same weights, or a new run_id.")
+        raise err(f"run '{run_id[i]}' has weight {W[i, j]:g} here but {W[ref[i], j]:g} at "
+                  f"{at(int(ref[i]), wcols[j])}; a run has one mixture.", i, wcols[j],
+                  fix="give every row of a run the same weights, or a new run_id.")
     if (i := _first(mp_i != mp_i[ref])) is not None:
-        r0 = where(int(ref[i]), "model_params")[1]
-        raise err(f"run '{run_id[i]}' has model_params {mp_i[i]} here but {mp_i[ref[i]]} in row {r0}.", i,
+        raise err(f"run '{run_id[i]}' has model_params {mp_i[i]} here but {mp_i[ref[i]]} at "
+                  f"{at(int(ref[i]), 'model_params')}.", i,
                   "model_params", fix="a run has one model size: give the rows a new run_id or fix the size.")
 
     # losses, metrics, cost
@@ -360,9 +404,9 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
         later = int(same[0]) if same else int(dups[1])
         kcol = "steps" if has_steps[later] else "tokens"
         kval = steps_i[later] if kcol == "steps" else tokens[later]
-        r0 = where(i, kcol)[1]
-        raise err(f"run '{run_id[later]}' has two checkpoints at {kcol} = {kval:g} (rows {r0} and "
-                  f"{where(later, kcol)[1]}).", later, kcol,
+        (_, r0, l0, _), (_, r1, l1, _) = where(i, kcol), where(later, kcol)
+        both = f"lines {l0} and {l1}" if l0 is not None and l1 is not None else f"rows {r0} and {r1}"
+        raise err(f"run '{run_id[later]}' has two checkpoints at {kcol} = {kval:g} ({both}).", later, kcol,
                   fix=f"keep one row per ({'run_id, ' + kcol}), or give the runs different run_ids.")
 
     # the clean table
@@ -411,6 +455,27 @@ def regmix_kind(columns: Sequence[str]) -> str | None:
     return None
 
 
+def size_label(model_params: int) -> str:
+    """A model size as people write it: 1000000 -> '1m', 60000000 -> '60m', 10**9 -> '1b'."""
+    n = int(model_params)
+    for div, unit in ((10**12, "t"), (10**9, "b"), (10**6, "m"), (10**3, "k")):
+        if n >= div and n % div == 0:
+            return f"{n // div}{unit}"
+    return str(n)
+
+
+def regmix_run_prefix(mixture_file: str | Path, model_params: int) -> str:
+    """The default run-id prefix of a RegMix pair: ``<split>-<size>-``.
+
+    Every RegMix file numbers its runs from 0 or 1, so the bare ``index`` of the 1M train
+    file, the 60M test file and the 1B test file clash in one study; the size keeps sizes apart
+    and the split (``train``/``test``, the first word of RegMix's file names) keeps a size's
+    train and test runs apart: ``train-1m-1``, ``test-1m-1``, ``test-60m-1``, ``test-1b-0``.
+    A file whose name starts with neither gets ``<size>-`` only."""
+    split = Path(mixture_file).name.split("_", 1)[0].lower()
+    return "-".join(([split] if split in ("train", "test") else []) + [size_label(model_params)]) + "-"
+
+
 def size_from_name(name: str) -> int | None:
     """Model size from a RegMix file name: ``_1m`` -> 1e6, ``_60m`` -> 6e7, ``_1B`` -> 1e9."""
     m = _SIZE_RE.search(Path(name).stem + ".")
@@ -419,8 +484,14 @@ def size_from_name(name: str) -> int | None:
     return int(round(float(m.group(1)) * (1e6 if m.group(2).lower() == "m" else 1e9)))
 
 
-def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], *, model_params: int | None,
-            tokens: float | None, study_domains: Sequence[str] | None) -> tuple[pd.DataFrame, ImportNotes]:
+def _row_or_line(lines: np.ndarray | None, i: int) -> dict[str, int]:
+    """The ValidationError location of data row ``i`` (0-based) of a file: its line, else its row."""
+    return {"line": int(lines[i])} if lines is not None else {"row": i + 1}
+
+
+def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], lines: Sequence[np.ndarray | None], *,
+            model_params: int | None, tokens: float | None, study_domains: Sequence[str] | None,
+            run_prefix: str | None) -> tuple[pd.DataFrame, ImportNotes]:
     kinds = [regmix_kind(list(r.columns)) for r in raws]
     if sorted(k or "" for k in kinds) != ["loss", "mixture"]:
         raise ValidationError(
@@ -430,6 +501,7 @@ def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], *, model_params
             fix="give one RegMix mixture file and its loss file, or import run tables one at a time.")
     mi, li = kinds.index("mixture"), kinds.index("loss")
     mpath, lpath, mraw, lraw = paths[mi], paths[li], raws[mi], raws[li]
+    mlines, llines = lines[mi], lines[li]
     for p, raw, rx in ((mpath, mraw, REGMIX_WEIGHT_RE), (lpath, lraw, REGMIX_LOSS_RE)):
         _file_size_check(raw, str(p))
         for c in raw.columns:
@@ -453,25 +525,28 @@ def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], *, model_params
         tokens = REGMIX_TOKENS.get(int(model_params), REGMIX_DEFAULT_TOKENS)
         inferred["tokens"] = float(tokens)
         notes.append(f"tokens = {tokens:g} assumed (RegMix trains 1M/60M models on 1B tokens, 1B models on 25B)")
+    if run_prefix is None:
+        run_prefix = regmix_run_prefix(mpath, int(model_params))
+    notes.append(f"run ids are '{run_prefix}<index>' (--run-prefix to choose another prefix)")
 
-    def index_of(raw: pd.DataFrame, p: Path) -> pd.Series:
+    def index_of(raw: pd.DataFrame, p: Path, ln: np.ndarray | None) -> pd.Series:
         s = raw["index"].astype("string").str.strip()
         miss = (s.isna() | (s == "")).to_numpy(dtype=bool)
         if (i := _first(miss)) is not None:
-            raise ValidationError("the index is empty.", file=str(p), row=i + 1, column="index",
+            raise ValidationError("the index is empty.", file=str(p), **_row_or_line(ln, i), column="index",
                                   fix="every row needs the index of its run.")
         dup = s.duplicated().to_numpy()
         if (i := _first(dup)) is not None:
-            raise ValidationError(f"index {s.iloc[i]} appears twice.", file=str(p), row=i + 1, column="index",
-                                  fix="each run (index) has one row in a RegMix file.")
+            raise ValidationError(f"index {s.iloc[i]} appears twice.", file=str(p), **_row_or_line(ln, i),
+                                  column="index", fix="each run (index) has one row in a RegMix file.")
         return s.astype(str)
 
-    midx, lidx = index_of(mraw, mpath), index_of(lraw, lpath)
+    midx, lidx = index_of(mraw, mpath, mlines), index_of(lraw, lpath, llines)
     mrow = pd.Series(np.arange(len(mraw)), index=midx.to_numpy())
     orphan = ~lidx.isin(set(midx)).to_numpy()
     if (i := _first(orphan)) is not None:
         raise ValidationError(f"index {lidx.iloc[i]} has losses but no mixture in {mpath.name}.", file=str(lpath),
-                              row=i + 1, column="index", fix="give the matching mixture file.")
+                              **_row_or_line(llines, i), column="index", fix="give the matching mixture file.")
     unmatched = int((~midx.isin(set(lidx))).sum())
     if unmatched:
         notes.append(f"{unmatched} mixture row(s) without losses were skipped")
@@ -488,53 +563,76 @@ def _regmix(paths: Sequence[Path], raws: Sequence[pd.DataFrame], *, model_params
     for c, new in lmap.items():
         table[new] = lraw[c].to_numpy()
 
-    def where(i: int, col: str) -> tuple[str, int, str]:
+    def in_file(p: Path, ln: np.ndarray | None, i: int, col: str) -> tuple[str, int | None, int | None, str]:
+        return str(p), None if ln is not None else i + 1, None if ln is None else int(ln[i]), col
+
+    def where(i: int, col: str) -> tuple[str, int | None, int | None, str]:
         if col in ("run_id",):
-            return str(lpath), i + 1, "index"
+            return in_file(lpath, llines, i, "index")
         if col.startswith(rt.WEIGHT_PREFIX):
-            return str(mpath), int(m_at[i]) + 1, back.get(col, col)
+            return in_file(mpath, mlines, int(m_at[i]), back.get(col, col))
         if col.startswith(rt.LOSS_PREFIX):
-            return str(lpath), i + 1, back.get(col, col)
-        return str(mpath), int(m_at[i]) + 1 if len(m_at) else i + 1, col
+            return in_file(lpath, llines, i, back.get(col, col))
+        return in_file(mpath, mlines, int(m_at[i]) if len(m_at) else i, col)
 
     df, base = _validate(table, where, (str(mpath), str(lpath)), study_domains, "regmix")
+    df["run_id"] = _prefixed(df["run_id"], run_prefix)
     notes_out = ImportNotes(files=base.files, format="regmix", runs=base.runs, checkpoints=base.checkpoints,
                             renormalised_rows=base.renormalised_rows, max_sum_deviation=base.max_sum_deviation,
-                            inferred=inferred, notes=tuple(notes))
+                            inferred=inferred, notes=tuple(notes), run_prefix=run_prefix, locate=where)
     return df, notes_out
+
+
+def _prefixed(run_ids: pd.Series, prefix: str) -> pd.Series:
+    """The run ids with ``prefix`` in front (validation quoted them as the file has them)."""
+    return run_ids if not prefix else (prefix + run_ids.astype(str)).astype(object)
 
 
 # ---- entry point ---------------------------------------------------------------------------
 def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_domains: Sequence[str] | None = None,
-                   model_params: int | None = None, tokens: float | None = None) -> tuple[pd.DataFrame, ImportNotes]:
+                   model_params: int | None = None, tokens: float | None = None,
+                   run_prefix: str | None = None) -> tuple[pd.DataFrame, ImportNotes]:
     """Read, validate and clean a run table, or a RegMix (mixture file, loss file) pair.
 
     ``study_domains``: the mixture domains of the study the table goes into (an error names
     the columns that disagree). ``model_params`` / ``tokens``: for RegMix files, which carry
     neither; by default the size comes from the file name (``_1m`` -> 1e6, ``_60m`` -> 6e7,
     ``_1B`` -> 1e9) and tokens are 1e9 (25e9 for 1B models), as in the RegMix paper.
+    ``run_prefix`` goes in front of every run id, so that files numbering their runs alike can
+    share a study. Default: none for a run table; for a RegMix pair ``<split>-<size>-`` (see
+    :func:`regmix_run_prefix`: ``train-1m-1``, ``test-60m-1``), ``""`` for the bare index.
 
     Returns the clean table (columns in the order run_id, model_params, tokens, steps, w_*,
     loss_*, metric_*, cost; weights renormalised) and :class:`ImportNotes`. Raises
-    :class:`~engine.errors.ValidationError` at the first problem, naming file, row, column, fix.
+    :class:`~engine.errors.ValidationError` at the first problem, naming file, line (CSV) or data
+    row (Parquet), column, fix. ``ImportNotes.locate`` maps a row of the clean table back to its
+    file, line and column, for errors found later (the store's run-id clash).
     """
     paths = [Path(path_or_paths)] if isinstance(path_or_paths, (str, Path)) else [Path(p) for p in path_or_paths]
     if not paths or len(paths) > 2:
         raise ValidationError(f"give one run table or a RegMix pair (two files), got {len(paths)} file(s).")
-    if model_params is not None and (isinstance(model_params, bool) or int(model_params) != model_params
-                                     or model_params <= 0):
-        raise ValidationError(f"--model-params must be a positive integer, got {model_params!r}.")
+    if model_params is not None and (isinstance(model_params, bool) or not isinstance(model_params, (int, float))
+                                     or not math.isfinite(model_params) or int(model_params) != model_params
+                                     or not 0 < model_params < 2**63):
+        raise ValidationError(f"--model-params must be a positive integer, got {model_params!r}.",
+                              fix="give the parameter count as a whole number, e.g. 60000000.")
     if tokens is not None and (not math.isfinite(float(tokens)) or tokens <= 0):
         raise ValidationError(f"--tokens must be a positive number, got {tokens!r}.")
-    raws = []
+    if run_prefix is not None and (not isinstance(run_prefix, str) or run_prefix != run_prefix.strip()
+                                   or not run_prefix.isprintable()):
+        raise ValidationError(f"--run-prefix {run_prefix!r} starts or ends with white space or holds a control "
+                              "character; run ids are read back stripped, so it would not survive an export.",
+                              fix="give a prefix like 'train-1m-' (letters, digits, '-', '_', '.').")
+    raws, lines = [], []
     fmt = "csv"
     for p in paths:
-        raw, fmt = _read_raw(p)
+        raw, fmt, ln = _read_raw(p)
         raws.append(raw)
+        lines.append(ln)
     if len(paths) == 2:
-        return _regmix(paths, raws, model_params=None if model_params is None else int(model_params),
-                       tokens=tokens, study_domains=study_domains)
-    raw, path = raws[0], paths[0]
+        return _regmix(paths, raws, lines, model_params=None if model_params is None else int(model_params),
+                       tokens=tokens, study_domains=study_domains, run_prefix=run_prefix)
+    raw, path, ln = raws[0], paths[0], lines[0]
     kind = regmix_kind(list(raw.columns))
     if kind is not None:
         other = "loss" if kind == "mixture" else "mixture"
@@ -546,10 +644,14 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
     if tokens is not None and "tokens" not in raw.columns:
         raw = raw.assign(tokens=float(tokens))
 
-    def where(i: int, col: str) -> tuple[str, int, str]:
-        return str(path), i + 1, col
+    def where(i: int, col: str) -> tuple[str, int | None, int | None, str]:
+        return str(path), None if ln is not None else i + 1, None if ln is None else int(ln[i]), col
 
-    return _validate(raw, where, (str(path),), study_domains, fmt)
+    df, notes = _validate(raw, where, (str(path),), study_domains, fmt)
+    if run_prefix:
+        df["run_id"] = _prefixed(df["run_id"], run_prefix)
+        notes = replace(notes, notes=notes.notes + (f"run ids prefixed with '{run_prefix}'",))
+    return df, replace(notes, run_prefix=run_prefix or "", locate=where)
 
 
 def write_run_table(df: pd.DataFrame, path: str | Path) -> Path:

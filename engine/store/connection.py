@@ -17,6 +17,14 @@ the instant a writer was closing it, and the reader then failed with a short rea
 ``flock`` on ``<db>.lock`` from before it opens the database until after it has closed it:
 shared for readers (many at once), exclusive for the writer. DuckDB's lock stays the guard
 against other programs.
+
+``flock`` is not fair: readers that overlap one another (the app's pages, dashboards polling)
+can keep the shared lock held without a gap, and a writer waiting for it exclusively would
+wait for ever. So a writer first takes a second lock, the gate ``<db>.gate``, exclusively, and
+holds it while it waits for ``<db>.lock``; a reader passes through the gate (takes it shared and
+lets go at once) before it takes ``<db>.lock``. Once a writer is waiting no new reader gets in,
+the readers inside finish their short transactions, and the writer gets the lock; it lets the
+gate go as soon as it holds the lock.
 """
 
 from __future__ import annotations
@@ -58,27 +66,52 @@ def _busy(path: Path, busy_timeout_s: float) -> StoreBusyError:
         "mixplan process is writing (or hung); wait for it to finish, or stop it, and try again.")
 
 
+def _open_lock_file(path: Path) -> int | None:
+    """A descriptor of a lock file, or None in a read-only folder (nobody can write there, so
+    there is nothing to fence)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        return None
+
+
+def _flock(fd: int, mode: int, *, path: Path, deadline: float, busy_timeout_s: float, max_delay: float) -> None:
+    """Take ``flock(mode)`` on ``fd``, polling with jittered back-off until ``deadline``."""
+    delay = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise _busy(path, busy_timeout_s) from None
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, max_delay)
+
+
 @contextmanager
 def _file_lock(path: Path, *, write: bool, deadline: float, busy_timeout_s: float) -> Iterator[None]:
-    """Hold ``flock`` on ``<db>.lock`` (shared to read, exclusive to write) while inside."""
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:  # a read-only folder: nobody can write there, so there is nothing to fence
+    """Hold ``flock`` on ``<db>.lock`` (shared to read, exclusive to write) while inside, having
+    passed the writer-intent gate ``<db>.gate`` first (see the module's docstring)."""
+    fd = _open_lock_file(path.with_name(path.name + ".lock"))
+    if fd is None:
         yield
         return
-    mode = (fcntl.LOCK_EX if write else fcntl.LOCK_SH) | fcntl.LOCK_NB
-    delay = 0.002
     try:
-        while True:
-            try:
-                fcntl.flock(fd, mode)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise _busy(path, busy_timeout_s) from None
-                time.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 0.1)
+        gate = _open_lock_file(path.with_name(path.name + ".gate"))
+        try:
+            if gate is not None:
+                # a writer keeps the gate shut while it waits; a reader only passes through it.
+                # The writer polls the gate briskly: readers hold it for two system calls.
+                _flock(gate, fcntl.LOCK_EX if write else fcntl.LOCK_SH, path=path, deadline=deadline,
+                       busy_timeout_s=busy_timeout_s, max_delay=0.01 if write else 0.05)
+                if not write:
+                    fcntl.flock(gate, fcntl.LOCK_UN)
+            _flock(fd, fcntl.LOCK_EX if write else fcntl.LOCK_SH, path=path, deadline=deadline,
+                   busy_timeout_s=busy_timeout_s, max_delay=0.1)
+        finally:
+            if gate is not None:
+                os.close(gate)  # releases the gate (the writer holds the main lock now)
         yield
     finally:
         os.close(fd)  # releases the flock

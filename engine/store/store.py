@@ -13,10 +13,13 @@ so models, exports and the app all read the same frame.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -36,10 +39,12 @@ from engine.records import (
     TrialState,
 )
 from engine.runtable import schema as rt
-from engine.store.connection import connect, transaction
+from engine.runtable.reader import Locator
+from engine.store.connection import _file_lock, connect, transaction
 from engine.store.schema import LATEST_VERSION, MIGRATIONS
 
 DEFAULT_DB = "runs.duckdb"
+T = TypeVar("T")
 _TRIAL_COLUMNS = (
     "trial_id, run_id, state, model_params, steps, tokens, source, strategy, acq_value, "
     "pred_mean, pred_std, cost, reason, seed, job_id, attempts"
@@ -97,6 +102,47 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._ensure_schema()
 
+    @classmethod
+    def create_with(cls, path: str | Path, build: Callable[["Store"], T], *, busy_timeout_s: float = 60.0) -> T:
+        """Make a new database at ``path`` holding what ``build(store)`` wrote, or no file at all.
+
+        Why: a command that creates the database (``mixplan import`` into a new file) and then
+        fails must leave nothing behind, yet must never delete a file: between its check that
+        ``path`` did not exist and its failure, another process may have created ``path`` and
+        written to it. So the database is built in a hidden file beside ``path`` and put in
+        place only once ``build`` has returned, by a hard link, which refuses to replace an
+        existing file (under the store's exclusive lock, so no mixplan process is half-way
+        through creating ``path``). If another process created ``path`` meanwhile, nothing is
+        written and :class:`~engine.errors.MixplanError` says to run the command again. The
+        hidden file goes in every case. Returns what ``build`` returned."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            store = cls(tmp, busy_timeout_s=busy_timeout_s)
+            result = build(store)
+            with connect(tmp, write=True, busy_timeout_s=busy_timeout_s) as con:
+                con.execute("CHECKPOINT")  # everything in the file itself, no WAL beside it
+            if tmp.with_name(tmp.name + ".wal").exists():
+                raise MixplanError(f"could not finish the new database {path} (its write-ahead log stayed); "
+                                   "nothing was written. Run the command again.")
+            taken = MixplanError(f"another process created the database {path} while this command ran; nothing "
+                                 "was written. Run the command again (it will add to that database).")
+            with _file_lock(path, write=True, deadline=time.monotonic() + busy_timeout_s,
+                            busy_timeout_s=busy_timeout_s):
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise taken from None
+                except OSError:  # a file system without hard links: under the lock, check, then rename
+                    if path.exists():
+                        raise taken from None
+                    os.rename(tmp, path)
+            return result
+        finally:
+            for p in (tmp, *(tmp.with_name(tmp.name + ext) for ext in (".wal", ".lock", ".gate"))):
+                p.unlink(missing_ok=True)
+
     # ---- connections and schema ----------------------------------------------------------
     def _read(self):
         return connect(self.path, write=False, busy_timeout_s=self.busy_timeout_s)
@@ -122,18 +168,49 @@ class Store:
         return int(v or 0)
 
     def _ensure_schema(self) -> None:
-        if self.path.exists() and self.path.stat().st_size > 0 and self.schema_version() == LATEST_VERSION:
-            return
-        with self._write() as con:
-            self.migrate(con)
+        # DuckDB opens an existing CSV or Parquet file given as the database as an in-memory
+        # database holding it as a view: everything written there would be lost. Its own files
+        # carry the magic bytes 'DUCK' at offset 8.
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            with self.path.open("rb") as fh:
+                if fh.read(12)[8:12] != b"DUCK":
+                    raise MixplanError(self._not_duckdb())
+        try:
+            if self.path.exists() and self.path.stat().st_size > 0 and self.schema_version() == LATEST_VERSION:
+                return
+            with self._write() as con:
+                self.migrate(con, where=str(self.path))
+        except duckdb.IOException as exc:
+            if "not a valid duckdb database" not in str(exc).lower():
+                raise
+            raise MixplanError(self._not_duckdb()) from exc
+
+    def _not_duckdb(self) -> str:
+        return (f"{self.path} is not a DuckDB database, so not a mixplan database either (a run table goes in "
+                "with `mixplan import FILE --study NAME`). Pass --db with a mixplan database, or a new file name "
+                "to start one.")
 
     @staticmethod
-    def migrate(con: duckdb.DuckDBPyConnection, up_to: int = LATEST_VERSION) -> list[int]:
-        """Apply the migrations the file lacks, up to ``up_to``; returns the versions applied."""
+    def migrate(con: duckdb.DuckDBPyConnection, up_to: int = LATEST_VERSION, *,
+                where: str = "this database") -> list[int]:
+        """Apply the migrations the file lacks, up to ``up_to``; returns the versions applied.
+
+        A file with tables but no ``schema_version`` is some other program's DuckDB database:
+        it is refused rather than given mixplan's tables (or failing half-way on a table name
+        both use)."""
         current = Store._version(con)
         if current > LATEST_VERSION:
             raise MixplanError(f"this database has schema version {current}, newer than this mixplan "
                                f"understands ({LATEST_VERSION}). Upgrade mixplan to open it.")
+        if current == 0:
+            foreign = [r[0] for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema NOT IN "
+                "('information_schema', 'pg_catalog') ORDER BY table_name").fetchall()]
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+                raise MixplanError(f"{where} is a DuckDB database of some other program (tables {shown}; no "
+                                   "mixplan schema_version), so mixplan leaves it alone. Pass --db with a mixplan "
+                                   "database, or a new file name to start one.")
         applied = []
         for version, description, statements in MIGRATIONS:
             if current < version <= up_to:
@@ -157,7 +234,7 @@ class Store:
             have = f"studies here: {', '.join(names)}" if names else "this database has no study yet"
             raise NotFoundError(f"no study named '{name}' ({have}). Create it with `mixplan study create "
                                 "--config FILE` or `mixplan import FILE --study NAME`.")
-        return int(row[0]), config_from_dict(json.loads(row[1]), source=f"study '{name}'")
+        return int(row[0]), config_from_dict(json.loads(row[1]), source=f"study '{name}'", check_runner_keys=False)
 
     @staticmethod
     def _trial_row(con: duckdb.DuckDBPyConnection, trial_id: int) -> tuple:
@@ -253,7 +330,7 @@ class Store:
             ).fetchall()
             out = []
             for sid, name, cfg, runs, ckpts in rows:
-                config = config_from_dict(json.loads(cfg))
+                config = config_from_dict(json.loads(cfg), source=f"study '{name}'", check_runner_keys=False)
                 out.append(StudySummary(name, self._domains(con, sid, "train"), int(runs), int(ckpts),
                                         config.runner.kind))
             return out
@@ -275,10 +352,11 @@ class Store:
     # ---- imports -------------------------------------------------------------------------
     def import_runs(self, study: str, table: pd.DataFrame, *, source: str = "<table>",
                     config: StudyConfig | None = None, renormalised_rows: int = 0,
-                    actor: str = "import") -> ImportReport:
+                    actor: str = "import", locate: Locator | None = None) -> ImportReport:
         """Add a validated run table (see :func:`engine.runtable.read_run_table`) to a study,
         creating the study (from ``config``, else from the table's columns) if needed.
-        All-or-nothing."""
+        All-or-nothing. ``locate`` (the reader's :attr:`ImportNotes.locate`) lets an error found
+        here (a run id the study already has) point at the file, line and column it came from."""
         wcols, lcols, mcols = rt.weight_columns(table), rt.loss_columns(table), rt.metric_columns(table)
         domains = [c[2:] for c in wcols]
         evals = [c[len(rt.LOSS_PREFIX):] for c in lcols]
@@ -313,11 +391,13 @@ class Store:
             existing = {r[0] for r in con.execute("SELECT run_id FROM trials WHERE study_id = ?", [sid]).fetchall()}
             clash = [r for r in first["run_id"] if r in existing]
             if clash:
-                row = int(table.index[table["run_id"] == clash[0]][0]) + 1
+                i = int(np.flatnonzero((table["run_id"] == clash[0]).to_numpy())[0])
+                f, row, line, column = locate(i, "run_id") if locate is not None else (source, i + 1, None, "run_id")
                 raise ValidationError(
                     f"run '{clash[0]}' already exists in study '{study}' ({len(clash)} run id(s) clash).",
-                    file=source, row=row, column="run_id",
-                    fix="give the runs new run_id values, or import into a new study.")
+                    file=f, row=row, line=line, column=column,
+                    fix="give the runs new run_id values (`mixplan import --run-prefix P` puts P in front of "
+                        "every id), or import into a new study.")
 
             t0 = self._next_id(con, "trials", "trial_id")
             trial_ids = np.arange(t0, t0 + len(first), dtype=np.int64)
@@ -432,10 +512,12 @@ class Store:
 
     def export_frame(self, study: str) -> pd.DataFrame:
         """The run table to write to a file: contract columns only; all-empty optional columns
-        (tokens, steps, cost) dropped; integral token counts kept integral."""
+        (tokens, steps, cost) dropped, and so are all-empty loss_*/metric_* columns (an evaluation
+        domain named by the config that no run measured): an empty loss column would make the
+        file's re-import fail; integral token counts kept integral."""
         df = self.runs_frame(study)
-        for c in ("tokens", "steps", "cost"):
-            if c in df.columns and df[c].isna().all():
+        for c in ["tokens", "steps", "cost"] + rt.loss_columns(df) + rt.metric_columns(df):
+            if c in df.columns and df[c].isna().all() and (len(df) or c in ("tokens", "steps", "cost")):
                 df = df.drop(columns=[c])
         if "tokens" in df.columns and df["tokens"].notna().all():
             tok = df["tokens"].to_numpy(dtype=float)
@@ -644,19 +726,29 @@ class Store:
                 con.execute("UPDATE trials SET job_id = ? WHERE trial_id = ?", [job_id, int(trial_id)])
 
     @staticmethod
+    def _checkpoint_key(steps: Any, tokens: Any) -> tuple[str, int | float]:
+        """What makes a checkpoint of a run the same checkpoint: its steps where it has them, else
+        its tokens (the rule the run-table reader applies to (run_id, steps) / (run_id, tokens)).
+        So a worker that reports steps = 100 once without and once with tokens stores it once."""
+        if steps is not None and not pd.isna(steps):
+            return ("steps", int(steps))
+        return ("tokens", float(tokens))
+
+    @staticmethod
     def _insert_checkpoints(con: duckdb.DuckDBPyConnection, trial_id: int, checkpoints: Sequence[Checkpoint]) -> int:
-        """Insert the checkpoints not already stored (same steps and tokens); returns how many."""
-        have = {(s, None if t is None else float(t)) for s, t in con.execute(
+        """Insert the checkpoints not already stored (same steps, or same tokens where there are
+        no steps: :meth:`_checkpoint_key`); returns how many."""
+        have = {Store._checkpoint_key(s, t) for s, t in con.execute(
             "SELECT steps, tokens FROM checkpoints WHERE trial_id = ?", [int(trial_id)]).fetchall()}
         cid = Store._next_id(con, "checkpoints", "checkpoint_id")
         ck_rows: list[list[Any]] = []
         val_rows: list[list[Any]] = []
         for c in checkpoints:
-            key = (None if c.steps is None else int(c.steps), None if c.tokens is None else float(c.tokens))
-            if key in have:
-                continue
             if c.steps is None and c.tokens is None:
                 raise ValidationError(f"trial {trial_id}: a checkpoint needs steps or tokens.")
+            key = Store._checkpoint_key(c.steps, c.tokens)
+            if key in have:
+                continue
             values = {rt.LOSS_PREFIX + k: v for k, v in c.losses.items()}
             values.update({rt.METRIC_PREFIX + k: v for k, v in c.metrics.items()})
             bad = {k: v for k, v in values.items() if v is None or not np.isfinite(float(v))}
@@ -664,7 +756,8 @@ class Store:
                 raise ValidationError(f"trial {trial_id}: checkpoint at steps={c.steps} has non-finite values {bad}.")
             if not c.losses:
                 raise ValidationError(f"trial {trial_id}: checkpoint at steps={c.steps} has no losses.")
-            ck_rows.append([cid, int(trial_id), key[0], key[1], _none(c.cost), _none(c.wall_s)])
+            ck_rows.append([cid, int(trial_id), None if c.steps is None else int(c.steps),
+                            None if c.tokens is None else float(c.tokens), _none(c.cost), _none(c.wall_s)])
             val_rows.extend([cid, k, float(v)] for k, v in values.items())
             have.add(key)
             cid += 1
@@ -685,7 +778,8 @@ class Store:
 
     def record_checkpoints(self, trial_id: int, checkpoints: Sequence[Checkpoint], *, actor: str = "worker") -> int:
         """Store checkpoints of a running trial as they arrive. Idempotent: a checkpoint already
-        stored (same steps and tokens) is skipped, so a worker's results can be ingested twice."""
+        stored (same steps; same tokens where it has no steps) is skipped, so a worker's results
+        can be ingested twice."""
         with self._write() as con:
             row = _first(con.execute("SELECT state, study_id FROM trials WHERE trial_id = ?", [int(trial_id)]).fetchall())
             if row is None:
