@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from engine.errors import ValidationError
 from engine.models.autoscale import AutoScale, ddo_loss, ddo_optimum, extrapolate
 
 # The paper's fitted constants (GPT-2 Large; CC, GitHub, Books, Wiki, C4, StackExchange, ArXiv)
@@ -97,3 +98,38 @@ def test_least_squares_fallback_on_random_runs():
     x_true = ddo_optimum(N0_TRUE, G_TRUE, K, 0.2)
     o = m.optimum(10**6, tokens=B)
     assert np.allclose(list(o.weights.values()), x_true / K, atol=0.02)
+
+
+def test_extrapolation_continues_the_path_forward():
+    # the root nearest [0, 1] was s = -1.30 (mixture [0.012, 0.988]): the path walked backwards
+    N1, N2 = np.array([0.5, 0.5]), np.array([1.5, 0.05])
+    Ns, s = extrapolate(N1, N2, 10.0)
+    assert s > 1 and Ns.sum() == pytest.approx(10.0, rel=1e-10)
+    assert Ns[0] / Ns.sum() > 0.999
+    # below the smaller budget: the largest root < 0; in between: the root in [0, 1]
+    Nb, sb = extrapolate(np.array([0.5, 1.0]), np.array([1.0, 1.5]), 1.0)
+    assert sb < 0 and Nb.sum() == pytest.approx(1.0, rel=1e-10)
+    with pytest.raises(ValidationError, match="no s gives a total"):  # this path never shrinks below 0.94
+        extrapolate(N1, N2, 0.8)
+    Nm, sm = extrapolate(N1, N2, 1.2)
+    assert 0 <= sm <= 1 and Nm.sum() == pytest.approx(1.2, rel=1e-10)
+
+
+def test_ddo_optimum_large_gamma_and_total():
+    # log lam ~ -97 here: the old fixed bracket [-60, 60] returned a near-equal spread
+    N0, g, total = np.ones(3), np.array([15.0, 18.0, 19.0]), 1000.0
+    x = ddo_optimum(N0, g, total)
+    assert x.sum() == pytest.approx(total, rel=1e-12) and (x > 0).all()
+    marginal = g * (x + N0) ** -(g + 1)  # KKT: equal marginal gains off the bounds
+    assert np.allclose(marginal, marginal[0], rtol=1e-6)
+    # and it beats nearby feasible allocations
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        d = rng.normal(0, 1.0, 3)
+        d -= d.mean()
+        assert ddo_loss(x, N0, g) <= ddo_loss(x + d, N0, g) * (1 + 1e-12)
+    # with a lower bound that binds, the bound holds and the free marginals agree
+    x = ddo_optimum(N0, g, total, lower=np.array([0.0, 0.0, 400.0]))
+    assert x[2] == pytest.approx(400.0) and x.sum() == pytest.approx(total)
+    m = g * (x + N0) ** -(g + 1)
+    assert m[0] == pytest.approx(m[1], rel=1e-6) and m[2] <= m[0] * (1 + 1e-9)

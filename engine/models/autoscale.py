@@ -70,11 +70,25 @@ def ddo_optimum(N0, gamma, total: float, lower: float | np.ndarray = 0.0,
         raise ValidationError(f"no allocation fits: lower bounds sum to {lo.sum():g}, upper to {hi.sum():g}, "
                               f"total {total:g}.", fix="loosen the bounds.")
 
-    def x_of(loglam):
-        x = np.power(gamma / np.exp(loglam), 1.0 / (gamma + 1.0)) - N0
+    def x_of(loglam: float) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            x = np.exp((np.log(gamma) - loglam) / (gamma + 1.0)) - N0
         return np.clip(x, lo, hi)
 
-    a, b = -60.0, 60.0  # log lam: small lam -> large x
+    # log lam: small lam -> large x. The multiplier spans exp(+-100s) for large gamma and
+    # totals (gamma 19, 300 units per domain: log lam ~ -112), so the bracket starts at
+    # [-60, 60] and is widened until it encloses the total.
+    a, b = -60.0, 60.0
+    while x_of(a).sum() <= total:
+        if a < -1e7:
+            raise ValidationError(f"the DDO allocation cannot reach a total of {total:g} units "
+                                  f"(gamma {gamma}, N0 {N0}).", fix="check the fitted law's constants.")
+        a -= max(60.0, abs(a))
+    while x_of(b).sum() > total:
+        if b > 1e7:
+            raise ValidationError(f"the DDO allocation cannot come down to a total of {total:g} units "
+                                  f"(lower bounds sum to {lo.sum():g}).", fix="loosen the lower bounds.")
+        b += max(60.0, abs(b))
     for _ in range(200):
         mid = 0.5 * (a + b)
         if x_of(mid).sum() > total:
@@ -84,50 +98,63 @@ def ddo_optimum(N0, gamma, total: float, lower: float | np.ndarray = 0.0,
     x = x_of(0.5 * (a + b))
     # distribute the (tiny) bisection residue over the free coordinates
     free = (x > lo + 1e-12) & (x < hi - 1e-12)
+    resid = total - x.sum()
+    if abs(resid) > 1e-8 * max(1.0, abs(total)) or (resid != 0 and not free.any()):
+        raise ValidationError(f"the DDO allocation did not converge: its total is {x.sum():.10g}, "
+                              f"not {total:g}.", fix="check the fitted law's constants and the bounds.")
     if free.any():
-        x[free] += (total - x.sum()) / free.sum()
+        x[free] += resid / free.sum()
     return x
 
 
 def extrapolate(N1: np.ndarray, N2: np.ndarray, target: float) -> tuple[np.ndarray, float]:
     """Stage 2: ``N_i(s) = N1_i (N2_i / N1_i)^s`` with ``sum_i N_i(s) = target``; returns (N(s), s).
 
-    ``sum_i N_i(s)`` is convex in s; the root nearest the fitted interval [0, 1] is taken.
+    ``g(s) = log sum_i N_i(s) - log target`` is convex in s, so it can have two roots; the one
+    that continues the path from the fitted budgets in the target's direction is taken:
+    a target above ``sum N2`` (the usual case) takes the smallest root s > 1, one below
+    ``sum N1`` the largest root s < 0, one in between the root in [0, 1]. (Taking the root
+    nearest [0, 1] instead can walk the path backwards: N1 = [.5, .5], N2 = [1.5, .05] and a
+    target of 10 gave s = -1.3, mixture [0.01, 0.99], where s > 1 gives about [1, 0].)
     """
+    from scipy.optimize import brentq, minimize_scalar
+    from scipy.special import logsumexp
+
     N1, N2 = np.asarray(N1, float), np.asarray(N2, float)
     if (N1 <= 0).any() or (N2 <= 0).any():
         raise ValidationError("extrapolation needs positive token counts at both budgets.")
+    if not target > 0:
+        raise ValidationError(f"the target budget must be positive, got {target:g} tokens.")
     lr = np.log(N2 / N1)
+    l1, lt = np.log(N1), np.log(target)
 
-    from scipy.special import logsumexp
+    def g(s: float) -> float:
+        return float(logsumexp(l1 + s * lr)) - lt
 
-    def g(s):
-        return float(logsumexp(np.log(N1) + s * lr)) - np.log(target)
-
-    grid = np.concatenate([np.linspace(0, 1, 101), 1 + np.geomspace(1e-3, 1e4, 400),
-                           -np.geomspace(1e-3, 1e4, 400)])
-    vals = np.array([g(s) for s in grid])
-    order = np.argsort(grid)
-    grid, vals = grid[order], vals[order]
-    roots = []
-    for i in range(len(grid) - 1):
-        if vals[i] == 0:
-            roots.append(grid[i])
-        elif vals[i] * vals[i + 1] < 0:
-            a, b = grid[i], grid[i + 1]
-            fa = vals[i]
-            for _ in range(200):
-                mid = 0.5 * (a + b)
-                fm = g(mid)
-                if fm * fa <= 0:
-                    b = mid
-                else:
-                    a, fa = mid, fm
-            roots.append(0.5 * (a + b))
-    if not roots:
-        raise ValidationError(f"no s gives a total of {target:g} tokens along the optimum path.",
-                              fix="fit DDO at budgets that bracket or lie below the target.")
-    s = min(roots, key=lambda r: 0.0 if 0 <= r <= 1 else min(abs(r), abs(r - 1)))
+    none = ValidationError(f"no s gives a total of {target:g} tokens along the optimum path "
+                           f"(from {N1.sum():.4g} to {N2.sum():.4g} tokens).",
+                           fix="fit DDO at budgets that bracket or lie below the target.")
+    g0, g1 = g(0.0), g(1.0)
+    if g1 < 0 and g0 < 0:  # above both budgets: the first crossing after s = 1
+        b = 2.0
+        while g(b) < 0:
+            if b > 1e6:
+                raise none
+            b = 1.0 + 2.0 * (b - 1.0)
+        s = brentq(g, 1.0, b, xtol=1e-14, rtol=1e-14, maxiter=500)
+    elif g0 > 0 and g1 > 0:  # below both budgets: the first crossing before s = 0
+        # g is convex: its minimum on s <= 0 decides whether a root exists
+        a = -1.0
+        while g(a) >= 0 and g(a) < g(a / 2.0) and a > -1e6:
+            a *= 2.0
+        if g(a) >= 0:
+            lo_s = minimize_scalar(g, bounds=(a, 0.0), method="bounded", options={"xatol": 1e-12}).x
+            if g(lo_s) >= 0:
+                raise none
+            a = lo_s
+        s = brentq(g, a, 0.0, xtol=1e-14, rtol=1e-14, maxiter=500)
+    else:  # between the budgets (g0 <= 0 <= g1, or the path shrinks: g0 >= 0 >= g1)
+        s = 0.0 if g0 == 0 else 1.0 if g1 == 0 else brentq(g, 0.0, 1.0, xtol=1e-14, rtol=1e-14, maxiter=500)
     return N1 * np.exp(s * lr), float(s)
 
 
