@@ -133,3 +133,64 @@ def test_ddo_optimum_large_gamma_and_total():
     assert x[2] == pytest.approx(400.0) and x.sum() == pytest.approx(total)
     m = g * (x + N0) ** -(g + 1)
     assert m[0] == pytest.approx(m[1], rel=1e-6) and m[2] <= m[0] * (1 + 1e-9)
+
+
+def _partial_design(factors_last):
+    """A DDO design at 1e8 whose last domain has only ``factors_last`` perturbations, plus
+    replicates of the base (so the group still has 2K + 1 runs)."""
+    B = 1e8
+    base = np.full(K, B / K)
+    runs = [base] * (3 - len(factors_last))
+    for i in range(K):
+        for f in ((0.2, 3.0) if i < K - 1 else factors_last):
+            t = base.copy()
+            t[i] *= f
+            runs.append(t)
+    return pd.DataFrame([{"run_id": f"r{j}", "model_params": 10**6, "tokens": t.sum(),
+                          **{f"w_d{i}": t[i] / t.sum() for i in range(K)}, "loss_x": _law(t[None], B)[0]}
+                         for j, t in enumerate(runs)])
+
+
+def test_missing_perturbation_is_fitted_not_defaulted():
+    # d2 has one perturbation: it used to keep (N0, gamma) = (1, 1) with rmse 0, off its own run
+    df = _partial_design((3.0,))
+    assert len(df) == 2 * K + 1
+    with pytest.warns(UserWarning, match="d2 had one perturbation"):
+        m = AutoScale(n_bootstrap=3).fit(df, "loss_x")
+    assert m.laws_[0].design == "least-squares" and m.notes_
+    mu, _ = m.predict(df)
+    assert np.abs(mu - df["loss_x"]).max() < 1e-6  # every run of the design, the d2 x3 one included
+    # no perturbation of d2 at all: a clear error, not a silent default
+    with pytest.raises(ValidationError, match="no perturbation of d2") as e:
+        AutoScale(n_bootstrap=3).fit(_partial_design(()), "loss_x")
+    assert "x0.2 and x3 runs of d2" in str(e.value)
+
+
+def test_metric_objective_is_maximised():
+    df = ddo_design()
+    df["metric_x"] = 10.0 - df["loss_x"]  # higher is better, rises with tokens
+    m = AutoScale(n_bootstrap=3).fit(df, "metric_x")
+    mu, sd = m.predict(df)
+    assert np.abs(mu - df["metric_x"]).max() < 1e-8 and (sd >= 0).all()
+    o = m.optimum(10**6, tokens=8e8)  # maximize: the default for metric_*
+    ref = AutoScale(n_bootstrap=3).fit(df, "loss_x").optimum(10**6, tokens=8e8)
+    assert np.allclose(list(o.weights.values()), list(ref.weights.values()), atol=1e-9)
+    assert o.pred_mean == pytest.approx(10.0 - ref.pred_mean, abs=1e-9)
+    with pytest.raises(ValidationError, match="can only maximize 'metric_x'"):
+        m.optimum(10**6, tokens=8e8, direction="minimize")
+
+
+def test_prediction_uses_the_budget_of_the_total_tokens():
+    # a skewed mixture trained on 2e8 tokens: K x median(w) x tokens called it a 6e7-token run
+    df = ddo_design((1e8, 2e8))
+    m = AutoScale(n_bootstrap=0).fit(df, "loss_x")
+    w = np.array([0.8, 0.1, 0.1])
+    q = pd.DataFrame({**{f"w_d{i}": [w[i]] for i in range(K)}, "model_params": [10**6], "tokens": [2e8]})
+    mu, _ = m.predict(q)
+    law2 = [law for law in m.laws_ if law.budget == pytest.approx(2e8)][0]
+    assert mu[0] == pytest.approx(float(law2.loss(w[None] * 2e8)[0]), abs=1e-12)
+    assert mu[0] == pytest.approx(float(_law(w[None] * 2e8, 2e8)[0]), abs=2e-3)
+    # while a design run is predicted by its own budget's law (the x3 perturbation at 1e8 holds
+    # 1.67e8 tokens, nearer 2e8 in log)
+    mu_d, _ = m.predict(df)
+    assert np.abs(mu_d - df["loss_x"]).max() < 1e-8

@@ -14,8 +14,10 @@ token counts add equations). Runs are grouped into budgets automatically: a *bas
 from which other runs differ in exactly one domain's token count, for at least two domains;
 its group is itself plus those runs, and its budget is its total tokens. Tables without such
 structure fall back to clusters of runs of similar total tokens (or the ``budgets`` given),
-each fitted by joint least squares when it has at least 2K + 1 runs. Only each run's final
-checkpoint is used (the budget is the tokens a run was trained for).
+each fitted by joint least squares when it has at least 2K + 1 runs. A design where a domain
+has only one of its perturbations is fitted by joint least squares too (with a warning: along
+that domain the law is one equation short); one where a domain has none is an error. Only each
+run's final checkpoint is used (the budget is the tokens a run was trained for).
 
 The allocation: ``min sum_i (x_i + N0_i)^-gamma_i  s.t.  sum_i x_i = total, x_i >= lower``,
 solved exactly by KKT: ``x_i(lam) = max(lower, (gamma_i / lam)^(1/(gamma_i+1)) - N0_i)`` with
@@ -27,10 +29,13 @@ Stage 2: with DDO optima ``N(1) < N(2)`` (tokens) at the two largest fitted budg
 the mixture at the target (s = 2 is the paper's ``N(3) = N(2) N(1)^-1 N(2)``). With one budget
 the DDO optimum of that law at the target budget is used instead.
 
-``predict`` evaluates the law of the nearest fitted budget (in log tokens) at the nearest
-fitted model size. ``optimum`` returns the extrapolated mixture; its ``pred_mean`` is that
-nearest law at the mixture. Uncertainty: ``n_bootstrap`` refits, over runs resampled with
-replacement where a budget has more runs than parameters, else with Gaussian noise of
+``predict`` evaluates, at the nearest fitted model size, the law whose own design holds the
+query's token vector, else the law of the budget nearest the query's total tokens (log
+distance). ``optimum`` returns the extrapolated mixture; its ``pred_mean`` is that law at the
+mixture. A ``metric_*`` objective (higher is better) is fitted negated, so the law still falls
+with tokens; predictions are in the metric's own units and ``optimum`` maximises it (asking the
+opposite direction of either kind of objective is an error). Uncertainty: ``n_bootstrap``
+refits, over runs resampled with replacement where a budget has more runs than parameters, else with Gaussian noise of
 ``noise_std`` added to the losses (the DDO design alone is exactly determined and says nothing
 about its own noise). ``pred_std`` and ``weights_std_`` are the bootstrap spreads.
 """
@@ -44,6 +49,7 @@ from scipy.optimize import least_squares
 
 from engine.errors import ValidationError
 from engine.models.base import LossModel, Prepared, project_simplex
+from engine.runtable.schema import METRIC_PREFIX
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,6 +245,7 @@ class BudgetLaw:
     n_runs: int
     design: str  # "perturbation" or "least-squares"
     boot: list[tuple[np.ndarray, np.ndarray, float]]  # bootstrap (N0, gamma, c)
+    runs_T: np.ndarray | None = None  # (n_runs, K) per-domain tokens of the runs it was fitted on
 
     def loss(self, T: np.ndarray, which: int | None = None) -> np.ndarray:
         """Loss at per-domain token counts T (n, K); ``which`` picks a bootstrap law."""
@@ -284,13 +291,17 @@ class AutoScale(LossModel):
             raise ValidationError("AutoScale needs each checkpoint's token count.",
                                   fix="add a 'tokens' column, or 'steps' plus tokens_per_step when fitting.")
         K = len(prep.domains)
+        # the law is a loss (decreasing in every domain's tokens): a metric (higher is better)
+        # is fitted negated, and predictions are negated back
+        self.sign_ = -1.0 if prep.objective.startswith(METRIC_PREFIX) else 1.0
         fin = prep.final_rows()
         self.laws_: list[BudgetLaw] = []
+        self.notes_: list[str] = []
         rng = np.random.default_rng(self.seed)
         for mp in np.unique(prep.m[fin]):
             rows = fin[prep.m[fin] == mp]
             T = prep.W[rows] * prep.tokens[rows][:, None]
-            L = prep.y[rows]
+            L = self.sign_ * prep.y[rows]
             for members, budget, base in self._groups(T):
                 law = self._fit_group(T[members], L[members], budget, base, K, float(mp), rng)
                 if law is not None:
@@ -349,20 +360,38 @@ class AutoScale(LossModel):
             N0 = np.ones(K)
             g = np.ones(K)
             have = np.zeros(K, bool)
+            n_pert = np.zeros(K, int)
             for i in range(K):
                 mask = np.array([j != b and np.allclose(np.delete(X[j], i), np.delete(X[b], i), rtol=1e-3)
                                  and not np.isclose(X[j, i], X[b, i], rtol=1e-3) for j in range(n)])
-                if mask.sum() >= 2:
+                n_pert[i] = len(np.unique(np.round(X[mask, i], 6)))
+                if n_pert[i] >= 2:
                     N0[i], g[i] = fit_domain(X[b, i], L[b], X[mask, i], L[mask])
                     have[i] = True
-            if not have.all():
-                missing = int((~have).sum())
-                if n < 2 * K + 1:
-                    raise ValidationError(
-                        f"the DDO design at {budget:.3g} tokens lacks two perturbations for {missing} domain(s).",
-                        fix="add x0.2 and x3 runs of those domains (the rest unchanged).")
             init = (N0, g)
             design = "perturbation"
+            if not have.all():
+                # A domain without its two perturbations is not pinned by the design: (N0, gamma)
+                # would stay at the starting (1, 1), off its own run. With one perturbation, fit
+                # every domain jointly by least squares (the curve then passes through that run;
+                # along that domain the law is one equation short, so it stays near (1, 1), which
+                # is said in a warning); with none, nothing says how that domain's tokens matter.
+                names = [self.domains_[i] for i in np.flatnonzero(~have)]
+                none = [self.domains_[i] for i in np.flatnonzero(n_pert == 0)]
+                if none:
+                    raise ValidationError(
+                        f"the DDO design at {budget:.3g} tokens (model size {mp:.3g}) has no perturbation of "
+                        f"{', '.join(none)}: the law cannot say how those domains' tokens move the loss.",
+                        fix=f"add x0.2 and x3 runs of {', '.join(none)} (the other domains' tokens unchanged), "
+                            "e.g. by widening their weight bounds.")
+                import warnings
+
+                note = (f"DDO design at {budget:.3g} tokens: {', '.join(names)} had one perturbation, not two; "
+                        "the law is a least-squares fit that passes through it but is one equation short "
+                        "along those domains.")
+                warnings.warn(note, stacklevel=2)
+                self.notes_.append(note)
+                design = "least-squares"
         elif n < 2 * K + 1:
             return None
         if design == "perturbation" and n == 2 * K + 1:
@@ -395,16 +424,35 @@ class AutoScale(LossModel):
                 boot.append((Nb, gb, cb))
             except ValidationError:
                 continue
-        return BudgetLaw(mp, budget, unit, N0f, gf, c, rmse, n, design, boot)
+        return BudgetLaw(mp, budget, unit, N0f, gf, c, rmse, n, design, boot, T.copy())
 
     # ---- prediction ----------------------------------------------------------------------
-    def _law_for(self, m: float, tokens: float) -> BudgetLaw:
-        """The law at the nearest fitted size and budget (log distance); ``tokens`` is the
-        query's budget estimate (see :meth:`_budget_of`)."""
+    def _law_index(self, m: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """Index into ``laws_`` of the law that predicts each query row (sizes m, per-domain tokens
+        T): the nearest fitted model size (log distance), then the law whose own design holds
+        that token vector (a DDO perturbation's total differs from its base's budget by up to
+        x(1 + 2/K)), else the budget nearest the row's **total tokens** (log distance): the
+        budget of a run is its total tokens, whatever its mixture."""
         sizes = np.array(sorted({law.model_params for law in self.laws_}))
-        ms = sizes[np.argmin(np.abs(np.log(sizes) - np.log(m)))]
-        cands = [law for law in self.laws_ if law.model_params == ms]
-        return min(cands, key=lambda law: abs(np.log(law.budget) - np.log(tokens)))
+        size_of = sizes[np.argmin(np.abs(np.log(sizes)[None, :] - np.log(m)[:, None]), axis=1)]
+        out = np.full(len(m), -1, dtype=int)
+        lt = np.log(np.maximum(T.sum(axis=1), 1e-300))
+        for ms in sizes:
+            rows = np.flatnonzero(size_of == ms)
+            if not len(rows):
+                continue
+            cands = [i for i, law in enumerate(self.laws_) if law.model_params == ms]
+            lb = np.log([self.laws_[i].budget for i in cands])
+            out[rows] = np.asarray(cands)[np.argmin(np.abs(lt[rows, None] - lb[None, :]), axis=1)]
+            for i in cands:
+                R = self.laws_[i].runs_T
+                if R is None or not len(R):
+                    continue
+                for s in range(0, len(rows), 4096):
+                    rr = rows[s:s + 4096]
+                    own = np.isclose(T[rr, None, :], R[None, :, :], rtol=1e-3, atol=0).all(-1).any(-1)
+                    out[rr[own]] = i
+        return out
 
     def _tokens(self, z: np.ndarray) -> np.ndarray:
         enc = self.encoding_
@@ -412,33 +460,20 @@ class AutoScale(LossModel):
             return z
         return z * float(enc.tokens_per_step)
 
-    @staticmethod
-    def _budget_of(W: np.ndarray, tok: np.ndarray) -> np.ndarray:
-        """Budget a query belongs to: K x its median per-domain tokens for K >= 3 (a one-domain
-        perturbation of a base run keeps the base's budget), its total tokens for K = 2."""
-        K = W.shape[1]
-        if K < 3:
-            return tok
-        return K * np.median(W, axis=1) * tok
-
     def _predict_arrays(self, W, m, z):
         tok = self._tokens(np.asarray(z, float))
+        T = W * tok[:, None]
         mean = np.zeros(len(W))
         std = np.zeros(len(W))
-        keys = [(float(mi), float(ti)) for mi, ti in zip(m, self._budget_of(W, tok))]
-        groups: dict[int, list[int]] = {}
-        laws = {}
-        for i, (mi, ti) in enumerate(keys):
-            law = self._law_for(mi, ti)
-            groups.setdefault(id(law), []).append(i)
-            laws[id(law)] = law
-        for k, idx in groups.items():
-            law = laws[k]
-            idx = np.array(idx)
-            T = W[idx] * tok[idx, None]
-            mean[idx] = law.loss(T)
+        if not len(W):
+            return mean, std
+        which = self._law_index(np.asarray(m, float), T)
+        for k in np.unique(which):
+            law = self.laws_[k]
+            idx = np.flatnonzero(which == k)
+            mean[idx] = self.sign_ * law.loss(T[idx])
             if law.boot:
-                B = np.stack([law.loss(T, j) for j in range(len(law.boot))])
+                B = np.stack([law.loss(T[idx], j) for j in range(len(law.boot))])
                 std[idx] = B.std(axis=0)
         return mean, std
 
@@ -481,9 +516,12 @@ class AutoScale(LossModel):
     def _optimum(self, model_params, *, steps, tokens, bounds, direction):
         from engine.models.base import Optimum, check_bounds
 
-        if self._direction(direction) != "minimize":
-            raise ValidationError("AutoScale minimises a loss; it cannot maximise a metric.",
-                                  fix="use a loss_* or mean_loss objective, or another model.")
+        natural = "maximize" if self.sign_ < 0 else "minimize"
+        if self._direction(direction) != natural:
+            raise ValidationError(
+                f"AutoScale's law is monotone in every domain's tokens: it can only {natural[:-1]}e "
+                f"'{self.objective_}' (asked to {self._direction(direction)[:-1]}e it).",
+                fix=f"use direction '{natural}' (the default), or another model.")
         K = len(self.domains_)
         b = check_bounds(bounds, K)
         z = self.encoding_.z_from(steps=steps, tokens=tokens)
