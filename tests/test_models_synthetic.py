@@ -164,3 +164,38 @@ def test_fixed_mixtures():
     assert n.predict(query(1, 1e8, 1000)[0])[0][0] < n.predict(query(1, 1e7, 100)[0])[0][0]
     o = get_model("natural").fit(df, "loss_x").optimum(int(1e8), steps=1000)
     assert sum(o.weights.values()) == pytest.approx(1.0)
+
+
+def test_mixing_law_mean_loss_fits_one_law_per_domain():
+    # each domain's loss is an exponential law of its own; their mean is not one exponential
+    rng = np.random.default_rng(0)
+    W = rng.dirichlet(np.ones(K), 40)
+    ta, tb = np.array([-3.0, 1.0, 0.5]), np.array([1.5, -2.5, 0.0])
+    fa = lambda V: 2.0 + 0.8 * np.exp(V @ ta)  # noqa: E731
+    fb = lambda V: 1.5 + 0.6 * np.exp(V @ tb)  # noqa: E731
+    df = pd.DataFrame({f"w_d{i}": W[:, i] for i in range(K)})
+    df["run_id"], df["model_params"], df["tokens"] = [f"r{i}" for i in range(40)], 10**6, 1e9
+    df["loss_a"], df["loss_b"] = fa(W), fb(W)
+    m = get_model("mixing-law").fit(df, "mean_loss")
+    assert set(m.laws_) == {"loss_a", "loss_b"}
+    q, _ = query(200, 1e6, 1)
+    q = q.drop(columns=["steps"]).assign(tokens=1e9)
+    Wq = q[[f"w_d{i}" for i in range(K)]].to_numpy()
+    truth = lambda V: (fa(V) + fb(V)) / 2  # noqa: E731
+    mu, sd = m.predict(q)
+    assert np.abs(mu - truth(Wq)).max() < 1e-4 and (sd < 1e-4).all()
+    o = m.optimum(10**6, tokens=1e9)
+    w_true = optimize_simplex(truth, K)
+    assert np.abs(np.array(list(o.weights.values())) - w_true).max() < 1e-3
+
+
+def test_mixing_law_counts_scale_terms_and_reports_failed_fits():
+    from engine.errors import ValidationError
+
+    df = runs_table(5, every=500)  # sizes and lengths vary: K + 2 + 2 = 7 parameters
+    with pytest.raises(ValidationError, match="mixing-law with 3 domains has 7 parameters.*only 5 run"):
+        get_model("mixing-law").fit(df, "loss_x")
+    df = runs_table(8, every=500)
+    df["loss_x"] = np.where(np.arange(len(df)) % 2, 1e308, -1e308)  # every start fails
+    with pytest.raises(ValidationError, match="could not be fitted: all 12 least-squares starts failed"):
+        get_model("mixing-law").fit(df, "loss_x")

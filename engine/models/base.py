@@ -176,6 +176,9 @@ class Prepared:
     tokens: np.ndarray | None  # (n,) tokens where known (else None)
     objective: str
     tokens_per_step: float | None
+    #: for ``mean_loss``: each loss column's values ({column: (n,)}), so a model can fit the
+    #: domains one by one (the Data Mixing Laws fit a law per domain); None otherwise
+    parts: dict[str, np.ndarray] | None = None
 
     @property
     def n_runs(self) -> int:
@@ -283,6 +286,7 @@ def prepare(runs: pd.DataFrame, objective: str, *, domains: list[str] | None = N
         key = pd.DataFrame(W).round(9).astype(str).agg(",".join, axis=1) + "|" + pd.Series(m).astype(str)
         run_ids = key.to_numpy()
     y = np.full(len(runs), np.nan)
+    parts = None
     if need_y:
         check_objective(runs, objective)
         y = pd.to_numeric(objective_values(runs, objective), errors="coerce").to_numpy(dtype=float)
@@ -293,8 +297,10 @@ def prepare(runs: pd.DataFrame, objective: str, *, domains: list[str] | None = N
                 f"the objective '{objective}' is NaN or missing on {int(bad.sum())} row(s).", row=r,
                 column=None if objective == "mean_loss" else objective,
                 fix="drop those rows (e.g. runs.dropna(subset=[...])) or re-import the run with its losses.")
+        if objective == "mean_loss":
+            parts = {c: pd.to_numeric(runs[c], errors="coerce").to_numpy(dtype=float) for c in loss_columns(runs)}
     return Prepared(doms, W, m, z, y, run_ids, z_kind, tokens, objective,
-                    None if tokens_per_step is None else float(tokens_per_step))
+                    None if tokens_per_step is None else float(tokens_per_step), parts)
 
 
 def check_enough_runs(prep: Prepared, n_params: int, model: str) -> None:
@@ -441,7 +447,7 @@ class LossModel(ABC):
         self.encoding_ = prep.encoding()
         self.n_runs_ = prep.n_runs
         self.n_rows_ = len(prep.y)
-        check_enough_runs(prep, self.n_params(len(prep.domains)), self.name)
+        check_enough_runs(prep, self.n_params_for(prep), self.name)
         self._fit(prep, warm_start=warm_start)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
@@ -476,6 +482,12 @@ class LossModel(ABC):
     def n_params(self, K: int) -> int:
         """Number of free parameters with K domains (the minimum number of runs to fit)."""
         return 1
+
+    def n_params_for(self, prep: Prepared) -> int:
+        """The minimum number of runs to fit this table (checked before ``_fit``): by default
+        :meth:`n_params`; models whose parameter count depends on the data (scale terms only
+        where sizes / lengths vary) override it."""
+        return self.n_params(len(prep.domains))
 
     @abstractmethod
     def _fit(self, prep: Prepared, *, warm_start: "LossModel | None" = None) -> None: ...
