@@ -189,13 +189,105 @@ def test_mixing_law_mean_loss_fits_one_law_per_domain():
     assert np.abs(np.array(list(o.weights.values())) - w_true).max() < 1e-3
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflowing starts, on purpose
 def test_mixing_law_counts_scale_terms_and_reports_failed_fits():
     from engine.errors import ValidationError
 
     df = runs_table(5, every=500)  # sizes and lengths vary: K + 2 + 2 = 7 parameters
-    with pytest.raises(ValidationError, match="mixing-law with 3 domains has 7 parameters.*only 5 run"):
+    with pytest.raises(ValidationError, match=r"mixing-law with 3 domains needs at least 7 runs "
+                                              r"\(it has 7 parameters\); the table holds only 5 run"):
         get_model("mixing-law").fit(df, "loss_x")
     df = runs_table(8, every=500)
     df["loss_x"] = np.where(np.arange(len(df)) % 2, 1e308, -1e308)  # every start fails
     with pytest.raises(ValidationError, match="could not be fitted: all 12 least-squares starts failed"):
         get_model("mixing-law").fit(df, "loss_x")
+
+
+def test_bin_effective_counts_match_the_variance_of_the_bin_value():
+    """A bin's value averages its checkpoints: its noise variance is sigma^2 / n_eff."""
+    from engine.models.mfms_gp import bin_checkpoints
+
+    z = np.arange(100, 6001, 100, dtype=float)  # 60 checkpoints per run
+    curve = 2 + 3 * (z / 100) ** -0.3
+    reps = 4000  # replicate runs of one curve with iid checkpoint noise, binned in one call
+    rng = np.random.default_rng(0)
+    run = np.repeat(np.arange(reps), len(z))
+    y = np.tile(curve, reps) + rng.normal(0, 0.01, reps * len(z))
+    _, _, vals, n_eff = bin_checkpoints(run, np.tile(z, reps), y, np.arange(len(y)), 4)
+    vals, n_eff = vals.reshape(reps, 4), n_eff.reshape(reps, 4)[0]
+    assert n_eff[-1] == 1.0 and n_eff[0] == 1.0  # the last checkpoint; a bin of < 4: its middle one
+    var_ratio = vals.var(axis=0) / 0.01 ** 2  # Monte Carlo variance over one checkpoint's
+    assert np.allclose(var_ratio, 1.0 / n_eff, rtol=0.1)
+    assert n_eff[2] > 10  # the bin of ~45 checkpoints is known > 10x better than one checkpoint
+
+
+def test_mfms_gp_noise_scales_with_checkpoint_counts():
+    df = runs_table(10, max_steps=3000, every=50)  # 60 checkpoints per run, 8 points per run
+    gp = get_model("mfms-gp").fit(df, "loss_x")
+    assert gp.counts_.max() > 5 and (gp.counts_ >= 1).all()
+    # the solve's covariance is K(X, X) + diag(sigma^2 / n_eff)
+    with torch.no_grad():
+        Kxx = gp._kernel(gp.X_train_, gp.X_train_)
+        noise = torch.diagonal(gp.L_ @ gp.L_.T - Kxx).numpy()
+    sigma2 = float(gp._lik.noise)
+    assert np.allclose(noise, sigma2 / gp.counts_ + gp.jitter_, rtol=1e-6, atol=1e-10)
+    # BoTorch's SingleTaskGP (fantasies, believers) sees the same per-point noise
+    with torch.no_grad():
+        post = gp.singletask_gp.posterior(gp.X_train_[:20])
+    mu, _ = gp.predict_tensor(gp.X_train_[:20])
+    assert np.allclose(post.mean.squeeze(-1).numpy(), mu.numpy(), atol=1e-8)
+
+
+def test_mfms_gp_keeps_every_run_above_the_run_cap():
+    df = runs_table(45, max_steps=1000)  # 45 runs > max_points // 3 = 20: runs used to be dropped
+    gp = get_model("mfms-gp", max_points=60, maxiter=5).fit(df, "loss_x")
+    assert gp.points_per_run_ == 1 and gp.runs_dropped_ == 0
+    assert set(gp._design_runs) == set(df["run_id"]) and gp.n_train_ == 45
+    # one point per run: the last checkpoint
+    last = df.sort_values("steps").groupby("run_id").tail(1)
+    assert np.allclose(np.sort(gp.Y_train_.squeeze(-1).numpy()), np.sort(last["loss_x"].to_numpy()))
+    gp = get_model("mfms-gp", max_points=60, maxiter=5).fit(runs_table(25, max_steps=1000), "loss_x")
+    assert gp.points_per_run_ == 2 and gp.n_train_ == 50
+    with pytest.warns(UserWarning, match="70 runs exceed max_points=60; 10 runs"):
+        gp = get_model("mfms-gp", max_points=60, maxiter=5).fit(runs_table(70, max_steps=500), "loss_x")
+    assert gp.runs_dropped_ == 10 and gp.n_train_ == 60
+
+
+def test_mfms_gp_fit_failures_are_reported():
+    from engine.errors import ValidationError
+    from engine.models.mfms_gp import _fit_hypers
+
+    df = runs_table(12, max_steps=500)
+    gp = get_model("mfms-gp").fit(df, "loss_x")
+    assert gp.fit_ok_ and gp.fit_message_.startswith("ok")
+    # a real marginal likelihood that cannot be optimised (NaN lengthscales): restored, flagged
+    from botorch.models import SingleTaskGP
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    X = gp.X_train_[:30]
+    m = SingleTaskGP(X, torch.sin(X.sum(-1, keepdim=True)))
+    with torch.no_grad():
+        m.covar_module.raw_lengthscale.fill_(float("nan"))
+    ok, msg = _fit_hypers(ExactMarginalLogLikelihood(m.likelihood, m), 20)
+    assert not ok and msg.startswith("hyperparameter fit failed")
+    assert torch.isnan(m.covar_module.raw_lengthscale).all()  # the starting values, restored
+    # through the model: a warning, fit_ok_ False, then a clear error instead of a broken Cholesky
+    bad = get_model("mfms-gp").fit(df, "loss_x")
+    bad.hypers_["covar"] = {k: torch.full_like(v, float("nan")) if "lengthscale" in k else v
+                            for k, v in bad.hypers_["covar"].items()}
+    with pytest.warns(UserWarning, match="hyperparameter fit failed"):
+        with pytest.raises(ValidationError, match="not positive definite even with a jitter of 1e-2"):
+            get_model("mfms-gp").fit(df, "loss_x", warm_start=bad)
+
+
+def test_mfms_gp_parameter_count_and_few_mixtures():
+    from engine.errors import ValidationError
+
+    gp = get_model("mfms-gp")
+    assert gp.n_params(3) == 7 and get_model("mfms-gp", mean="linear").n_params(3) == 5
+    with pytest.raises(ValidationError, match=r"mfms-gp with 3 domains needs at least 2 runs \(two mixtures"):
+        gp.fit(runs_table(1), "loss_x")
+    few = gp.fit(runs_table(3), "loss_x")  # 3 mixtures < K + 2: the mean's mixture exponents stay 0
+    assert not few.mean_mixture_terms_ and np.allclose(few.mean_module_.t[:K].detach().numpy(), 0)
+    many = get_model("mfms-gp").fit(runs_table(12), "loss_x")
+    assert many.mean_mixture_terms_ and np.abs(many.mean_module_.t[:K].detach().numpy()).max() > 0

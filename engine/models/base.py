@@ -303,12 +303,13 @@ def prepare(runs: pd.DataFrame, objective: str, *, domains: list[str] | None = N
                     None if tokens_per_step is None else float(tokens_per_step), parts)
 
 
-def check_enough_runs(prep: Prepared, n_params: int, model: str) -> None:
-    """Fewer runs than the model has parameters cannot identify it."""
+def check_enough_runs(prep: Prepared, n_params: int, model: str, why: str | None = None) -> None:
+    """Fewer runs than the model has parameters cannot identify it. ``why`` says where the
+    required number comes from (default: "it has N parameters")."""
     if prep.n_runs < n_params:
         raise ValidationError(
-            f"{model} with {len(prep.domains)} domains has {n_params} parameters but the table holds "
-            f"only {prep.n_runs} run(s).",
+            f"{model} with {len(prep.domains)} domains needs at least {n_params} runs "
+            f"({why or f'it has {n_params} parameters'}); the table holds only {prep.n_runs} run(s).",
             fix=f"add at least {n_params - prep.n_runs} more run(s) with different mixtures, or use a "
                 "simpler model (e.g. 'uniform').")
 
@@ -447,7 +448,8 @@ class LossModel(ABC):
         self.encoding_ = prep.encoding()
         self.n_runs_ = prep.n_runs
         self.n_rows_ = len(prep.y)
-        check_enough_runs(prep, self.n_params_for(prep), self.name)
+        need = self.n_params_for(prep)
+        check_enough_runs(prep, need, self.name, self.min_runs_why(prep, need))
         self._fit(prep, warm_start=warm_start)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
@@ -488,6 +490,10 @@ class LossModel(ABC):
         :meth:`n_params`; models whose parameter count depends on the data (scale terms only
         where sizes / lengths vary) override it."""
         return self.n_params(len(prep.domains))
+
+    def min_runs_why(self, prep: Prepared, need: int) -> str:
+        """Why :meth:`n_params_for` asks for ``need`` runs (said in the error)."""
+        return f"it has {need} parameters"
 
     @abstractmethod
     def _fit(self, prep: Prepared, *, warm_start: "LossModel | None" = None) -> None: ...
