@@ -50,6 +50,11 @@ def test_mfms_gp_recovers_surface_and_optimum():
     o = gp.optimum(int(1e8), steps=1000)
     assert np.abs(np.array(list(o.weights.values())) - W_STAR).max() < 0.08
     assert abs(o.pred_mean - law(W_STAR, 1e8, 1000)) < 0.02
+    # the mean-only path and the structured cross kernel give the same numbers
+    assert np.allclose(gp.predict_mean(q), mu, rtol=0, atol=1e-9)  # summation order differs
+    X = gp.transform(q)
+    with torch.no_grad():
+        assert torch.allclose(gp._cross_kernel(X), gp._kernel(X, gp.X_train_), rtol=1e-12, atol=1e-15)
 
 
 def test_mfms_gp_botorch_access_and_warm_start():

@@ -463,6 +463,15 @@ class LossModel(ABC):
             mean, std = self._predict_arrays(W, m, z)
         return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
+    def predict_mean(self, query: pd.DataFrame) -> np.ndarray:
+        """The mean alone at each query row; models whose std is the expensive part (the GP:
+        O(n^2) per row against O(n)) skip it, so scoring many rows is cheap."""
+        self._check_fitted()
+        W, m, z = self.query_arrays(query)
+        with compute_threads(self.num_threads):
+            mean = self._predict_mean_arrays(W, m, z)
+        return np.asarray(mean, dtype=float)
+
     def optimum(self, model_params: int, *, steps: int | None = None, tokens: float | None = None,
                 bounds: list[tuple[float, float]] | None = None, direction: str | None = None) -> Optimum:
         """The mixture with the best predicted mean at one scale. ``direction`` defaults to
@@ -501,11 +510,14 @@ class LossModel(ABC):
     @abstractmethod
     def _predict_arrays(self, W: np.ndarray, m: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def _predict_mean_arrays(self, W: np.ndarray, m: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return self._predict_arrays(W, m, z)[0]
+
     def _optimize(self, m: float, z: float, bounds: np.ndarray, sign: float) -> np.ndarray:
         K = len(self.domains_)
 
         def f(W):
-            return self._predict_arrays(W, np.full(len(W), m), np.full(len(W), z))[0]
+            return self._predict_mean_arrays(W, np.full(len(W), m), np.full(len(W), z))
 
         return optimize_simplex(f, K, bounds, sign=sign, smooth=self.smooth,
                                 extra=getattr(self, "observed_mixtures_", None))
