@@ -194,3 +194,32 @@ def test_prediction_uses_the_budget_of_the_total_tokens():
     # 1.67e8 tokens, nearer 2e8 in log)
     mu_d, _ = m.predict(df)
     assert np.abs(mu_d - df["loss_x"]).max() < 1e-8
+
+
+def test_stage2_follows_a_mixture_that_shifts_across_budgets():
+    # each budget has its own law (in its own units), so the optimal mixture moves with budget;
+    # stage 2 must continue that path: N_i(s) = N_i(1) (N_i(2) / N_i(1))^s at the target total
+    laws = {1e8: (np.array([0.5, 1.5, 1.0]), np.array([0.8, 1.2, 0.5])),
+            3e8: (np.array([0.3, 2.0, 0.6]), np.array([1.1, 0.9, 0.6]))}
+    rows = []
+    for B, (N0, g) in laws.items():
+        base = np.full(K, B / K)
+        runs = [base] + [base * np.where(np.arange(K) == i, f, 1.0) for i in range(K) for f in (0.2, 3.0)]
+        for j, t in enumerate(runs):
+            rows.append({"run_id": f"{B:g}-{j}", "model_params": 10**6, "tokens": t.sum(),
+                         **{f"w_d{i}": t[i] / t.sum() for i in range(K)},
+                         "loss_x": float(ddo_loss(t / (B / K), N0, g, 2.0))})
+    m = AutoScale(n_bootstrap=3).fit(pd.DataFrame(rows), "loss_x")
+    # the true DDO optima (tokens) at both budgets, and the path through them, solved here by brentq
+    from scipy.optimize import brentq
+
+    N1, N2 = (ddo_optimum(*laws[B], K, 0.2) * B / K for B in (1e8, 3e8))
+    target = 2.7e9
+    s = brentq(lambda s: np.sum(N1 * (N2 / N1) ** s) - target, 1.0, 20.0)
+    expect = N1 * (N2 / N1) ** s
+    o = m.optimum(10**6, tokens=target)
+    w = np.array(list(o.weights.values()))
+    assert o.info["stage"] == 2 and o.info["s"] == pytest.approx(s, rel=0.01)
+    assert np.abs(w - expect / target).max() < 0.01
+    # the mixture really moves: the target's differs from both budgets' optima
+    assert np.abs(w - N1 / N1.sum()).max() > 0.05 and np.abs(w - N2 / N2.sum()).max() > 0.05

@@ -75,8 +75,11 @@ def test_mean_loss_does_not_skip_missing_losses():
 def test_fewer_runs_than_parameters():
     with pytest.raises(ValidationError, match="parameters.*only 3 run"):
         get_model("mixing-law").fit(table(n_runs=3), "loss_a")
-    with pytest.raises(ValidationError, match="Fix"):
+    with pytest.raises(ValidationError) as e:
         get_model("autoscale").fit(table(n_runs=5), "loss_a")
+    assert str(e.value) == ("autoscale with 3 domains needs at least 7 runs (it has 7 parameters); the table holds "
+                            "only 5 run(s). Fix: add at least 2 more run(s) with different mixtures, or use a "
+                            "simpler model (e.g. 'uniform').")
 
 
 def test_mean_loss_and_query_errors():

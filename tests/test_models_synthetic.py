@@ -296,3 +296,39 @@ def test_mfms_gp_parameter_count_and_few_mixtures():
     assert not few.mean_mixture_terms_ and np.allclose(few.mean_module_.t[:K].detach().numpy(), 0)
     many = get_model("mfms-gp").fit(runs_table(12), "loss_x")
     assert many.mean_mixture_terms_ and np.abs(many.mean_module_.t[:K].detach().numpy()).max() > 0
+
+
+W_SMALL, W_BIG = np.array([0.6, 0.25, 0.15]), np.array([0.15, 0.3, 0.55])
+
+
+def w_star(m):
+    """An optimum that moves with model size: W_SMALL at 1e7 parameters to W_BIG at 1e9."""
+    f = np.clip((np.log10(np.asarray(m, float)) - 7) / 2, 0, 1)[..., None]
+    return (1 - f) * W_SMALL + f * W_BIG
+
+
+def shifting_law(W, m, z):
+    return 1 + 3 * (m / 1e7) ** -0.2 + 2 * (z / 100) ** -0.4 + 2 * ((W - w_star(m)) ** 2).sum(-1)
+
+
+def test_mfms_gp_recovers_a_scale_dependent_optimum_at_a_held_out_size():
+    # trained at 1e7, 3e7, 3e8 and 1e9 parameters; judged at 1e8, which no run has
+    rng = np.random.default_rng(0)
+    sizes = (1e7, 3e7, 3e8, 1e9)
+    W = rng.dirichlet(np.ones(K), 48)
+    rows = [{"run_id": f"r{r}", "model_params": int(sizes[r % 4]), "steps": z, **{f"w_d{i}": W[r, i] for i in range(K)},
+             "loss_x": shifting_law(W[r], sizes[r % 4], z)} for r in range(48) for z in range(100, 1001, 100)]
+    gp = get_model("mfms-gp").fit(pd.DataFrame(rows), "loss_x")
+    Wq = np.random.default_rng(1).dirichlet(np.ones(K), 200)
+    q = pd.DataFrame({f"w_d{i}": Wq[:, i] for i in range(K)})
+    q["model_params"], q["steps"] = 100_000_000, 1000
+    y = shifting_law(Wq, 1e8, 1000)
+    mu, _ = gp.predict(q)
+    # surface: RMSE < 1% of the loss and the ranking kept, at the held-out size
+    assert np.sqrt(np.mean((mu - y) ** 2)) < 0.01 * y.mean() and spearmanr(mu, y)[0] > 0.95
+    # optimum: within 0.08 of w*(1e8), which is 0.25+ away from the optima at the ends
+    target = w_star(1e8)
+    assert np.abs(W_SMALL - target).max() > 0.2 and np.abs(W_BIG - target).max() > 0.2
+    o = gp.optimum(100_000_000, steps=1000)
+    assert np.abs(np.array(list(o.weights.values())) - target).max() < 0.08
+    assert abs(o.pred_mean - shifting_law(target, 1e8, 1000)) < 0.02
