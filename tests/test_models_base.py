@@ -60,11 +60,26 @@ def test_nan_objective():
         get_model("mixing-law").fit(df, "loss_a")
 
 
+def test_mean_loss_does_not_skip_missing_losses():
+    from engine.runtable.schema import objective_values
+
+    df = table()
+    df.loc[4, "loss_b"] = np.nan  # the mean of the remaining loss_a alone would be a biased value
+    y = objective_values(df, "mean_loss")
+    assert np.isnan(y[4]) and np.isfinite(y.drop(index=4)).all()
+    assert y[0] == pytest.approx((df.loc[0, "loss_a"] + df.loc[0, "loss_b"]) / 2)
+    with pytest.raises(ValidationError, match="row 5: the objective 'mean_loss' is NaN or missing on 1 row"):
+        get_model("mixing-law").fit(df, "mean_loss")
+
+
 def test_fewer_runs_than_parameters():
     with pytest.raises(ValidationError, match="parameters.*only 3 run"):
         get_model("mixing-law").fit(table(n_runs=3), "loss_a")
-    with pytest.raises(ValidationError, match="Fix"):
+    with pytest.raises(ValidationError) as e:
         get_model("autoscale").fit(table(n_runs=5), "loss_a")
+    assert str(e.value) == ("autoscale with 3 domains needs at least 7 runs (it has 7 parameters); the table holds "
+                            "only 5 run(s). Fix: add at least 2 more run(s) with different mixtures, or use a "
+                            "simpler model (e.g. 'uniform').")
 
 
 def test_mean_loss_and_query_errors():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.bench.predict import LinearRegression, mfms_bench, read_regmix_pair, regmix_bench
@@ -40,3 +41,64 @@ def test_models_beat_linear_regression_on_pile_cc():
         assert by[m]["r2_1m"] > by["linear"]["r2_1m"] + 0.1
         assert by[m]["spearman_1B"] > by["linear"]["spearman_1B"]
     assert np.isfinite(by["mfms-gp"]["fit_s"])
+
+
+def _tiny_regmix(folder: Path, n_train=60, n_test=20, seed=0):
+    """RegMix-format files (3 domains) whose losses follow a known mixing law."""
+    rng = np.random.default_rng(seed)
+    doms = ["a", "b", "c"]
+
+    def write(name, n):
+        W = rng.dirichlet(np.ones(3), n)
+        mix = pd.DataFrame({"index": np.arange(n), **{f"train_the_pile_{d}": W[:, i] for i, d in enumerate(doms)}})
+        loss = pd.DataFrame({"index": np.arange(n), **{f"metric/the_pile_{d}_val_loss": 2 + np.exp(-3 * W[:, i])
+                                                       + rng.normal(0, 0.01, n) for i, d in enumerate(doms)}})
+        mix.to_csv(folder / f"{name[0]}_mixture_{name[1]}.csv", index=False)
+        loss.to_csv(folder / f"{name[0]}_pile_loss_{name[1]}.csv", index=False)
+
+    write(("train", "1m"), n_train)
+    for key in ("1m", "60m", "1B"):
+        write(("test", key), n_test)
+
+
+def _render(tables) -> str:
+    from rich.console import Console
+
+    con = Console(record=True, width=250)
+    for t in tables:
+        con.print(t)
+    return con.export_text()
+
+
+def test_regmix_bench_gives_every_model_a_row(tmp_path):
+    from engine.bench.predict import REGMIX_MODELS, format_tables
+
+    _tiny_regmix(tmp_path)
+    res = regmix_bench(tmp_path, targets=["a", "b"], log=lambda *_: None)
+    assert {r["model"] for r in res["rows"]} == set(REGMIX_MODELS) >= {"autoscale", "natural", "linear"}
+    assert len(res["rows"]) == 2 * len(REGMIX_MODELS) and len(res["mean"]) == len(REGMIX_MODELS)
+    for r in res["rows"]:
+        assert np.isfinite(r["fit_s"]) and np.isfinite(r["predict_s"]), r
+        assert r["model"] in ("uniform", "natural") or np.isfinite(r["spearman_1m"]), r
+    assert all(np.isfinite(m["predict_s"]) for m in res["mean"])
+    text = _render(format_tables({"regmix": res}))
+    assert "predict s" in text and "fit s" in text
+    for model in REGMIX_MODELS:
+        assert model in text
+    assert text.count("mean") >= len(REGMIX_MODELS)
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks" / "mfms-sim"
+                         / "weights.json").exists(), reason="../shared/benchmarks/mfms-sim absent")
+def test_mfms_bench_gives_every_model_a_row():
+    from engine.bench.predict import MFMS_MODELS, format_tables
+
+    sim = Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks" / "mfms-sim" / "weights.json"
+    res = mfms_bench(sim, splits=("E1",), runs_per_size=12, n_test=20, checkpoint_every=1950, log=lambda *_: None)
+    by = {r["model"]: r for r in res["summary"]}
+    assert set(by) == set(MFMS_MODELS) >= {"autoscale", "natural"}
+    for model, r in by.items():
+        assert np.isfinite(r["predict_s"]) and np.isfinite(r["fit_s"]) and np.isfinite(r["regret_1B"]), (model, r)
+    assert np.isfinite(by["autoscale"]["rmse"])  # it got per-domain token counts (tokens_per_step)
+    text = _render(format_tables({"mfms": res}))
+    assert "predict s" in text and all(m in text for m in MFMS_MODELS)

@@ -7,17 +7,22 @@ Three benchmarks (each skips cleanly, returning ``None``, where its data is abse
   the same 256 mixtures trained at 60M and the 64 mixtures at ~1B (25B tokens). Predictions
   for the 60M / 1B mixtures are made at the training scale (1M, 1B tokens): the task is to rank
   mixtures, as in the paper. One row per (model, target domain), plus the mean over domains;
-  the paper's linear regression is the reference row (``linear``).
+  the paper's linear regression is the reference row (``linear``). Every registry model gets
+  a row (``REGMIX_MODELS``); one that cannot fit gets a row with its error.
 - ``mfms_bench``: the MFMS-BO simulator (``../shared/benchmarks/mfms-sim``). Splits E1..E5:
   runs (random Dirichlet mixtures, every 100-step checkpoint up to 19,500 steps) at the sizes
   <= X, predictions for fresh mixtures at every size > X at 19,500 steps: RMSE and Spearman,
   and the regret at 1B / 19,500 of each model's optimum (simulator value at the model's
-  optimum minus the best of 20,000 random mixtures).
-- ``scaling_bench``: MFMS-GP fit + predict time on ~100k checkpoint rows, and accuracy / time
-  against the exact GP at sizes where the exact GP still runs.
+  optimum minus the best of 20,000 random mixtures). Every model of ``MFMS_MODELS`` gets a
+  row; AutoScale gets per-domain token counts from the simulator's study config
+  (``tokens_per_step`` = 1,048,576, as :mod:`engine.runners.mfms_sim` sets it).
+- ``scaling_bench``: MFMS-GP fit + predict time on ~100k checkpoint rows (mean and std, and
+  the mean alone), and accuracy / time against the exact GP at sizes where the exact GP still
+  runs.
 
 Run: ``python -m engine.bench.predict [regmix|mfms|scaling|all] [--quick]``; the results are
-dicts of plain lists (``rows``) so the CLI can print or dump them as JSON.
+dicts of plain lists (``rows``) so the CLI can dump them as JSON; :func:`format_tables` turns
+them into rich tables (per model and split, with fit and predict seconds).
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ import numpy as np
 import pandas as pd
 
 REGMIX_SCALES = {"1m": (1_000_000, 1e9), "60m": (60_000_000, 1e9), "1B": (1_000_000_000, 25e9)}
+#: every loss model of the registry plus the paper's linear reference
+REGMIX_MODELS = ("linear", "mixing-law", "regmix", "mfms-gp", "autoscale", "uniform", "natural")
+MFMS_MODELS = ("mfms-gp", "autoscale", "mixing-law", "regmix", "uniform", "natural")
+#: the MFMS simulator's tokens per step (engine.runners.mfms_sim's study config)
+MFMS_TOKENS_PER_STEP = 1_048_576
 
 
 def find_benchmarks(path: str | Path | None = None) -> Path | None:
@@ -123,7 +133,30 @@ def _make(name: str, **kw):
     return get_model(name, **kw)
 
 
-def regmix_bench(folder: str | Path | None = None, *, models=("linear", "mixing-law", "regmix", "mfms-gp"),
+def _fit(model: str, runs: pd.DataFrame, objective: str, **fit_kw):
+    """(fitted model, fit seconds, None) or (None, seconds, error text): a model that cannot fit
+    still gets its row in the benchmark, saying why."""
+    t0 = time.perf_counter()
+    try:
+        m = _make(model).fit(runs, objective, **fit_kw)
+    except Exception as exc:  # noqa: BLE001 - reported in the model's row
+        return None, time.perf_counter() - t0, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return m, time.perf_counter() - t0, None
+
+
+def _note(m) -> str:
+    """What a row should say about a fitted model (a natural mixture without domain sizes, a
+    GP whose hyperparameter fit failed, AutoScale's design notes)."""
+    parts = []
+    if getattr(m, "fit_ok_", True) is False:
+        parts.append(m.fit_message_)
+    if getattr(m, "note_", None) and "not given" in m.note_:
+        parts.append(m.note_)
+    parts += list(getattr(m, "notes_", []) or [])
+    return "; ".join(parts)
+
+
+def regmix_bench(folder: str | Path | None = None, *, models=REGMIX_MODELS,
                  targets: list[str] | None = None, log=print) -> dict | None:
     """The RegMix evaluation (module docstring). ``targets``: domains (default: all 13)."""
     root = find_benchmarks(folder) if folder is None or not (Path(folder) / "train_mixture_1m.csv").exists() else None
@@ -140,29 +173,35 @@ def regmix_bench(folder: str | Path | None = None, *, models=("linear", "mixing-
     for model in models:
         for dom in targets:
             obj = f"loss_{dom}"
-            t0 = time.perf_counter()
-            m = _make(model).fit(train, obj)
-            fit_s = time.perf_counter() - t0
-            rec = {"model": model, "target": dom, "fit_s": fit_s}
-            pred_s = 0.0
-            for key in ("1m", "60m", "1B"):
-                test = data[f"test_{key}"]
-                q = test.assign(model_params=REGMIX_SCALES["1m"][0], tokens=REGMIX_SCALES["1m"][1])
-                t0 = time.perf_counter()
-                mu, _ = m.predict(q)
-                pred_s += time.perf_counter() - t0
-                y = test[obj].to_numpy(float)
-                if key == "1m":
-                    rec["r2_1m"] = _r2(y, mu)
-                rec[f"spearman_{key}"] = _spearman(y, mu)
-            rec["predict_s"] = pred_s
+            m, fit_s, err = _fit(model, train, obj)
+            rec = {"model": model, "target": dom, "fit_s": fit_s, "r2_1m": float("nan"),
+                   "spearman_1m": float("nan"), "spearman_60m": float("nan"), "spearman_1B": float("nan"),
+                   "predict_s": float("nan"), "note": err or _note(m)}
+            if m is not None:
+                pred_s = 0.0
+                for key in ("1m", "60m", "1B"):
+                    test = data[f"test_{key}"]
+                    q = test.assign(model_params=REGMIX_SCALES["1m"][0], tokens=REGMIX_SCALES["1m"][1])
+                    t0 = time.perf_counter()
+                    mu, _ = m.predict(q)
+                    pred_s += time.perf_counter() - t0
+                    y = test[obj].to_numpy(float)
+                    if key == "1m":
+                        rec["r2_1m"] = _r2(y, mu)
+                    rec[f"spearman_{key}"] = _spearman(y, mu)
+                rec["predict_s"] = pred_s
             rows.append(rec)
             log(f"regmix {model:11s} {dom:18s} R2 {rec['r2_1m']:.3f}  rho 1M {rec['spearman_1m']:.3f} "
-                f"60M {rec['spearman_60m']:.3f} 1B {rec['spearman_1B']:.3f}  fit {fit_s:.2f}s")
+                f"60M {rec['spearman_60m']:.3f} 1B {rec['spearman_1B']:.3f}  fit {fit_s:.2f}s "
+                f"predict {rec['predict_s']:.3f}s" + (f"  ({rec['note']})" if rec["note"] else ""))
     df = pd.DataFrame(rows)
     mean = df.groupby("model", sort=False)[["r2_1m", "spearman_1m", "spearman_60m", "spearman_1B",
                                            "fit_s", "predict_s"]].mean().reset_index()
     mean.insert(1, "target", "mean")
+    for rec in mean.to_dict("records"):
+        log(f"regmix {rec['model']:11s} {'mean':18s} R2 {rec['r2_1m']:.3f}  rho 1M {rec['spearman_1m']:.3f} "
+            f"60M {rec['spearman_60m']:.3f} 1B {rec['spearman_1B']:.3f}  fit {rec['fit_s']:.2f}s "
+            f"predict {rec['predict_s']:.3f}s (per domain)")
     return {"rows": rows, "mean": mean.to_dict("records"), "n_train": len(train),
             "n_test": {k: len(v) for k, v in data.items() if k != "train"}}
 
@@ -174,7 +213,7 @@ SPLITS = {"E1": 20, "E2": 60, "E3": 150, "E4": 300, "E5": 500}
 
 
 def mfms_bench(path: str | Path | None = None, *, objective: str = "loss_stackexchange",
-               models=("mfms-gp", "mixing-law", "regmix", "uniform"), splits=("E1", "E2", "E3", "E4", "E5"),
+               models=MFMS_MODELS, splits=("E1", "E2", "E3", "E4", "E5"),
                runs_per_size: int = 20, n_test: int = 200, checkpoint_every: int = 100, seed: int = 0,
                log=print) -> dict | None:
     """Train on sizes <= X, predict every size > X at 19,500 steps (module docstring)."""
@@ -200,36 +239,47 @@ def mfms_bench(path: str | Path | None = None, *, objective: str = "loss_stackex
         sz = np.repeat(sizes, runs_per_size)
         train = sim.run_table(W, sz, MAX_STEPS, checkpoint_every=checkpoint_every, run_prefix=split)
         for model in models:
-            t0 = time.perf_counter()
-            m = _make(model).fit(train, objective)
-            fit_s = time.perf_counter() - t0
+            m, fit_s, err = _fit(model, train, objective, tokens_per_step=MFMS_TOKENS_PER_STEP)
+            base = {"split": split, "train_sizes": f"<={X}M", "model": model, "n_train_rows": len(train),
+                    "fit_s": fit_s, "note": err or _note(m)}
+            mine = []
             for s in [s for s in SIZES_M if s > X]:
-                q = pd.DataFrame(W_test, columns=[f"w_{d}" for d in DOMAINS])
-                q["model_params"], q["steps"] = int(s * 1e6), MAX_STEPS
+                rec = {**base, "test_size": f"{s}M", "rmse": float("nan"), "spearman": float("nan"),
+                       "predict_s": float("nan"), "regret_1B": float("nan"), "optimum_s": float("nan")}
+                if m is not None:
+                    q = pd.DataFrame(W_test, columns=[f"w_{d}" for d in DOMAINS])
+                    q["model_params"], q["steps"] = int(s * 1e6), MAX_STEPS
+                    t0 = time.perf_counter()
+                    mu, sd = m.predict(q)
+                    rec["predict_s"] = time.perf_counter() - t0
+                    y = sim.evaluate(W_test, s, MAX_STEPS)[:, j]
+                    rec["rmse"], rec["spearman"] = float(np.sqrt(np.mean((mu - y) ** 2))), _spearman(y, mu)
+                mine.append(rec)
+            if m is not None:
                 t0 = time.perf_counter()
-                mu, sd = m.predict(q)
-                pred_s = time.perf_counter() - t0
-                y = sim.evaluate(W_test, s, MAX_STEPS)[:, j]
-                rows.append({"split": split, "train_sizes": f"<={X}M", "model": model, "test_size": f"{s}M",
-                             "rmse": float(np.sqrt(np.mean((mu - y) ** 2))), "spearman": _spearman(y, mu),
-                             "n_train_rows": len(train), "fit_s": fit_s, "predict_s": pred_s})
-            t0 = time.perf_counter()
-            opt = m.optimum(1_000_000_000, steps=MAX_STEPS)
-            opt_s = time.perf_counter() - t0
-            w = np.array([opt.weights[d] for d in DOMAINS])
-            regret = float(sign * sim.evaluate(w, 1000, MAX_STEPS)[0, j] - best_1b)
-            for r in rows:
-                if r["split"] == split and r["model"] == model:
-                    r["regret_1B"] = regret
-                    r["optimum_s"] = opt_s
-            last = [r for r in rows if r["split"] == split and r["model"] == model]
-            log(f"mfms {split} {model:11s} rmse " + " ".join(f"{r['test_size']}:{r['rmse']:.3f}" for r in last)
-                + f"  rho 1B {last[-1]['spearman']:.3f}  regret@1B {regret:.4f}  fit {fit_s:.1f}s")
+                try:
+                    opt = m.optimum(1_000_000_000, steps=MAX_STEPS)
+                    w = np.array([opt.weights[d] for d in DOMAINS])
+                    regret = float(sign * sim.evaluate(w, 1000, MAX_STEPS)[0, j] - best_1b)
+                except Exception as exc:  # noqa: BLE001 - reported in the row
+                    regret = float("nan")
+                    base["note"] = (base["note"] + "; " if base["note"] else "") + \
+                        f"optimum: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+                opt_s = time.perf_counter() - t0
+                for r in mine:
+                    r.update(regret_1B=regret, optimum_s=opt_s, note=base["note"])
+            rows += mine
+            pred_total = float(np.nansum([r["predict_s"] for r in mine]))
+            log(f"mfms {split} {model:11s} rmse " + " ".join(f"{r['test_size']}:{r['rmse']:.3f}" for r in mine)
+                + f"  rho 1B {mine[-1]['spearman']:.3f}  regret@1B {mine[-1]['regret_1B']:.4f}  fit {fit_s:.1f}s"
+                + f"  predict {pred_total:.2f}s ({len(mine)} x {n_test} rows)"
+                + (f"  ({base['note']})" if base["note"] else ""))
     df = pd.DataFrame(rows)
     summary = df.groupby(["split", "model"], sort=False).agg(
         rmse=("rmse", "mean"), spearman=("spearman", "mean"), spearman_1B=("spearman", "last"),
         regret_1B=("regret_1B", "first"), fit_s=("fit_s", "first"), predict_s=("predict_s", "sum"),
-        n_train_rows=("n_train_rows", "first")).reset_index()
+        optimum_s=("optimum_s", "first"), n_train_rows=("n_train_rows", "first"),
+        note=("note", "first")).reset_index()
     return {"objective": objective, "rows": rows, "summary": summary.to_dict("records")}
 
 
@@ -268,12 +318,18 @@ def scaling_bench(path: str | Path | None = None, *, rows: int = 100_000, object
     t0 = time.perf_counter()
     mu_all, _ = gp.predict(big)
     pred_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gp.predict_mean(big)
+    pred_mean_s = time.perf_counter() - t0
     mu, _ = gp.predict(q)
     out["big"] = {"rows": len(big), "runs": n_runs, "gp_points": gp.n_train_, "fit_s": fit_s,
-                  "predict_all_rows_s": pred_s, "train_rmse": float(np.sqrt(np.mean((mu_all - big[objective]) ** 2))),
-                  "test_rmse": float(np.sqrt(np.mean((mu - y_test) ** 2))), "test_spearman": _spearman(y_test, mu)}
+                  "predict_all_rows_s": pred_s, "predict_mean_all_rows_s": pred_mean_s,
+                  "train_rmse": float(np.sqrt(np.mean((mu_all - big[objective]) ** 2))),
+                  "test_rmse": float(np.sqrt(np.mean((mu - y_test) ** 2))), "test_spearman": _spearman(y_test, mu),
+                  "fit_ok": bool(gp.fit_ok_)}
     log(f"scaling: {len(big):,} rows ({n_runs} runs) -> {gp.n_train_} GP points: fit {fit_s:.1f}s, "
-        f"predict {len(big):,} rows {pred_s:.1f}s, held-out RMSE {out['big']['test_rmse']:.4f}")
+        f"predict {len(big):,} rows {pred_s:.1f}s (mean only {pred_mean_s:.1f}s), "
+        f"held-out RMSE {out['big']['test_rmse']:.4f}")
     # warm refit after adding 4 runs
     W4 = rng.dirichlet(np.ones(5), 4)
     more = pd.concat([big, sim.run_table(W4, 1000, 2000, run_prefix="new")], ignore_index=True)
@@ -319,6 +375,65 @@ def run_predict_bench(which: str = "all", *, quick: bool = False, log=print) -> 
     return res
 
 
+def _f(x, fmt: str) -> str:
+    return "" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, fmt)
+
+
+def format_tables(res: dict) -> list:
+    """Rich tables of :func:`run_predict_bench`'s result: RegMix per (model, domain) with the
+    per-domain means, MFMS per (split, model), and the scaling benchmark; each with fit and
+    predict seconds."""
+    from rich.table import Table
+
+    out = []
+    reg = res.get("regmix")
+    if reg:
+        t = Table("model", "target", "R2 1M", "rho 1M", "rho 60M", "rho 1B", "fit s", "predict s", "note",
+                  title=f"RegMix: fit on {reg['n_train']} 1M runs, rank held-out mixtures at 1M / 60M / 1B")
+        means = {r["model"]: r for r in reg["mean"]}
+        by_model: dict[str, list] = {}
+        for r in reg["rows"]:
+            by_model.setdefault(r["model"], []).append(r)
+        for model, rs in by_model.items():
+            for r in rs + ([{**means[model], "note": ""}] if len(rs) > 1 else []):
+                t.add_row(model, r["target"], _f(r["r2_1m"], ".3f"), _f(r["spearman_1m"], ".3f"),
+                          _f(r["spearman_60m"], ".3f"), _f(r["spearman_1B"], ".3f"), _f(r["fit_s"], ".2f"),
+                          _f(r["predict_s"], ".3f"), r.get("note") or "")
+            t.rows[-1].end_section = True
+        out.append(t)
+    mf = res.get("mfms")
+    if mf:
+        t = Table("split", "model", "RMSE", "rho", "rho 1B", "regret@1B", "fit s", "predict s", "optimum s",
+                  "train rows", "note", title=f"MFMS simulator ({mf['objective']}): train on sizes <= X, "
+                                              "predict every larger size at 19,500 steps")
+        last = None
+        for r in mf["summary"]:
+            if last is not None and r["split"] != last:
+                t.rows[-1].end_section = True
+            last = r["split"]
+            t.add_row(r["split"], r["model"], _f(r["rmse"], ".4f"), _f(r["spearman"], ".3f"),
+                      _f(r["spearman_1B"], ".3f"), _f(r["regret_1B"], ".4f"), _f(r["fit_s"], ".1f"),
+                      _f(r["predict_s"], ".2f"), _f(r["optimum_s"], ".1f"), f"{r['n_train_rows']:,}",
+                      r.get("note") or "")
+        out.append(t)
+    sc = res.get("scaling")
+    if sc:
+        b = sc["big"]
+        t = Table("rows", "runs", "GP points", "fit s", "predict s (mean+std)", "predict s (mean only)",
+                  "warm refit s", "held-out RMSE", "rho", title=f"MFMS-GP at scale ({sc['objective']})")
+        t.add_row(f"{b['rows']:,}", f"{b['runs']:,}", f"{b['gp_points']:,}", _f(b["fit_s"], ".1f"),
+                  _f(b["predict_all_rows_s"], ".1f"), _f(b.get("predict_mean_all_rows_s"), ".1f"),
+                  _f(b.get("warm_refit_s"), ".1f"), _f(b["test_rmse"], ".4f"), _f(b["test_spearman"], ".3f"))
+        out.append(t)
+        t = Table("runs", "rows", "model", "GP points", "fit s", "held-out RMSE", "rho",
+                  title="MFMS-GP (binned) against the exact GP")
+        for r in sc["vs_exact"]:
+            t.add_row(str(r["runs"]), f"{r['rows']:,}", r["model"], f"{r['gp_points']:,}", _f(r["fit_s"], ".1f"),
+                      _f(r["test_rmse"], ".4f"), _f(r["test_spearman"], ".3f"))
+        out.append(t)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("which", nargs="?", default="all", choices=["regmix", "mfms", "scaling", "all"])
@@ -326,6 +441,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", dest="json_out", default=None, help="also write the results here")
     a = ap.parse_args(argv)
     res = run_predict_bench(a.which, quick=a.quick)
+    from rich.console import Console
+
+    for t in format_tables(res):
+        Console().print(t)
     if a.json_out:
         Path(a.json_out).write_text(json.dumps(res, indent=2, default=float))
 

@@ -77,7 +77,8 @@ def predict(
     as_json: JsonFlag = False,
 ) -> None:
     """Loss models on real data: RegMix tables (R2/Spearman, 1M -> 60M/1B), MFMS simulator
-    splits (train on sizes <= X, test above), and the 100k-row fit against the exact GP.
+    splits (train on sizes <= X, test above), and the 100k-row fit against the exact GP. Every
+    model gets a row (one that cannot fit says why); tables show fit and predict seconds.
     Reads ../shared/benchmarks (or $MIXPLAN_BENCHMARKS); skips what is absent."""
     import json
     from pathlib import Path
@@ -91,6 +92,11 @@ def predict(
         Path(out).write_text(json.dumps(result, indent=2, default=float))
     if as_json:
         print_json(result)
+        return
+    from engine.bench.predict import format_tables
+
+    for table in format_tables(result):
+        console.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -14,8 +14,10 @@ token counts add equations). Runs are grouped into budgets automatically: a *bas
 from which other runs differ in exactly one domain's token count, for at least two domains;
 its group is itself plus those runs, and its budget is its total tokens. Tables without such
 structure fall back to clusters of runs of similar total tokens (or the ``budgets`` given),
-each fitted by joint least squares when it has at least 2K + 1 runs. Only each run's final
-checkpoint is used (the budget is the tokens a run was trained for).
+each fitted by joint least squares when it has at least 2K + 1 runs. A design where a domain
+has only one of its perturbations is fitted by joint least squares too (with a warning: along
+that domain the law is one equation short); one where a domain has none is an error. Only each
+run's final checkpoint is used (the budget is the tokens a run was trained for).
 
 The allocation: ``min sum_i (x_i + N0_i)^-gamma_i  s.t.  sum_i x_i = total, x_i >= lower``,
 solved exactly by KKT: ``x_i(lam) = max(lower, (gamma_i / lam)^(1/(gamma_i+1)) - N0_i)`` with
@@ -27,10 +29,13 @@ Stage 2: with DDO optima ``N(1) < N(2)`` (tokens) at the two largest fitted budg
 the mixture at the target (s = 2 is the paper's ``N(3) = N(2) N(1)^-1 N(2)``). With one budget
 the DDO optimum of that law at the target budget is used instead.
 
-``predict`` evaluates the law of the nearest fitted budget (in log tokens) at the nearest
-fitted model size. ``optimum`` returns the extrapolated mixture; its ``pred_mean`` is that
-nearest law at the mixture. Uncertainty: ``n_bootstrap`` refits, over runs resampled with
-replacement where a budget has more runs than parameters, else with Gaussian noise of
+``predict`` evaluates, at the nearest fitted model size, the law whose own design holds the
+query's token vector, else the law of the budget nearest the query's total tokens (log
+distance). ``optimum`` returns the extrapolated mixture; its ``pred_mean`` is that law at the
+mixture. A ``metric_*`` objective (higher is better) is fitted negated, so the law still falls
+with tokens; predictions are in the metric's own units and ``optimum`` maximises it (asking the
+opposite direction of either kind of objective is an error). Uncertainty: ``n_bootstrap``
+refits, over runs resampled with replacement where a budget has more runs than parameters, else with Gaussian noise of
 ``noise_std`` added to the losses (the DDO design alone is exactly determined and says nothing
 about its own noise). ``pred_std`` and ``weights_std_`` are the bootstrap spreads.
 """
@@ -44,6 +49,7 @@ from scipy.optimize import least_squares
 
 from engine.errors import ValidationError
 from engine.models.base import LossModel, Prepared, project_simplex
+from engine.runtable.schema import METRIC_PREFIX
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,11 +76,25 @@ def ddo_optimum(N0, gamma, total: float, lower: float | np.ndarray = 0.0,
         raise ValidationError(f"no allocation fits: lower bounds sum to {lo.sum():g}, upper to {hi.sum():g}, "
                               f"total {total:g}.", fix="loosen the bounds.")
 
-    def x_of(loglam):
-        x = np.power(gamma / np.exp(loglam), 1.0 / (gamma + 1.0)) - N0
+    def x_of(loglam: float) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            x = np.exp((np.log(gamma) - loglam) / (gamma + 1.0)) - N0
         return np.clip(x, lo, hi)
 
-    a, b = -60.0, 60.0  # log lam: small lam -> large x
+    # log lam: small lam -> large x. The multiplier spans exp(+-100s) for large gamma and
+    # totals (gamma 19, 300 units per domain: log lam ~ -112), so the bracket starts at
+    # [-60, 60] and is widened until it encloses the total.
+    a, b = -60.0, 60.0
+    while x_of(a).sum() <= total:
+        if a < -1e7:
+            raise ValidationError(f"the DDO allocation cannot reach a total of {total:g} units "
+                                  f"(gamma {gamma}, N0 {N0}).", fix="check the fitted law's constants.")
+        a -= max(60.0, abs(a))
+    while x_of(b).sum() > total:
+        if b > 1e7:
+            raise ValidationError(f"the DDO allocation cannot come down to a total of {total:g} units "
+                                  f"(lower bounds sum to {lo.sum():g}).", fix="loosen the lower bounds.")
+        b += max(60.0, abs(b))
     for _ in range(200):
         mid = 0.5 * (a + b)
         if x_of(mid).sum() > total:
@@ -84,50 +104,63 @@ def ddo_optimum(N0, gamma, total: float, lower: float | np.ndarray = 0.0,
     x = x_of(0.5 * (a + b))
     # distribute the (tiny) bisection residue over the free coordinates
     free = (x > lo + 1e-12) & (x < hi - 1e-12)
+    resid = total - x.sum()
+    if abs(resid) > 1e-8 * max(1.0, abs(total)) or (resid != 0 and not free.any()):
+        raise ValidationError(f"the DDO allocation did not converge: its total is {x.sum():.10g}, "
+                              f"not {total:g}.", fix="check the fitted law's constants and the bounds.")
     if free.any():
-        x[free] += (total - x.sum()) / free.sum()
+        x[free] += resid / free.sum()
     return x
 
 
 def extrapolate(N1: np.ndarray, N2: np.ndarray, target: float) -> tuple[np.ndarray, float]:
     """Stage 2: ``N_i(s) = N1_i (N2_i / N1_i)^s`` with ``sum_i N_i(s) = target``; returns (N(s), s).
 
-    ``sum_i N_i(s)`` is convex in s; the root nearest the fitted interval [0, 1] is taken.
+    ``g(s) = log sum_i N_i(s) - log target`` is convex in s, so it can have two roots; the one
+    that continues the path from the fitted budgets in the target's direction is taken:
+    a target above ``sum N2`` (the usual case) takes the smallest root s > 1, one below
+    ``sum N1`` the largest root s < 0, one in between the root in [0, 1]. (Taking the root
+    nearest [0, 1] instead can walk the path backwards: N1 = [.5, .5], N2 = [1.5, .05] and a
+    target of 10 gave s = -1.3, mixture [0.01, 0.99], where s > 1 gives about [1, 0].)
     """
+    from scipy.optimize import brentq, minimize_scalar
+    from scipy.special import logsumexp
+
     N1, N2 = np.asarray(N1, float), np.asarray(N2, float)
     if (N1 <= 0).any() or (N2 <= 0).any():
         raise ValidationError("extrapolation needs positive token counts at both budgets.")
+    if not target > 0:
+        raise ValidationError(f"the target budget must be positive, got {target:g} tokens.")
     lr = np.log(N2 / N1)
+    l1, lt = np.log(N1), np.log(target)
 
-    from scipy.special import logsumexp
+    def g(s: float) -> float:
+        return float(logsumexp(l1 + s * lr)) - lt
 
-    def g(s):
-        return float(logsumexp(np.log(N1) + s * lr)) - np.log(target)
-
-    grid = np.concatenate([np.linspace(0, 1, 101), 1 + np.geomspace(1e-3, 1e4, 400),
-                           -np.geomspace(1e-3, 1e4, 400)])
-    vals = np.array([g(s) for s in grid])
-    order = np.argsort(grid)
-    grid, vals = grid[order], vals[order]
-    roots = []
-    for i in range(len(grid) - 1):
-        if vals[i] == 0:
-            roots.append(grid[i])
-        elif vals[i] * vals[i + 1] < 0:
-            a, b = grid[i], grid[i + 1]
-            fa = vals[i]
-            for _ in range(200):
-                mid = 0.5 * (a + b)
-                fm = g(mid)
-                if fm * fa <= 0:
-                    b = mid
-                else:
-                    a, fa = mid, fm
-            roots.append(0.5 * (a + b))
-    if not roots:
-        raise ValidationError(f"no s gives a total of {target:g} tokens along the optimum path.",
-                              fix="fit DDO at budgets that bracket or lie below the target.")
-    s = min(roots, key=lambda r: 0.0 if 0 <= r <= 1 else min(abs(r), abs(r - 1)))
+    none = ValidationError(f"no s gives a total of {target:g} tokens along the optimum path "
+                           f"(from {N1.sum():.4g} to {N2.sum():.4g} tokens).",
+                           fix="fit DDO at budgets that bracket or lie below the target.")
+    g0, g1 = g(0.0), g(1.0)
+    if g1 < 0 and g0 < 0:  # above both budgets: the first crossing after s = 1
+        b = 2.0
+        while g(b) < 0:
+            if b > 1e6:
+                raise none
+            b = 1.0 + 2.0 * (b - 1.0)
+        s = brentq(g, 1.0, b, xtol=1e-14, rtol=1e-14, maxiter=500)
+    elif g0 > 0 and g1 > 0:  # below both budgets: the first crossing before s = 0
+        # g is convex: its minimum on s <= 0 decides whether a root exists
+        a = -1.0
+        while g(a) >= 0 and g(a) < g(a / 2.0) and a > -1e6:
+            a *= 2.0
+        if g(a) >= 0:
+            lo_s = minimize_scalar(g, bounds=(a, 0.0), method="bounded", options={"xatol": 1e-12}).x
+            if g(lo_s) >= 0:
+                raise none
+            a = lo_s
+        s = brentq(g, a, 0.0, xtol=1e-14, rtol=1e-14, maxiter=500)
+    else:  # between the budgets (g0 <= 0 <= g1, or the path shrinks: g0 >= 0 >= g1)
+        s = 0.0 if g0 == 0 else 1.0 if g1 == 0 else brentq(g, 0.0, 1.0, xtol=1e-14, rtol=1e-14, maxiter=500)
     return N1 * np.exp(s * lr), float(s)
 
 
@@ -145,6 +178,14 @@ def fit_law(X: np.ndarray, L: np.ndarray, *, init: tuple[np.ndarray, np.ndarray]
         N0, g, c = unpack(p)
         return ddo_loss(X, N0, g, c) - L
 
+    def jac(p):
+        # analytic: finite differences cost 2K + 2 evaluations per step (K = 17 RegMix domains:
+        # a 512-run fit took ~4 minutes with its bootstrap)
+        N0, g, _ = unpack(p)
+        B = X + N0
+        T = np.power(B, -g)
+        return np.column_stack([-g * T / B * N0, -T * np.log(B) * g, np.ones(len(X))])
+
     starts = []
     if init is not None:
         N0i, gi = init
@@ -161,7 +202,7 @@ def fit_law(X: np.ndarray, L: np.ndarray, *, init: tuple[np.ndarray, np.ndarray]
     for p0 in starts:
         p0 = np.clip(p0, lo + 1e-9, hi - 1e-9)
         try:
-            r = least_squares(res, p0, bounds=(lo, hi), method="trf", max_nfev=3000, x_scale="jac")
+            r = least_squares(res, p0, jac=jac, bounds=(lo, hi), method="trf", max_nfev=3000, x_scale="jac")
         except (ValueError, FloatingPointError):
             continue
         if best is None or r.cost < best.cost:
@@ -212,6 +253,7 @@ class BudgetLaw:
     n_runs: int
     design: str  # "perturbation" or "least-squares"
     boot: list[tuple[np.ndarray, np.ndarray, float]]  # bootstrap (N0, gamma, c)
+    runs_T: np.ndarray | None = None  # (n_runs, K) per-domain tokens of the runs it was fitted on
 
     def loss(self, T: np.ndarray, which: int | None = None) -> np.ndarray:
         """Loss at per-domain token counts T (n, K); ``which`` picks a bootstrap law."""
@@ -257,13 +299,17 @@ class AutoScale(LossModel):
             raise ValidationError("AutoScale needs each checkpoint's token count.",
                                   fix="add a 'tokens' column, or 'steps' plus tokens_per_step when fitting.")
         K = len(prep.domains)
+        # the law is a loss (decreasing in every domain's tokens): a metric (higher is better)
+        # is fitted negated, and predictions are negated back
+        self.sign_ = -1.0 if prep.objective.startswith(METRIC_PREFIX) else 1.0
         fin = prep.final_rows()
         self.laws_: list[BudgetLaw] = []
+        self.notes_: list[str] = []
         rng = np.random.default_rng(self.seed)
         for mp in np.unique(prep.m[fin]):
             rows = fin[prep.m[fin] == mp]
             T = prep.W[rows] * prep.tokens[rows][:, None]
-            L = prep.y[rows]
+            L = self.sign_ * prep.y[rows]
             for members, budget, base in self._groups(T):
                 law = self._fit_group(T[members], L[members], budget, base, K, float(mp), rng)
                 if law is not None:
@@ -322,20 +368,38 @@ class AutoScale(LossModel):
             N0 = np.ones(K)
             g = np.ones(K)
             have = np.zeros(K, bool)
+            n_pert = np.zeros(K, int)
             for i in range(K):
                 mask = np.array([j != b and np.allclose(np.delete(X[j], i), np.delete(X[b], i), rtol=1e-3)
                                  and not np.isclose(X[j, i], X[b, i], rtol=1e-3) for j in range(n)])
-                if mask.sum() >= 2:
+                n_pert[i] = len(np.unique(np.round(X[mask, i], 6)))
+                if n_pert[i] >= 2:
                     N0[i], g[i] = fit_domain(X[b, i], L[b], X[mask, i], L[mask])
                     have[i] = True
-            if not have.all():
-                missing = int((~have).sum())
-                if n < 2 * K + 1:
-                    raise ValidationError(
-                        f"the DDO design at {budget:.3g} tokens lacks two perturbations for {missing} domain(s).",
-                        fix="add x0.2 and x3 runs of those domains (the rest unchanged).")
             init = (N0, g)
             design = "perturbation"
+            if not have.all():
+                # A domain without its two perturbations is not pinned by the design: (N0, gamma)
+                # would stay at the starting (1, 1), off its own run. With one perturbation, fit
+                # every domain jointly by least squares (the curve then passes through that run;
+                # along that domain the law is one equation short, so it stays near (1, 1), which
+                # is said in a warning); with none, nothing says how that domain's tokens matter.
+                names = [self.domains_[i] for i in np.flatnonzero(~have)]
+                none = [self.domains_[i] for i in np.flatnonzero(n_pert == 0)]
+                if none:
+                    raise ValidationError(
+                        f"the DDO design at {budget:.3g} tokens (model size {mp:.3g}) has no perturbation of "
+                        f"{', '.join(none)}: the law cannot say how those domains' tokens move the loss.",
+                        fix=f"add x0.2 and x3 runs of {', '.join(none)} (the other domains' tokens unchanged), "
+                            "e.g. by widening their weight bounds.")
+                import warnings
+
+                note = (f"DDO design at {budget:.3g} tokens: {', '.join(names)} had one perturbation, not two; "
+                        "the law is a least-squares fit that passes through it but is one equation short "
+                        "along those domains.")
+                warnings.warn(note, stacklevel=2)
+                self.notes_.append(note)
+                design = "least-squares"
         elif n < 2 * K + 1:
             return None
         if design == "perturbation" and n == 2 * K + 1:
@@ -368,16 +432,35 @@ class AutoScale(LossModel):
                 boot.append((Nb, gb, cb))
             except ValidationError:
                 continue
-        return BudgetLaw(mp, budget, unit, N0f, gf, c, rmse, n, design, boot)
+        return BudgetLaw(mp, budget, unit, N0f, gf, c, rmse, n, design, boot, T.copy())
 
     # ---- prediction ----------------------------------------------------------------------
-    def _law_for(self, m: float, tokens: float) -> BudgetLaw:
-        """The law at the nearest fitted size and budget (log distance); ``tokens`` is the
-        query's budget estimate (see :meth:`_budget_of`)."""
+    def _law_index(self, m: np.ndarray, T: np.ndarray) -> np.ndarray:
+        """Index into ``laws_`` of the law that predicts each query row (sizes m, per-domain tokens
+        T): the nearest fitted model size (log distance), then the law whose own design holds
+        that token vector (a DDO perturbation's total differs from its base's budget by up to
+        x(1 + 2/K)), else the budget nearest the row's **total tokens** (log distance): the
+        budget of a run is its total tokens, whatever its mixture."""
         sizes = np.array(sorted({law.model_params for law in self.laws_}))
-        ms = sizes[np.argmin(np.abs(np.log(sizes) - np.log(m)))]
-        cands = [law for law in self.laws_ if law.model_params == ms]
-        return min(cands, key=lambda law: abs(np.log(law.budget) - np.log(tokens)))
+        size_of = sizes[np.argmin(np.abs(np.log(sizes)[None, :] - np.log(m)[:, None]), axis=1)]
+        out = np.full(len(m), -1, dtype=int)
+        lt = np.log(np.maximum(T.sum(axis=1), 1e-300))
+        for ms in sizes:
+            rows = np.flatnonzero(size_of == ms)
+            if not len(rows):
+                continue
+            cands = [i for i, law in enumerate(self.laws_) if law.model_params == ms]
+            lb = np.log([self.laws_[i].budget for i in cands])
+            out[rows] = np.asarray(cands)[np.argmin(np.abs(lt[rows, None] - lb[None, :]), axis=1)]
+            for i in cands:
+                R = self.laws_[i].runs_T
+                if R is None or not len(R):
+                    continue
+                for s in range(0, len(rows), 4096):
+                    rr = rows[s:s + 4096]
+                    own = np.isclose(T[rr, None, :], R[None, :, :], rtol=1e-3, atol=0).all(-1).any(-1)
+                    out[rr[own]] = i
+        return out
 
     def _tokens(self, z: np.ndarray) -> np.ndarray:
         enc = self.encoding_
@@ -385,33 +468,20 @@ class AutoScale(LossModel):
             return z
         return z * float(enc.tokens_per_step)
 
-    @staticmethod
-    def _budget_of(W: np.ndarray, tok: np.ndarray) -> np.ndarray:
-        """Budget a query belongs to: K x its median per-domain tokens for K >= 3 (a one-domain
-        perturbation of a base run keeps the base's budget), its total tokens for K = 2."""
-        K = W.shape[1]
-        if K < 3:
-            return tok
-        return K * np.median(W, axis=1) * tok
-
     def _predict_arrays(self, W, m, z):
         tok = self._tokens(np.asarray(z, float))
+        T = W * tok[:, None]
         mean = np.zeros(len(W))
         std = np.zeros(len(W))
-        keys = [(float(mi), float(ti)) for mi, ti in zip(m, self._budget_of(W, tok))]
-        groups: dict[int, list[int]] = {}
-        laws = {}
-        for i, (mi, ti) in enumerate(keys):
-            law = self._law_for(mi, ti)
-            groups.setdefault(id(law), []).append(i)
-            laws[id(law)] = law
-        for k, idx in groups.items():
-            law = laws[k]
-            idx = np.array(idx)
-            T = W[idx] * tok[idx, None]
-            mean[idx] = law.loss(T)
+        if not len(W):
+            return mean, std
+        which = self._law_index(np.asarray(m, float), T)
+        for k in np.unique(which):
+            law = self.laws_[k]
+            idx = np.flatnonzero(which == k)
+            mean[idx] = self.sign_ * law.loss(T[idx])
             if law.boot:
-                B = np.stack([law.loss(T, j) for j in range(len(law.boot))])
+                B = np.stack([law.loss(T[idx], j) for j in range(len(law.boot))])
                 std[idx] = B.std(axis=0)
         return mean, std
 
@@ -454,9 +524,12 @@ class AutoScale(LossModel):
     def _optimum(self, model_params, *, steps, tokens, bounds, direction):
         from engine.models.base import Optimum, check_bounds
 
-        if self._direction(direction) != "minimize":
-            raise ValidationError("AutoScale minimises a loss; it cannot maximise a metric.",
-                                  fix="use a loss_* or mean_loss objective, or another model.")
+        natural = "maximize" if self.sign_ < 0 else "minimize"
+        if self._direction(direction) != natural:
+            raise ValidationError(
+                f"AutoScale's law is monotone in every domain's tokens: it can only {natural[:-1]}e "
+                f"'{self.objective_}' (asked to {self._direction(direction)[:-1]}e it).",
+                fix=f"use direction '{natural}' (the default), or another model.")
         K = len(self.domains_)
         b = check_bounds(bounds, K)
         z = self.encoding_.z_from(steps=steps, tokens=tokens)

@@ -176,6 +176,9 @@ class Prepared:
     tokens: np.ndarray | None  # (n,) tokens where known (else None)
     objective: str
     tokens_per_step: float | None
+    #: for ``mean_loss``: each loss column's values ({column: (n,)}), so a model can fit the
+    #: domains one by one (the Data Mixing Laws fit a law per domain); None otherwise
+    parts: dict[str, np.ndarray] | None = None
 
     @property
     def n_runs(self) -> int:
@@ -283,6 +286,7 @@ def prepare(runs: pd.DataFrame, objective: str, *, domains: list[str] | None = N
         key = pd.DataFrame(W).round(9).astype(str).agg(",".join, axis=1) + "|" + pd.Series(m).astype(str)
         run_ids = key.to_numpy()
     y = np.full(len(runs), np.nan)
+    parts = None
     if need_y:
         check_objective(runs, objective)
         y = pd.to_numeric(objective_values(runs, objective), errors="coerce").to_numpy(dtype=float)
@@ -293,16 +297,19 @@ def prepare(runs: pd.DataFrame, objective: str, *, domains: list[str] | None = N
                 f"the objective '{objective}' is NaN or missing on {int(bad.sum())} row(s).", row=r,
                 column=None if objective == "mean_loss" else objective,
                 fix="drop those rows (e.g. runs.dropna(subset=[...])) or re-import the run with its losses.")
+        if objective == "mean_loss":
+            parts = {c: pd.to_numeric(runs[c], errors="coerce").to_numpy(dtype=float) for c in loss_columns(runs)}
     return Prepared(doms, W, m, z, y, run_ids, z_kind, tokens, objective,
-                    None if tokens_per_step is None else float(tokens_per_step))
+                    None if tokens_per_step is None else float(tokens_per_step), parts)
 
 
-def check_enough_runs(prep: Prepared, n_params: int, model: str) -> None:
-    """Fewer runs than the model has parameters cannot identify it."""
+def check_enough_runs(prep: Prepared, n_params: int, model: str, why: str | None = None) -> None:
+    """Fewer runs than the model has parameters cannot identify it. ``why`` says where the
+    required number comes from (default: "it has N parameters")."""
     if prep.n_runs < n_params:
         raise ValidationError(
-            f"{model} with {len(prep.domains)} domains has {n_params} parameters but the table holds "
-            f"only {prep.n_runs} run(s).",
+            f"{model} with {len(prep.domains)} domains needs at least {n_params} runs "
+            f"({why or f'it has {n_params} parameters'}); the table holds only {prep.n_runs} run(s).",
             fix=f"add at least {n_params - prep.n_runs} more run(s) with different mixtures, or use a "
                 "simpler model (e.g. 'uniform').")
 
@@ -441,7 +448,8 @@ class LossModel(ABC):
         self.encoding_ = prep.encoding()
         self.n_runs_ = prep.n_runs
         self.n_rows_ = len(prep.y)
-        check_enough_runs(prep, self.n_params(len(prep.domains)), self.name)
+        need = self.n_params_for(prep)
+        check_enough_runs(prep, need, self.name, self.min_runs_why(prep, need))
         self._fit(prep, warm_start=warm_start)
         self.fit_seconds_ = time.perf_counter() - t0
         return self
@@ -454,6 +462,15 @@ class LossModel(ABC):
         with compute_threads(self.num_threads):
             mean, std = self._predict_arrays(W, m, z)
         return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
+
+    def predict_mean(self, query: pd.DataFrame) -> np.ndarray:
+        """The mean alone at each query row; models whose std is the expensive part (the GP:
+        O(n^2) per row against O(n)) skip it, so scoring many rows is cheap."""
+        self._check_fitted()
+        W, m, z = self.query_arrays(query)
+        with compute_threads(self.num_threads):
+            mean = self._predict_mean_arrays(W, m, z)
+        return np.asarray(mean, dtype=float)
 
     def optimum(self, model_params: int, *, steps: int | None = None, tokens: float | None = None,
                 bounds: list[tuple[float, float]] | None = None, direction: str | None = None) -> Optimum:
@@ -477,17 +494,30 @@ class LossModel(ABC):
         """Number of free parameters with K domains (the minimum number of runs to fit)."""
         return 1
 
+    def n_params_for(self, prep: Prepared) -> int:
+        """The minimum number of runs to fit this table (checked before ``_fit``): by default
+        :meth:`n_params`; models whose parameter count depends on the data (scale terms only
+        where sizes / lengths vary) override it."""
+        return self.n_params(len(prep.domains))
+
+    def min_runs_why(self, prep: Prepared, need: int) -> str:
+        """Why :meth:`n_params_for` asks for ``need`` runs (said in the error)."""
+        return f"it has {need} parameters"
+
     @abstractmethod
     def _fit(self, prep: Prepared, *, warm_start: "LossModel | None" = None) -> None: ...
 
     @abstractmethod
     def _predict_arrays(self, W: np.ndarray, m: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def _predict_mean_arrays(self, W: np.ndarray, m: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return self._predict_arrays(W, m, z)[0]
+
     def _optimize(self, m: float, z: float, bounds: np.ndarray, sign: float) -> np.ndarray:
         K = len(self.domains_)
 
         def f(W):
-            return self._predict_arrays(W, np.full(len(W), m), np.full(len(W), z))[0]
+            return self._predict_mean_arrays(W, np.full(len(W), m), np.full(len(W), z))
 
         return optimize_simplex(f, K, bounds, sign=sign, smooth=self.smooth,
                                 extra=getattr(self, "observed_mixtures_", None))

@@ -43,12 +43,17 @@ def domains_of(df: pd.DataFrame) -> list[str]:
 
 
 def objective_values(df: pd.DataFrame, objective: str) -> pd.Series:
-    """The objective per row: a ``loss_*`` / ``metric_*`` column, or ``mean_loss``."""
+    """The objective per row: a ``loss_*`` / ``metric_*`` column, or ``mean_loss``.
+
+    ``mean_loss`` is the mean of **all** loss columns: a row missing any of them gets NaN
+    (skipna=False), not the mean of the ones it has, which would compare rows over different
+    domain sets (a row lacking its hardest domain would look better). Callers drop or reject NaN
+    rows (the models raise naming the row; the strategies and plots leave them out)."""
     if objective == "mean_loss":
         cols = loss_columns(df)
         if not cols:
             raise KeyError("mean_loss needs at least one loss_* column")
-        return df[cols].mean(axis=1)
+        return df[cols].apply(pd.to_numeric, errors="coerce").mean(axis=1, skipna=False)
     return df[objective]
 
 

@@ -146,8 +146,9 @@ class GPView:
     """The parts of a fitted SingleTaskGP that prediction needs (kernel, mean, noise, outcome
     standardisation, training data), with the Cholesky factor cached. :meth:`believe` returns
     the view conditioned on new inputs at its own posterior mean (kriging believer) without
-    building gpytorch fantasy models. Works for a homoscedastic Gaussian likelihood, a
-    stationary kernel and an optional Standardize outcome transform (what ``mfms-gp`` fits)."""
+    building gpytorch fantasy models. Works for a homoscedastic Gaussian likelihood (or
+    mfms-gp's count-scaled one, whose ``train_noise`` gives the per-point noise), a stationary
+    kernel and an optional Standardize outcome transform (what ``mfms-gp`` fits)."""
 
     def __init__(self, gp, X=None, y=None) -> None:
         import torch
@@ -163,8 +164,11 @@ class GPView:
         with torch.no_grad():
             n = self.X.shape[-2]
             K = kernel_matrix(self.covar, self.X, self.X)
-            noise = gp.likelihood.noise.reshape(-1)
-            K = K + torch.diag_embed(noise[:1].expand(n))
+            lik = gp.likelihood
+            if hasattr(lik, "train_noise"):  # mfms-gp: sigma^2 / n_eff on training points, sigma^2 on new ones
+                K = K + torch.diag_embed(lik.train_noise(n))
+            else:
+                K = K + torch.diag_embed(lik.noise.reshape(-1)[:1].expand(n))
             for jitter in (0.0, 1e-8, 1e-6, 1e-4):
                 L, info = torch.linalg.cholesky_ex(K + jitter * torch.eye(n, dtype=K.dtype))
                 if int(info) == 0:
