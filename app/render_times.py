@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     from streamlit.testing.v1 import AppTest
 
-    from app.synthetic import create_study
+    from engine.simulators.synthetic import create_study
     from engine.store import Store
 
     doms = ("web", "code", "books", "wiki", "arxiv", "news", "math", "forums")[: args.domains]

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app.synthetic import create_study  # noqa: E402
+from engine.simulators.synthetic import create_study  # noqa: E402
 from engine.store import Store  # noqa: E402
 
 MAIN = "../app/main.py"
@@ -281,7 +281,7 @@ def test_slow_fit_draws_the_page_and_finishes_in_the_background(env_db, monkeypa
 
 
 def test_import_run_table_upload(env_db):
-    from app.synthetic import runs_table
+    from engine.simulators.synthetic import runs_table
 
     csv = runs_table(5, ("web", "code", "books"), checkpoints=3).to_csv(index=False).encode()
     at = page()

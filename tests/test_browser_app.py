@@ -52,7 +52,7 @@ def server(tmp_path_factory):
         pytest.skip("no chromium binary (install Debian's chromium or set MIXPLAN_CHROMIUM)")
     import shutil
 
-    from app.synthetic import create_study
+    from engine.simulators.synthetic import create_study
     from engine.store import Store
 
     db = tmp_path_factory.mktemp("browser") / "browser.duckdb"

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from app.synthetic import runs_table
+from engine.simulators.synthetic import runs_table
 from engine.models.base import Optimum
 from engine.plots import (
     ScalePoint,
