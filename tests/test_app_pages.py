@@ -405,3 +405,19 @@ def test_propose_with_a_strategy_stores_trials(env_db):
     assert any("random proposed 2 trial(s)" in s.value for s in at.success)
     for t in new:  # each one is on the page with its own buttons
         assert at.button(key=f"approve_{t.trial_id}") is not None
+
+
+def test_config_update_reaches_the_pages(env_db):
+    """Store.update_config bumps data_version, so the app's per-version config cache sees it."""
+    import dataclasses
+
+    store = Store(env_db)
+    at = page()
+    ok(at)
+    cfg = store.get_config("demo")
+    v = store.data_version("demo")
+    store.update_config(dataclasses.replace(cfg, description="edited description"))
+    assert store.data_version("demo") > v
+    at = page()
+    ok(at)
+    assert any(c.value == "edited description" for c in at.caption)
