@@ -3,6 +3,7 @@
 from engine.simulators.synthetic import (  # noqa: F401
     DEFAULT_DOMAINS,
     SIZES,
+    TOKENS_PER_STEP,
     config_dict,
     create_study,
     losses,

@@ -17,16 +17,26 @@ DEFAULT_DOMAINS = ("web", "code", "books")
 SIZES = (20_000_000, 60_000_000, 150_000_000, 400_000_000, 1_000_000_000)
 
 
-def config_dict(name: str = "synthetic", domains=DEFAULT_DOMAINS, *, checkpoints: int = 20) -> dict:
+TOKENS_PER_STEP = 262144
+
+
+def config_dict(name: str = "synthetic", domains=DEFAULT_DOMAINS, *, checkpoints: int = 20,
+                length: str = "both") -> dict:
+    """The study config (as a dict). ``length="tokens"``: a study of token counts only (as from
+    RegMix's tables): no tokens_per_step, no [[scales]] (they list steps), the target in tokens."""
     steps = [int(x) for x in np.unique(np.round(np.geomspace(500, 20000, checkpoints), -1))]
-    return {
-        "name": name, "domains": list(domains), "objective": "mean_loss", "tokens_per_step": 262144,
+    cfg = {
+        "name": name, "domains": list(domains), "objective": "mean_loss", "tokens_per_step": TOKENS_PER_STEP,
         "scales": [{"model_params": s, "steps": [steps[len(steps) // 2], steps[-1]],
                     "cost_per_step": round(s / 1e9, 6)} for s in SIZES],
         "target": {"model_params": SIZES[-1], "steps": steps[-1]},
         "runner": {"kind": "table"}, "budget": 250000.0,
         "description": "synthetic demo study (smooth power laws + mixture term + noise)",
     }
+    if length == "tokens":
+        del cfg["tokens_per_step"], cfg["scales"]
+        cfg["target"] = {"model_params": SIZES[-1], "tokens": float(steps[-1] * TOKENS_PER_STEP)}
+    return cfg
 
 
 def losses(W: np.ndarray, m: np.ndarray, s: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -44,9 +54,14 @@ def losses(W: np.ndarray, m: np.ndarray, s: np.ndarray, rng: np.random.Generator
     return out
 
 
-def runs_table(n_runs: int = 60, domains=DEFAULT_DOMAINS, *, checkpoints: int = 20, seed: int = 0) -> pd.DataFrame:
+def runs_table(n_runs: int = 60, domains=DEFAULT_DOMAINS, *, checkpoints: int = 20, seed: int = 0,
+               metrics: bool = False, length: str = "both") -> pd.DataFrame:
     """A run table: ``n_runs`` runs (Dirichlet mixtures, sizes from :data:`SIZES`, longer runs for
-    smaller models) with ``checkpoints`` checkpoints each."""
+    smaller models) with ``checkpoints`` checkpoints each. ``metrics``: add ``metric_acc`` (higher
+    is better, falls as the mean loss rises). ``length``: ``"both"`` (steps and tokens),
+    ``"steps"`` or ``"tokens"`` (only that column)."""
+    if length not in ("both", "steps", "tokens"):
+        raise ValueError(f"length must be 'both', 'steps' or 'tokens', got {length!r}")
     rng = np.random.default_rng(seed)
     K = len(domains)
     cfg = config_dict("x", domains, checkpoints=checkpoints)
@@ -62,22 +77,29 @@ def runs_table(n_runs: int = 60, domains=DEFAULT_DOMAINS, *, checkpoints: int = 
                    "tokens": int(st) * cfg["tokens_per_step"], "cost": round(m / 1e9 * st, 6)}
             row.update({f"w_{d}": w[i] for i, d in enumerate(domains)})
             row.update({f"loss_{d}": L[k, i] for i, d in enumerate(domains)})
+            if metrics:
+                row["metric_acc"] = float(np.clip(1.3 - 0.3 * L[k].mean() + rng.normal(0, 0.002), 0, 1))
             rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    return df.drop(columns={"both": [], "steps": ["tokens"], "tokens": ["steps"]}[length])
 
 
 def create_study(store, name: str = "synthetic", *, n_runs: int = 60, domains=DEFAULT_DOMAINS,
-                 checkpoints: int = 20, proposals: int = 2, seed: int = 0) -> None:
-    """Create study ``name`` in ``store`` with ``n_runs`` runs and ``proposals`` proposed trials."""
-    cfg = config_from_dict(config_dict(name, domains, checkpoints=checkpoints))
-    store.import_runs(name, runs_table(n_runs, domains, checkpoints=checkpoints, seed=seed), source="synthetic",
-                      config=cfg, actor="synthetic")
+                 checkpoints: int = 20, proposals: int = 2, seed: int = 0, metrics: bool = False,
+                 length: str = "both") -> None:
+    """Create study ``name`` in ``store`` with ``n_runs`` runs and ``proposals`` proposed trials
+    (``metrics``, ``length``: see :func:`runs_table`; ``length="tokens"`` makes a tokens-only study)."""
+    cfg = config_from_dict(config_dict(name, domains, checkpoints=checkpoints, length=length))
+    table = runs_table(n_runs, domains, checkpoints=checkpoints, seed=seed, metrics=metrics, length=length)
+    store.import_runs(name, table, source="synthetic", config=cfg, actor="synthetic")
     rng = np.random.default_rng(seed + 1)
     props = []
     for i in range(proposals):
         w = rng.dirichlet(np.ones(len(domains)))
+        length_kw = ({"steps": int(cfg.scales[0].steps[-1])} if cfg.scales
+                     else {"tokens": float(table["tokens"].max())})
         props.append(Proposal(weights={d: float(x) for d, x in zip(domains, w)}, model_params=SIZES[i % 2],
-                              steps=int(cfg.scales[0].steps[-1]), strategy="random", pred_mean=2.9, pred_std=0.05,
+                              **length_kw, strategy="random", pred_mean=2.9, pred_std=0.05,
                               reason="synthetic proposal for the demo"))
     if props:
         store.add_trials(name, props, actor="synthetic")
