@@ -181,12 +181,19 @@ def _fitted(path: str, study: str, results: str, model: str, objective: str):
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _optimum(path: str, study: str, results: str, model: str, objective: str, model_params: int,
+def _optimum(path: str, study: str, results: str, model: str, objective: str, direction: str, model_params: int,
              steps: float | None, tokens: float | None):
+    """The fitted model's optimum at one scale, searched in ``direction`` (part of the key: from
+    :func:`direction`, never the study's direction for another objective)."""
     cfg = _store(path).get_config(study)
     m = _fitted(path, study, results, model, objective)
     return m.optimum(int(model_params), steps=steps, tokens=tokens, bounds=cfg.bounds_array(),
-                     direction=cfg.direction)
+                     direction=direction)
+
+
+def direction(study: str, objective: str) -> str:
+    """Which way ``objective`` is optimised in ``study`` (engine.config.objective_direction)."""
+    return config(study).direction_for(objective)
 
 
 def feature(module: str, attr: str):

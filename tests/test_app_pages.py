@@ -30,6 +30,7 @@ def db(tmp_path_factory):
     store = Store(path)
     create_study(store, "demo", n_runs=30, proposals=3)
     create_study(store, "five", n_runs=30, domains=("web", "code", "books", "wiki", "arxiv"), proposals=0)
+    create_study(store, "metric", n_runs=30, proposals=0, metrics=True)
     return path
 
 
@@ -421,3 +422,26 @@ def test_config_update_reaches_the_pages(env_db):
     at = page()
     ok(at)
     assert any(c.value == "edited description" for c in at.caption)
+
+
+def test_metric_objective_in_a_loss_study_is_maximised(env_db):
+    """Landscape with objective metric_acc in a loss-minimising study: the optimum shown is the
+    maximum of the predicted metric (engine.config.objective_direction), not its minimum."""
+    from engine.export import fit_study_model
+
+    store = Store(env_db)
+    cfg = store.get_config("metric")
+    assert cfg.direction == "minimize" and cfg.direction_for("metric_acc") == "maximize"
+    fitted = fit_study_model(store, "metric", FAST_MODEL, "metric_acc")
+    t = cfg.target
+    best = {d: fitted.optimum(t.model_params, steps=t.steps, tokens=cfg.tokens_for(t.steps), direction=d,
+                              bounds=cfg.bounds_array()).pred_mean for d in ("maximize", "minimize")}
+    assert best["maximize"] > best["minimize"] + 1e-3
+    at = page("views/landscape.py", study="metric", **model_state(land_objective="metric_acc", land_res=20))
+    ok(at)
+    shown = [m.value for m in at.metric if m.label == "Predicted optimum"]
+    assert shown == [f"{best['maximize']:.4f}"]
+    at = page("views/scaling.py", study="metric", **model_state(scaling_objective="metric_acc"))
+    ok(at)
+    table = at.dataframe[-1].value
+    assert table["pred_mean"].iloc[-1] == pytest.approx(best["maximize"], abs=1e-4)

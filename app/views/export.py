@@ -37,9 +37,9 @@ def mixture_bar(weights: dict[str, float]) -> go.Figure:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _recommend(path, study, version, model, objective, mp, steps, tokens):
+def _recommend(path, study, version, model, objective, direction, mp, steps, tokens):
     return (common._fitted(path, study, version, model, objective),
-            common._optimum(path, study, version, model, objective, mp, steps, tokens))
+            common._optimum(path, study, version, model, objective, direction, mp, steps, tokens))
 
 
 def body() -> None:
@@ -64,7 +64,8 @@ def body() -> None:
             st.warning("This study has no [target]; add one to its config to get a recommendation.")
             return
         tokens = t.tokens if t.tokens is not None else cfg.tokens_for(t.steps)
-        args = (common.db_path(), name, common.results_key(name), model, cfg.objective)
+        args = (common.db_path(), name, common.results_key(name), model, cfg.objective,
+                cfg.direction_for(cfg.objective))
         out = common.background(("export",) + args + (t.model_params, t.steps, tokens),
                                 f"Fitting {model} and searching its optimum at the target", _recommend, *args,
                                 t.model_params, t.steps, tokens)

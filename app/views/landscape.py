@@ -36,10 +36,10 @@ def scale_choices(cfg, runs):
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _landscape(path, study, version, model, objective, mp, steps, tokens, res, xy):
+def _landscape(path, study, version, model, objective, direction, mp, steps, tokens, res, xy):
     """(fitted model, optimum, predicted grid) at one scale; cached per data_version."""
     fitted = common._fitted(path, study, version, model, objective)
-    opt = common._optimum(path, study, version, model, objective, int(mp), steps, tokens)
+    opt = common._optimum(path, study, version, model, objective, direction, int(mp), steps, tokens)
     domains = list(fitted.domains_)
     if xy[0] is None:
         grid = predict_grid(fitted, simplex_grid(domains, res), mp, steps=steps, tokens=tokens)
@@ -104,8 +104,7 @@ def body() -> None:
     tokens = cfg.tokens_for(steps) if steps is not None else None
     res = c[4].select_slider("Grid", options=[20, 30, 40, 60], value=40, key="land_res",
                              help="Points per side of the mixture grid (finer is slower for the GP).")
-    direction = cfg.direction if objective == cfg.objective else (
-        "maximize" if objective.startswith("metric_") else "minimize")
+    direction = cfg.direction_for(objective)
     obs = observed_at(with_objective(runs, objective), mp, steps=steps, tokens=tokens)
     x_dom = y_dom = None
     if len(domains) > 3:
@@ -124,9 +123,9 @@ def model_section(name, runs, domains, model, objective, mp, steps, tokens, res,
     xy = (x_dom, y_dom) if len(domains) > 3 else (None, None)
     key = common.results_key(name)
     out = common.background(
-        ("landscape", common.db_path(), name, key, model, objective, mp, steps, tokens, res, xy),
+        ("landscape", common.db_path(), name, key, model, objective, direction, mp, steps, tokens, res, xy),
         f"Fitting {model} on {runs['trial_id'].nunique():,} runs and predicting {objective} over the mixtures",
-        _landscape, common.db_path(), name, key, model, objective, mp, steps, tokens, res, xy)
+        _landscape, common.db_path(), name, key, model, objective, direction, mp, steps, tokens, res, xy)
     if out is not None:
         draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs)
 

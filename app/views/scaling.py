@@ -27,7 +27,7 @@ def scale_points(cfg, runs) -> list[ScalePoint]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _table(path: str, study: str, version: int, models: tuple[str, ...], objective: str,
+def _table(path: str, study: str, version: int, models: tuple[str, ...], objective: str, direction: str,
            points: tuple[tuple, ...]):
     cfg = common._store(path).get_config(study)
     fitted = {}
@@ -38,7 +38,7 @@ def _table(path: str, study: str, version: int, models: tuple[str, ...], objecti
         except Exception as exc:  # noqa: BLE001 - show the message, keep the other model
             errors[m] = str(exc)
     table, errs = scaling_table(fitted, [ScalePoint(*p) for p in points], list(cfg.domains), bounds=cfg.bounds_array(),
-                                direction=cfg.direction)
+                                direction=direction)
     return table, {**errors, **errs}
 
 
@@ -64,9 +64,11 @@ def body() -> None:
         st.info("Pick at least one model.")
         return
     pts = tuple((p.model_params, p.steps, p.tokens) for p in points)
-    out = common.background(("scaling", common.db_path(), name, common.results_key(name), tuple(chosen), objective, pts),
+    direction = cfg.direction_for(objective)
+    args = (common.db_path(), name, common.results_key(name), tuple(chosen), objective, direction, pts)
+    out = common.background(("scaling",) + args,
                             f"Fitting {', '.join(chosen)} and searching the optimum at {len(points)} scales",
-                            _table, common.db_path(), name, common.results_key(name), tuple(chosen), objective, pts)
+                            _table, *args)
     if out is None:
         return
     table, errors = out

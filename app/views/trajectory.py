@@ -77,7 +77,7 @@ def body() -> None:
     if df["strategy"].nunique() > 1:
         st.markdown("**Speed-up**: the cost each curve needs to reach the reference's final incumbent "
                     "(reference: a `random` curve if there is one, else the first).")
-        st.dataframe(speedups(df, direction=cfg.direction), hide_index=True)
+        st.dataframe(speedups(df, direction=cfg.direction_for(cfg.objective)), hide_index=True)
     mine = df[df["strategy"] == curve_name(name)]
     last = mine.iloc[-1]
     if isinstance(last.get("incumbent_weights"), dict):

@@ -126,7 +126,9 @@ def optimum_at_target(fitted, cfg):
     mp, steps, tokens = target_of(cfg)
     if tokens is None and steps is not None and cfg.tokens_per_step:
         tokens = cfg.tokens_for(steps)
-    return fitted.optimum(mp, steps=steps, tokens=tokens, bounds=cfg.bounds_array(), direction=cfg.direction)
+    objective = getattr(fitted, "objective_", None) or cfg.objective
+    return fitted.optimum(mp, steps=steps, tokens=tokens, bounds=cfg.bounds_array(),
+                          direction=cfg.direction_for(objective))
 
 
 def from_optimum(store, study: str, model: str = DEFAULT_MODEL, *, fitted=None, runs: pd.DataFrame | None = None,
