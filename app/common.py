@@ -159,12 +159,6 @@ def available_models() -> list[str]:
     return _available_models()
 
 
-def models_missing_note() -> str:
-    return ("The loss models (`engine.models`: mfms-gp, autoscale, mixing-law, regmix) are not installed in this "
-            "build yet, so there is no prediction to draw. The observed runs are shown below; this page fills "
-            "in once the models land.")
-
-
 def results_key(study: str) -> str:
     """Changes exactly when the study's results change: '<checkpoints>:<last checkpoint id>'
     (checkpoints are only ever added; mixtures of trials with results never change)."""
@@ -194,23 +188,6 @@ def _optimum(path: str, study: str, results: str, model: str, objective: str, di
 def direction(study: str, objective: str) -> str:
     """Which way ``objective`` is optimised in ``study`` (engine.config.objective_direction)."""
     return config(study).direction_for(objective)
-
-
-def feature(module: str, attr: str):
-    """An engine entry point that another part of mixplan provides, or None when it has not
-    landed in this build (the page then says so)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return None
-    return getattr(mod, attr, None)
-
-
-def missing(what: str, where: str) -> None:
-    st.info(f"{what} is not available in this build yet (`{where}` has not landed). "
-            "Everything else on this page works.")
 
 
 def objective_options(run_table: pd.DataFrame, preferred: str) -> list[str]:

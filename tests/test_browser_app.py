@@ -175,13 +175,8 @@ def test_scaling_page(server, page):
 def test_trajectory_page(server, page):
     url, _ = server
     open_page(page, url, "trajectory", "Trajectory")
-    from app.common import feature
-
-    if feature("engine.trajectory", "trajectory") is not None:
-        wait_plots(page, 1)
-        page.get_by_text("Current incumbent").first.wait_for(timeout=30_000)
-    else:
-        page.get_by_text("is not available in this build yet").wait_for(timeout=30_000)
+    wait_plots(page, 1)
+    page.get_by_text("Current incumbent").first.wait_for(timeout=30_000)
     no_errors(page)
     shot(page, "4-trajectory")
 

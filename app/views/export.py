@@ -49,13 +49,9 @@ def body() -> None:
                                       if cfg.target else ""))
     runs = common.runs(name)
     models = common.available_models()
-    options = (["recommendation"] if models else []) + ["run"]
-    src = st.radio("Mixture to export", options, horizontal=True, key="export_source",
+    src = st.radio("Mixture to export", ["recommendation", "run"], horizontal=True, key="export_source",
                    format_func=lambda o: "The model's recommendation at the target" if o == "recommendation"
                    else "A run's mixture")
-    if not models:
-        st.info("No loss model is installed in this build yet (`engine.models`), so there is no predicted optimum to "
-                "export; any run's mixture can be exported below.")
     ex = None
     if src == "recommendation":
         model = st.selectbox("Loss model", models, key="export_model")

@@ -89,8 +89,7 @@ def body() -> None:
     models = common.available_models()
     choices = scale_choices(cfg, runs)
     c = st.columns([1.1, 1.2, 1, 1, 1])
-    model = c[0].selectbox("Loss model", models or ["(none installed)"], key="land_model",
-                           disabled=not models)
+    model = c[0].selectbox("Loss model", models, key="land_model")
     objective = c[1].selectbox("Objective", common.objective_options(runs, cfg.objective), key="land_objective")
     sizes = list(choices)
     tgt = cfg.target.model_params if cfg.target else sizes[-1]
@@ -111,11 +110,8 @@ def body() -> None:
         s = st.columns([1, 1, 3])
         x_dom = s[0].selectbox("Horizontal: weight of", domains, index=0, key="land_x")
         y_dom = s[1].selectbox("Vertical: weight of", [d for d in domains if d != x_dom], index=0, key="land_y")
-    if not models:
-        st.info(common.models_missing_note())
-    else:
-        with common.guard(f"fitting {model}"):  # a failed fit still leaves the observed runs below
-            model_section(name, runs, domains, model, objective, mp, steps, tokens, res, x_dom, y_dom, obs, direction)
+    with common.guard(f"fitting {model}"):  # a failed fit still leaves the observed runs below
+        model_section(name, runs, domains, model, objective, mp, steps, tokens, res, x_dom, y_dom, obs, direction)
     st.plotly_chart(plot_parallel_coordinates(runs, domains, objective, direction=direction), key="land_parcoords")
 
 

@@ -15,35 +15,22 @@ import streamlit as st
 from app import common
 from engine.errors import ValidationError
 from engine.plots import human
+from engine.strategies import propose, strategy_names
 
 st.title("Proposals")
-STRATEGIES = ("mfms-bo", "autoscale", "random", "hyperband", "mf-bo", "bo")
 EXECUTORS = ("local", "slurm", "ray")
 EDITOR_KEY = "proposals_editor"
 
 
-def strategy_names() -> list[str]:
-    names = common.feature("engine.strategies", "strategy_names")
-    if names is None:
-        return list(STRATEGIES)
-    try:
-        return list(names()) or list(STRATEGIES)
-    except Exception:  # noqa: BLE001
-        return list(STRATEGIES)
-
-
 def propose_section(name: str) -> None:
     st.subheader("Ask a strategy")
-    propose = common.feature("engine.strategies", "propose")
     c = st.columns([1.4, 0.8, 0.8, 1])
     strategy = c[0].selectbox("Strategy", strategy_names(), key="prop_strategy")
     q = c[1].number_input("How many (q)", min_value=1, max_value=64, value=4, step=1, key="prop_q")
     seed = c[2].number_input("Seed", min_value=0, value=0, step=1, key="prop_seed")
     c[3].write("")
-    clicked = c[3].button("Propose", key="prop_button", type="primary", disabled=propose is None)
-    if propose is None:
-        common.missing("Asking a strategy for proposals", "engine.strategies.propose")
-    elif clicked:
+    clicked = c[3].button("Propose", key="prop_button", type="primary")
+    if clicked:
         with common.guard(f"asking {strategy} for proposals"):
             with st.spinner(f"{strategy} is choosing {q} run(s) (fitting its model first)..."):
                 new = propose(common.store(), name, strategy, int(q), int(seed))
@@ -196,7 +183,6 @@ def dispatcher(name: str):
 
 def dispatch_section(name: str) -> None:
     st.subheader("Run the approved trials")
-    run_approved = common.feature("engine.dispatch", "run_approved")
     trials = common.trials(name)
     approved = int((trials["state"] == "approved").sum())
     cfg = common.config(name)
@@ -206,12 +192,9 @@ def dispatch_section(name: str) -> None:
     running = dispatcher(name)
     c[2].write("")
     clicked = c[2].button(f"Run approved ({approved})", key="dispatch_button", type="primary",
-                          disabled=run_approved is None or approved == 0 or running is not None)
+                          disabled=approved == 0 or running is not None)
     c[3].caption(f"Runner: `{cfg.runner.kind}`. The dispatcher runs as its own process (`mixplan run`), so "
                  "closing the page does not stop it; results land in the database as each trial ends.")
-    if run_approved is None:
-        common.missing("Dispatching trials", "engine.dispatch.run_approved")
-        return
     if clicked:
         log = Path(tempfile.mkdtemp(prefix="mixplan-dispatch-")) / "dispatch.log"
         argv = [sys.executable, "-m", "engine.cli", "run", "--study", name, "--db", common.db_path(),

@@ -53,9 +53,6 @@ def body() -> None:
     models = common.available_models()
     points = scale_points(cfg, runs)
     st.markdown("Scales: " + ", ".join(p.label for p in points))
-    if not models:
-        st.info(common.models_missing_note())
-        return
     preferred = [m for m in ("mfms-gp", "autoscale") if m in models] or models[:2]
     c = st.columns([2, 1])
     chosen = c[0].multiselect("Models side by side", models, default=preferred, key="scaling_models")

@@ -13,6 +13,7 @@ from app import common
 from engine.config import parse_config
 from engine.errors import ValidationError
 from engine.plots import final_checkpoints, human, plot_loss_curves, with_objective
+from engine.runtable import read_run_table
 
 st.title("Study")
 
@@ -128,10 +129,6 @@ def create_section() -> None:
         with tab_table:
             st.caption("The same validation as `mixplan import FILE --study NAME`: one row per checkpoint, "
                        "`run_id`, `model_params`, `tokens`/`steps`, `w_<domain>`, `loss_<domain>`.")
-            read_run_table = common.feature("engine.runtable", "read_run_table")
-            if read_run_table is None:
-                common.missing("Importing a run table", "engine.runtable.read_run_table")
-                return
             up = st.file_uploader("Run table", type=["csv", "parquet", "pq"], key="create_table_file")
             name = st.text_input("Study name", key="create_table_name", placeholder="my-study")
             cfg_up = st.file_uploader("Config for a new study (optional)", type=["toml"], key="create_table_cfg")

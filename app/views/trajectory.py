@@ -11,14 +11,14 @@ import streamlit as st
 
 from app import common
 from engine.plots import plot_trajectory, scale_label, speedups, trajectory_frame
+from engine.trajectory import trajectory
 
 st.title("Trajectory")
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _entries(path: str, study: str, version: int) -> pd.DataFrame:
-    fn = common.feature("engine.trajectory", "trajectory")
-    out = fn(common._store(path), study)
+    out = trajectory(common._store(path), study)
     if isinstance(out, pd.DataFrame):
         return out
     rows = []
@@ -43,12 +43,6 @@ def body() -> None:
     name = common.require_study()
     cfg = common.config(name)
     st.caption(f"Study **{name}**")
-    if common.feature("engine.trajectory", "trajectory") is None:
-        common.missing("The trajectory (incumbent at the target vs cumulative cost)", "engine.trajectory")
-        trials = common.trials(name)
-        done = trials[trials["state"] == "done"]
-        st.caption(f"{len(done):,} finished trial(s), total cost {pd.to_numeric(done['cost'], errors='coerce').sum():,.4g}.")
-        return
     siblings = []
     for other in common.study_names():
         if other != name and tuple(common.config(other).domains) == tuple(cfg.domains):

@@ -1,9 +1,7 @@
 """Which mixture to export: a loss model's optimum at the study's target, or a run's mixture.
 
 Shared by ``mixplan export`` and the app's Export page. Loss models come from the registry of
-:mod:`engine.models` (``get_model(name)``); where that registry is not installed yet, asking for a
-model's optimum raises :class:`engine.errors.NotAvailableError` with a message that says so,
-while exporting a run's mixture still works.
+:mod:`engine.models` (``get_model(name)``).
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from engine import __version__
-from engine.errors import NotAvailableError, NotFoundError, ValidationError
+from engine.errors import NotFoundError, ValidationError
 
 #: Loss models the registry is expected to offer (DESIGN.md: mfms-gp, autoscale, mixing-law, regmix).
 KNOWN_MODELS = ("mfms-gp", "autoscale", "mixing-law", "regmix", "uniform", "natural")
@@ -59,27 +57,19 @@ class MixtureExport:
 
 
 def model_registry():
-    """``engine.models.get_model`` or NotAvailableError when the loss models have not landed."""
-    try:
-        from engine.models import get_model  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise NotAvailableError(
-            "the loss models (engine.models registry) are not installed in this build, so there is no "
-            "predicted optimum yet.", ) from exc
+    """``engine.models.get_model`` (imported here: torch and BoTorch load on first fit, not on
+    import of the export module)."""
+    from engine.models import get_model
+
     return get_model
 
 
 def available_models() -> list[str]:
-    """Model names the registry offers (empty when it is not installed). Cheap: lists the
-    registry's names without importing the models (torch and BoTorch load on first fit)."""
-    try:
-        model_registry()
-    except NotAvailableError:
-        return []
-    from engine import models as m
+    """Model names the registry offers. Cheap: lists the registry's names without importing the
+    models (torch and BoTorch load on first fit)."""
+    from engine.models import MODELS
 
-    listed = getattr(m, "MODELS", None)
-    names = list(listed) if listed else list(KNOWN_MODELS)
+    names = list(MODELS)
     # the exact GP is the slow reference variant; the app and export default to the others
     return [n for n in names if not n.endswith("-exact")] + [n for n in names if n.endswith("-exact")]
 
