@@ -31,6 +31,8 @@ def db(tmp_path_factory):
     create_study(store, "demo", n_runs=30, proposals=3)
     create_study(store, "five", n_runs=30, domains=("web", "code", "books", "wiki", "arxiv"), proposals=0)
     create_study(store, "metric", n_runs=30, proposals=0, metrics=True)
+    create_study(store, "two", n_runs=24, domains=("web", "code"), proposals=0)
+    create_study(store, "tokens", n_runs=24, proposals=0, length="tokens")
     return path
 
 
@@ -425,3 +427,32 @@ def test_a_broken_engine_import_is_shown_not_hidden(env_db, monkeypatch):
     assert not at.exception
     assert at.error and "ModuleNotFoundError" in at.error[0].value and "engine.trajectory" in at.error[0].value
     assert not any("not available" in i.value for i in at.info)
+
+
+def test_landscape_two_domains_draws_a_line(env_db):
+    """A 2-domain study (engine.config allows it): the landscape is a line over the first domain's
+    weight, not a crash in simplex_grid."""
+    at = page("views/landscape.py", study="two", **model_state(land_res=20))
+    ok(at)
+    assert any(m.label == "Predicted optimum" for m in at.metric)
+    opt = [m.value for m in at.markdown if m.value.startswith("**Optimum mixture**")][0]
+    assert "web:" in opt and "code:" in opt
+    at.selectbox(key="land_size").select(20_000_000).run()
+    ok(at)
+    assert any(m.label == "Best observed here" and m.value != "-" for m in at.metric)
+
+
+def test_tokens_only_study_gets_training_lengths(env_db):
+    """Runs with tokens but no steps (DESIGN contract 2; RegMix imports): Landscape offers token
+    lengths, Scaling asks at tokens."""
+    at = page("views/landscape.py", study="tokens", **model_state(land_res=20))
+    ok(at)
+    box = at.selectbox(key="land_length")
+    assert box.label == "Tokens" and len(box.options) == 20 and box.value.tokens == pytest.approx(5242880000.0)
+    assert box.value.steps is None
+    assert any(m.label == "Predicted optimum" for m in at.metric)
+    assert any(m.label == "Best observed here" and m.value != "-" for m in at.metric)
+    at = page("views/scaling.py", study="tokens", **model_state())
+    ok(at)
+    table = at.dataframe[-1].value
+    assert table["tokens"].notna().all() and len(table) >= 2

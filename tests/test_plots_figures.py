@@ -13,9 +13,12 @@ from engine.simulators.synthetic import runs_table
 from engine.models.base import Optimum
 from engine.plots import (
     ScalePoint,
+    budget_points,
     final_checkpoints,
+    line_grid,
     observed_at,
     plot_loss_curves,
+    plot_line,
     plot_parallel_coordinates,
     plot_scaling,
     plot_slice,
@@ -24,6 +27,7 @@ from engine.plots import (
     predict_grid,
     scaling_table,
     simplex_grid,
+    size_points,
     slice_grid,
     speedups,
     with_objective,
@@ -169,3 +173,90 @@ def test_trajectory_per_strategy_and_speedup():
     assert sp.loc["random", "speedup"] == pytest.approx(1.0)
     assert sp.loc["mfms-bo", "speedup"] == pytest.approx(2.0)
     assert "no finished trial" in plot_trajectory(pd.DataFrame()).layout.annotations[0].text
+
+
+def test_line_for_two_domains_marks_runs_and_the_optimum():
+    doms = ["web", "code"]
+
+    class Line(Quadratic):
+        def centre(self, m):
+            return np.tile([0.7, 0.3], (len(np.atleast_1d(m)), 1))
+
+    model = Line(doms)
+    g = line_grid(doms, 40)
+    assert len(g) == 41 and np.allclose(g.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="two domains"):
+        line_grid(DOMS)
+    with pytest.raises(ValueError, match="line_grid"):
+        simplex_grid(doms)
+    grid = predict_grid(model, g, 10**8, steps=1000)
+    opt = model.optimum(10**8)
+    obs = with_objective(final_checkpoints(runs_table(6, doms)), "mean_loss")
+    fig = plot_line(grid, doms, objective="mean_loss", observed=obs, optimum=opt.weights, optimum_value=opt.pred_mean)
+    names = [t.name for t in fig.data]
+    assert names == ["± 1 std", "predicted mean_loss", "observed runs", "predicted optimum"]
+    assert fig.data[0].fill == "toself" and len(fig.data[1].x) == 41
+    assert list(fig.data[2].x) == list(obs["w_web"])
+    assert fig.data[3].x[0] == pytest.approx(0.7) and fig.data[3].y[0] == pytest.approx(opt.pred_mean)
+    assert fig.layout.xaxis.title.text.startswith("weight of web")
+
+
+def test_objective_direction_rule():
+    from engine.config import config_from_dict, objective_direction
+
+    loss = config_from_dict({"name": "a", "domains": ["x", "y"]})
+    metric = config_from_dict({"name": "b", "domains": ["x", "y"], "objective": "metric_acc"})
+    odd = config_from_dict({"name": "c", "domains": ["x", "y"], "objective": "metric_err", "direction": "minimize"})
+    assert loss.direction_for("metric_acc") == "maximize" and loss.direction_for("loss_x") == "minimize"
+    assert metric.direction_for("metric_acc") == "maximize" and metric.direction_for("mean_loss") == "minimize"
+    assert odd.direction_for("metric_err") == "minimize" and odd.direction_for("metric_acc") == "maximize"
+    assert objective_direction("metric_z") == "maximize" and objective_direction(None, odd) == "minimize"
+
+
+def test_scaling_tolerance_ignores_tiny_regrets_of_models_without_std():
+    """AutoScale reports std 0: a regret of 1e-6 on a loss of 2.4 is not a shift (tolerance
+    max(std, 0.5% of the loss)); a regret of 0.05 is."""
+
+    class NoStd(Quadratic):
+        def __init__(self, domains, drift):
+            super().__init__(domains)
+            self.drift = drift
+
+        def centre(self, m):
+            t = np.clip((np.log10(np.asarray(m, float)) - 7) / 2, 0, 1)[:, None]
+            return np.array([0.4, 0.3, 0.3]) + self.drift * t * np.array([1, -0.5, -0.5])
+
+        def predict(self, q):
+            mean, _ = super().predict(q)
+            return mean, np.zeros(len(q))
+
+    scales = [ScalePoint(10**7, 1000), ScalePoint(10**8, 1000), ScalePoint(10**9, 1000, extrapolated=True)]
+    tiny, errors = scaling_table({"autoscale": NoStd(DOMS, 0.0008)}, scales, DOMS)
+    assert not errors and (tiny["pred_std"] == 0).all()
+    assert tiny["regret"].iloc[-1] > 1e-9  # the old rule (regret > max(std, 1e-9)) called this a shift
+    assert not tiny["shifted"].any()
+    assert tiny["tolerance"].iloc[-1] == pytest.approx(0.005 * tiny["pred_mean"].iloc[-1])
+    big, _ = scaling_table({"autoscale": NoStd(DOMS, 0.5)}, scales, DOMS)
+    assert big["shifted"].iloc[-1] and not big["shifted"].iloc[0]
+    assert list(big["extrapolated"]) == [False, False, True] and big["scale"].iloc[-1].endswith("(extrap.)")
+    fig = plot_scaling(big, DOMS)
+    assert any("extrapolation" in (a.text or "") for a in fig.layout.annotations)
+
+
+def test_budget_points_extrapolate_to_ten_times_the_longest_run():
+    from engine.config import config_from_dict
+    from engine.simulators.synthetic import config_dict
+
+    runs = runs_table(10, DOMS, checkpoints=6)
+    cfg = config_from_dict(config_dict("s", DOMS, checkpoints=6))
+    pts = budget_points(cfg, runs, 20_000_000)
+    longest = runs["tokens"].max()
+    assert [p.extrapolated for p in pts][-3:] == [True, True, True]
+    assert pts[-1].tokens == pytest.approx(10 * longest) and pts[-1].steps == pytest.approx(10 * runs["steps"].max())
+    inside = [p for p in pts if not p.extrapolated]
+    assert 2 <= len(inside) <= 5 and inside[-1].tokens == pytest.approx(longest)
+    sizes = size_points(cfg, runs)
+    assert [p.model_params for p in sizes] == sorted({*runs["model_params"], *(s.model_params for s in cfg.scales)})
+    tok = config_from_dict(config_dict("t", DOMS, checkpoints=6, length="tokens"))
+    tpts = budget_points(tok, runs_table(10, DOMS, checkpoints=6, length="tokens"), 20_000_000)
+    assert all(p.steps is None and p.tokens for p in tpts) and tpts[-1].extrapolated
