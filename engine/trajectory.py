@@ -4,7 +4,8 @@ One entry per finished trial (state ``done``), in finishing order (the order of 
 ``done`` events; imported runs, which have none, come first in trial order)::
 
     {"trial_id", "weights", "model_params", "steps", "tokens", "cost", "cumulative_cost",
-     "incumbent_weights", "incumbent_pred"[, "incumbent_true"], "incumbent_source"}
+     "incumbent_weights", "incumbent_pred"[, "incumbent_true"], "incumbent_source",
+     "incumbent_basis"}
 
 The incumbent after a trial is the ``incumbent`` event autopilot recorded once the strategy
 had seen that trial's result (or a later one's, with nothing else finishing in between).
@@ -12,6 +13,13 @@ Where no event exists (runs finished outside autopilot), it is computed on the f
 the best value observed at the target fidelity so far (else at the largest fidelity
 reached), ``incumbent_source = "observed"``. ``incumbent_true`` comes from the study's runner
 where it knows the truth (simulators).
+
+``incumbent_basis`` says what the value stands on, since only the first two are "at the
+target": ``"model at target"`` (a model's prediction at the target), ``"observed at target"``
+(the best run measured at the target size and length), or ``"observed at <size> / <length>
+(no target run yet)"`` (no run has reached the target, so the best run at the largest size and
+length reached stands in; such values mix sizes and can rise as larger runs arrive). Training
+lengths are steps where the runs have them, else tokens (tokens-only run tables).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import numpy as np
 
 from engine.records import TrialState
 from engine.runtable.schema import objective_values
+from engine.scales import length_axis, run_lengths, target_length
 
 
 def _truth(config):
@@ -51,6 +60,7 @@ def trajectory(store, study: str, *, with_truth: bool = True) -> list[dict[str, 
             continue
         inc_events[int(tid)] = json.loads(detail) if isinstance(detail, str) else dict(detail)
     runs = store.runs_frame(study, meta=True)
+    axis = length_axis(config, runs)
     t = config.target
     sign = 1.0 if config.direction == "minimize" else -1.0
     runner = _truth(config) if with_truth else None
@@ -81,47 +91,76 @@ def trajectory(store, study: str, *, with_truth: bool = True) -> list[dict[str, 
         if inc is not None:
             w, pred, source = inc["weights"], inc.get("pred_mean"), inc.get("source", "model")
             true = inc.get("true")
+            if source == "observed":  # a model-free strategy's best run: at the target only if one exists
+                basis = _observed(runs, finished, config, sign, axis)[2] or OBSERVED_AT_TARGET
+            else:
+                basis = MODEL_AT_TARGET
         else:
-            w, pred = _observed(runs, finished, config, sign)
+            w, pred, basis = _observed(runs, finished, config, sign, axis)
             source = "observed"
             true = None
             if w is None and last_inc is not None:
-                w, pred = last_inc["weights"], last_inc["pred"]
+                w, pred, basis = last_inc["weights"], last_inc["pred"], last_inc["basis"]
         if true is None and w is not None:
             true = true_of(w)
         entry = {"trial_id": tid, "weights": tr.weights, "model_params": tr.model_params, "steps": tr.steps,
                  "tokens": tr.tokens, "cost": tr.cost, "cumulative_cost": cum, "incumbent_weights": w,
-                 "incumbent_pred": pred, "incumbent_source": source}
+                 "incumbent_pred": pred, "incumbent_source": source, "incumbent_basis": basis}
         if runner is not None or true is not None:
             entry["incumbent_true"] = true
-        last_inc = {"weights": w, "pred": pred}
+        last_inc = {"weights": w, "pred": pred, "basis": basis}
         out.append(entry)
     return out
 
 
-def _observed(runs, finished: list[int], config, sign: float):
+#: ``incumbent_basis`` values (the fallback's is built by :func:`fallback_basis`).
+MODEL_AT_TARGET = "model at target"
+OBSERVED_AT_TARGET = "observed at target"
+NO_TARGET_RUN = "(no target run yet)"
+
+
+def fallback_basis(model_params: int, length: float, axis: str) -> str:
+    """'observed at 150M / 20K steps (no target run yet)'."""
+    from engine.plots._common import human
+
+    unit = "steps" if axis == "steps" else "tokens"
+    return f"observed at {human(model_params)} / {human(length)} {unit} {NO_TARGET_RUN}"
+
+
+def is_at_target(basis: str | None) -> bool:
+    """Whether an ``incumbent_basis`` is judged at the target (model or observed there)."""
+    return basis in (MODEL_AT_TARGET, OBSERVED_AT_TARGET)
+
+
+def _observed(runs, finished: list[int], config, sign: float, axis: str | None):
     """Best observed value at the target among the finished trials (else at the largest
-    fidelity reached); (weights, value) or (None, None)."""
-    if runs.empty:
-        return None, None
+    fidelity reached); (weights, value, basis) or (None, None, None). Lengths on ``axis``
+    (steps, or tokens for tokens-only tables; :mod:`engine.scales`)."""
+    if runs.empty or axis is None:
+        return None, None, None
     df = runs[runs["trial_id"].isin(finished)]
     if df.empty:
-        return None, None
+        return None, None, None
     try:
         y = sign * objective_values(df, config.objective).to_numpy(dtype=float)
     except KeyError:
-        return None, None
-    ok = np.isfinite(y) & df["steps"].notna().to_numpy()
+        return None, None, None
+    length = run_lengths(df, config, axis)
+    ok = np.isfinite(y) & np.isfinite(length)
     if not ok.any():
-        return None, None
-    df, y = df[ok], y[ok]
+        return None, None, None
+    df, y, length = df[ok], y[ok], length[ok]
     mp = df["model_params"].to_numpy()
-    st = df["steps"].to_numpy(dtype=float)
-    t = config.target
-    at = (mp == t.model_params) & (st == t.steps) if t is not None else np.zeros(len(df), bool)
+    tl = target_length(config)
+    tv = tl.value(axis) if tl is not None else None
+    at = ((mp == config.target.model_params) & np.isclose(length, float(tv), rtol=1e-9)) if tv is not None \
+        else np.zeros(len(df), bool)
+    basis = OBSERVED_AT_TARGET
     if not at.any():
         big = mp == mp.max()
-        at = big & (st == st[big].max())
+        longest = length[big].max()
+        at = big & (length == longest)
+        basis = fallback_basis(int(mp.max()), float(longest), axis)
     i = int(np.flatnonzero(at)[np.argmin(y[at])])
     w = {d: float(df[f"w_{d}"].iloc[i]) for d in config.domains}
-    return w, float(sign * y[i])
+    return w, float(sign * y[i]), basis

@@ -444,7 +444,7 @@ def test_landscape_two_domains_draws_a_line(env_db):
 
 def test_tokens_only_study_gets_training_lengths(env_db):
     """Runs with tokens but no steps (DESIGN contract 2; RegMix imports): Landscape offers token
-    lengths, Scaling asks at tokens."""
+    lengths, Scaling asks at tokens, the trajectory has an incumbent."""
     at = page("views/landscape.py", study="tokens", **model_state(land_res=20))
     ok(at)
     box = at.selectbox(key="land_length")
@@ -456,3 +456,44 @@ def test_tokens_only_study_gets_training_lengths(env_db):
     ok(at)
     table = at.dataframe[-1].value
     assert table["tokens"].notna().all() and len(table) >= 2
+    at = page("views/trajectory.py", study="tokens")
+    ok(at)
+    assert any(m.value.startswith("**Current incumbent**") for m in at.markdown)
+
+
+def test_trajectory_speedup_reference_is_the_random_curve(env_db):
+    """Curves are named 'study (strategy)': the default reference is the one whose strategy is
+    random, even when it is not the first curve."""
+    store = Store(env_db)
+    if "demo-b" not in store.study_names():
+        create_study(store, "demo-b", n_runs=20, proposals=0, seed=5)
+    at = page("views/trajectory.py", study="demo-b", traj_compare=["demo"])
+    ok(at)
+    ref = at.selectbox(key="traj_reference")
+    assert ref.options == ["demo-b", "demo (random)"] and ref.value == "demo (random)"
+    speed = at.dataframe[0].value.set_index("strategy")
+    assert speed.loc["demo (random)", "speedup"] == pytest.approx(1.0)
+    assert any("final incumbent of **demo (random)**" in m.value for m in at.markdown)
+
+
+def test_trajectory_loads_bench_optimize_results(env_db, tmp_path):
+    from test_plots_figures import bench_runs
+
+    bench_runs().to_csv(tmp_path / "optimize_runs.csv", index=False)
+    at = page("views/trajectory.py", bench_path=str(tmp_path))
+    ok(at)
+    summary = at.dataframe[-1].value
+    assert list(summary["baseline"]) == ["random"] and summary["speedup_median"].iloc[0] == pytest.approx(1.3333)
+    assert any("speed-up" in m.value for m in at.markdown)
+    at = page("views/trajectory.py", bench_path=str(tmp_path / "nothing-here"))
+    assert not at.exception and at.error and "no benchmark results" in at.error[0].value
+
+
+def test_trajectory_says_when_no_run_reached_the_target(env_db):
+    store = Store(env_db)
+    if "short" not in store.study_names():
+        create_study(store, "short", n_runs=3, proposals=0, seed=1)  # 20M, 60M, 150M: no 1B run
+    at = page("views/trajectory.py", study="short")
+    ok(at)
+    text = [m.value for m in at.markdown if m.value.startswith("**Current incumbent**")][0]
+    assert "(no target run yet)" in text and "not yet measured at the target" in text

@@ -20,6 +20,7 @@ from engine.plots import (
     plot_loss_curves,
     plot_line,
     plot_parallel_coordinates,
+    plot_regret_curves,
     plot_scaling,
     plot_slice,
     plot_ternary,
@@ -29,6 +30,7 @@ from engine.plots import (
     simplex_grid,
     size_points,
     slice_grid,
+    speedup_value,
     speedups,
     with_objective,
 )
@@ -260,3 +262,114 @@ def test_budget_points_extrapolate_to_ten_times_the_longest_run():
     tok = config_from_dict(config_dict("t", DOMS, checkpoints=6, length="tokens"))
     tpts = budget_points(tok, runs_table(10, DOMS, checkpoints=6, length="tokens"), 20_000_000)
     assert all(p.steps is None and p.tokens for p in tpts) and tpts[-1].extrapolated
+
+
+@pytest.fixture
+def traj_store(tmp_path):
+    """A study whose first runs stop short of the target (1B / 20,000 steps)."""
+    from engine.config import config_from_dict
+    from engine.simulators.synthetic import config_dict
+    from engine.store import Store
+
+    store = Store(tmp_path / "t.duckdb")
+    cfg = config_from_dict(config_dict("t", DOMS, checkpoints=4))
+    early = runs_table(3, DOMS, checkpoints=4, seed=1)  # 20M, 60M, 150M
+    store.import_runs("t", early, config=cfg)
+    return store, cfg
+
+
+def test_trajectory_marks_incumbents_not_at_the_target(traj_store):
+    from engine.trajectory import MODEL_AT_TARGET, OBSERVED_AT_TARGET, is_at_target, trajectory
+
+    store, cfg = traj_store
+    traj = trajectory(store, "t")
+    keys = {"trial_id", "weights", "model_params", "steps", "tokens", "cost", "cumulative_cost",
+            "incumbent_weights", "incumbent_pred"}
+    assert all(keys <= set(e) for e in traj)  # DESIGN contract fields unchanged
+    bases = [e["incumbent_basis"] for e in traj]
+    assert bases[0] == "observed at 20M / 20K steps (no target run yet)"
+    assert bases[-1] == "observed at 150M / 20K steps (no target run yet)"
+    assert not any(is_at_target(b) for b in bases)
+    late = runs_table(5, DOMS, checkpoints=4, seed=2).query("model_params == 1_000_000_000").assign(run_id="big")
+    store.import_runs("t", late)
+    traj = trajectory(store, "t")
+    assert traj[-1]["incumbent_basis"] == OBSERVED_AT_TARGET and traj[-1]["model_params"] == 1_000_000_000
+    assert is_at_target(MODEL_AT_TARGET)
+    fig = plot_trajectory(pd.DataFrame(traj), objective="mean_loss")
+    names = [t.name for t in fig.data]
+    assert names == ["incumbent: best observed at target",
+                     "incumbent: best observed below the target (no target run yet)"]
+    below = np.asarray(fig.data[1].y, float)
+    assert np.isfinite(below[:-1]).all() and np.isnan(below[-1])
+    assert fig.data[1].marker.symbol == "circle-open" and fig.data[1].line.dash == "dot"
+    assert "no run at the target yet" in fig.layout.title.text
+
+
+def test_trajectory_of_a_tokens_only_study_has_an_incumbent(tmp_path):
+    from engine.simulators.synthetic import create_study
+    from engine.store import Store
+    from engine.trajectory import OBSERVED_AT_TARGET, trajectory
+
+    store = Store(tmp_path / "tok.duckdb")
+    create_study(store, "tok", n_runs=6, checkpoints=4, length="tokens", proposals=0)
+    traj = trajectory(store, "tok")
+    assert all(e["steps"] is None for e in traj)
+    assert all(e["incumbent_weights"] is not None and e["incumbent_pred"] is not None for e in traj)
+    assert traj[0]["incumbent_basis"] == "observed at 20M / 5.24B tokens (no target run yet)"
+    assert traj[-1]["incumbent_basis"] == OBSERVED_AT_TARGET
+
+
+def test_speedups_take_an_explicit_reference_and_prefer_the_truth():
+    rows = []
+    for s, costs, pred, true in (("a (mfms-bo)", [1, 2], [2.9, 2.5], [2.95, 2.7]),
+                                 ("b (random)", [1, 2, 3, 4], [3.0, 2.8, 2.7, 2.6], [3.0, 2.9, 2.8, 2.7])):
+        for c, p, t in zip(costs, pred, true):
+            rows.append({"strategy": s, "cumulative_cost": c, "incumbent_pred": p, "incumbent_true": t})
+    df = pd.DataFrame(rows)
+    assert speedup_value(df) == "incumbent_true"
+    assert speedup_value(df.assign(incumbent_true=np.where(df["strategy"] == "b (random)", np.nan, 1.0))) \
+        == "incumbent_pred"
+    sp = speedups(df, reference="b (random)", value="incumbent_true").set_index("strategy")
+    assert sp.loc["b (random)", "speedup"] == pytest.approx(1.0)
+    assert sp.loc["a (mfms-bo)", "speedup"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="reference"):
+        speedups(df, reference="random")
+
+
+def bench_runs() -> pd.DataFrame:
+    """A tiny optimize_runs.csv: mfms-bo reaches random's final regret at a third of the cost."""
+    rows = []
+    for seed in (0, 1):
+        for name, regrets in (("mfms-bo", [0.5, 0.1, 0.02]), ("random", [0.5, 0.3, 0.2, 0.1, 0.08, 0.05, 0.02])):
+            for it, r in enumerate(regrets):
+                rows.append({"strategy": name, "seed": seed, "iteration": it, "cost": float(it),
+                             "total_cost": 10.0 + it, "regret": r, "objective": "loss_x"})
+    return pd.DataFrame(rows)
+
+
+def test_bench_results_load_from_runs_curves_or_folder(tmp_path):
+    from engine.bench.optimize import regret_curves
+    from engine.bench.optimize_report import load_results
+    from engine.errors import ValidationError
+
+    runs = bench_runs()
+    runs.to_csv(tmp_path / "optimize_runs.csv", index=False)
+    curves, summary = load_results(tmp_path / "optimize_runs.csv")
+    assert set(curves["strategy"]) == {"mfms-bo", "random"}
+    row = summary.set_index("baseline").loc["random"]
+    assert row["speedup_median"] == pytest.approx(16 / 12) and row["seeds"] == 2
+    curves2, _ = load_results(tmp_path)  # the folder
+    pd.testing.assert_frame_equal(curves, curves2)
+    only = tmp_path / "c"
+    only.mkdir()
+    regret_curves(runs).to_csv(only / "optimize_curves.csv", index=False)
+    c3, s3 = load_results(only)
+    assert len(c3) == len(curves) and s3.empty
+    fig = plot_regret_curves(curves)
+    assert {t.name for t in fig.data if t.showlegend is not False} == {"mfms-bo", "random"}
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValidationError, match="neither"):
+        load_results(tmp_path / "bad.csv")
+    with pytest.raises(ValidationError, match="no benchmark results"):
+        load_results(tmp_path / "missing")
