@@ -497,3 +497,45 @@ def test_trajectory_says_when_no_run_reached_the_target(env_db):
     ok(at)
     text = [m.value for m in at.markdown if m.value.startswith("**Current incumbent**")][0]
     assert "(no target run yet)" in text and "not yet measured at the target" in text
+
+
+@pytest.fixture
+def toy_model(monkeypatch):
+    """Register test_plots_figures.Toy as loss model "toy" (its optimum moves with scale)."""
+    import engine.models as models
+
+    monkeypatch.setitem(models._MODELS, "toy", ("test_plots_figures", "Toy"))
+    monkeypatch.setattr(models, "MODELS", models.MODELS + ("toy",))
+    return "toy"
+
+
+def test_scaling_says_where_the_small_scale_optimum_stops_being_optimal(env_db, toy_model):
+    at = page("views/scaling.py", scaling_models=[toy_model])
+    ok(at)
+    table = at.dataframe[-1].value
+    first = table[table["regret"] > table["tolerance"]].iloc[0]["scale"]
+    assert first != table["scale"].iloc[0] and table["regret"].iloc[0] == 0
+    text = [m.value for m in at.markdown if m.value.startswith("**toy**")]
+    assert text and f"stops being optimal from **{first}**" in text[0] and "> tolerance" in text[0]
+    assert (table[[c for c in table.columns if c.startswith("w_")]].round(3) == table[
+        [c for c in table.columns if c.startswith("w_")]]).all().all()  # weights rounded for the table
+    at = page("views/scaling.py", scaling_models=[toy_model], scaling_axis="budgets")
+    ok(at)
+    assert any("Budgets in tokens at 1B params" in c.value for c in at.caption)
+    table = at.dataframe[-1].value
+    scales = list(table["scale"])
+    assert scales[-3:] == ["1B / 10.5B tok (extrap.)", "1B / 26.2B tok (extrap.)", "1B / 52.4B tok (extrap.)"]
+    assert table["extrapolated"].sum() == 3 and len(table) <= 8
+    assert any(m.value.startswith("**toy**: the optimum at 1B / 131M tok stops being optimal") for m in at.markdown)
+
+
+def test_landscape_three_domains_draws_its_metrics(env_db):
+    at = page("views/landscape.py", **model_state(land_res=20))
+    ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert set(metrics) >= {"Predicted optimum", "Best observed here", "Fitted on"}
+    assert metrics["Fitted on"] == "30 runs" and float(metrics["Predicted optimum"]) > 0
+    assert float(metrics["Best observed here"]) > 0
+    opt = [m.value for m in at.markdown if m.value.startswith("**Optimum mixture**")][0]
+    weights = [float(line.split(": ")[1]) for line in opt.split("  \n")[1:]]
+    assert len(weights) == 3 and sum(weights) == pytest.approx(1, abs=2e-3)

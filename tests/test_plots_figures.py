@@ -63,6 +63,45 @@ class Quadratic:
         return Optimum(dict(zip(self.domains_, c)), float(mean[0]), float(std[0]), model_params, steps, tokens)
 
 
+class Toy(Quadratic):
+    """Quadratic as a registry model (the app's tests register it as "toy"): its optimum moves
+    from web-heavy at 10M to code-heavy at 1B, also along the training length (tokens)."""
+
+    objective_ = "mean_loss"
+
+    def __init__(self, **_):
+        pass
+
+    def fit(self, runs, objective, *, domains, tokens_per_step=None):
+        Quadratic.__init__(self, domains)
+        self.objective_ = objective
+        self.n_runs_ = int(runs["run_id"].nunique())
+        return self
+
+    def centre(self, m, tokens=None):
+        t = np.clip((np.log10(np.asarray(m, float)) - 7) / 2, 0, 1)
+        if tokens is not None:
+            t = 0.5 * t + 0.5 * np.clip((np.log10(np.asarray(tokens, float)) - 8) / 3, 0, 1)
+        t = np.atleast_1d(t)[:, None]
+        a = np.array([0.6, 0.2, 0.2] + [0.0] * (len(self.domains_) - 3))
+        b = np.array([0.2, 0.6, 0.2] + [0.0] * (len(self.domains_) - 3))
+        return (1 - t) * a + t * b
+
+    def predict(self, q):
+        W = q[[f"w_{d}" for d in self.domains_]].to_numpy(float)
+        m = q["model_params"].to_numpy(float)
+        tok = q["tokens"].to_numpy(float) if "tokens" in q.columns else None
+        mean = ((W - self.centre(m, tok)) ** 2).sum(1) + 10 / np.log(m)
+        return mean, np.full(len(q), 0.01)
+
+    def optimum(self, model_params, *, steps=None, tokens=None, bounds=None, direction=None):
+        c = self.centre([model_params], None if tokens is None else [tokens])[0]
+        q = pd.DataFrame([{f"w_{d}": v for d, v in zip(self.domains_, c)} | {"model_params": model_params}
+                          | ({} if tokens is None else {"tokens": tokens})])
+        mean, std = self.predict(q)
+        return Optimum(dict(zip(self.domains_, c)), float(mean[0]), float(std[0]), model_params, steps, tokens)
+
+
 def test_loss_curves_colour_by_weight_and_scale_to_1000_runs():
     runs = runs_table(1000, DOMS, checkpoints=20)
     t = time.perf_counter()

@@ -10,10 +10,9 @@ import streamlit as st
 from app import common
 from engine.plots import ScalePoint, budget_points, human, plot_scaling, scaling_table, size_points
 from engine.plots.scaling import REL_TOL
-from engine.scales import length_axis
 
 st.title("Scaling")
-AXES = {"sizes": "Model sizes at their longest run", "budgets": "Training budgets at a fixed size"}
+AXES = {"sizes": "Model sizes at their longest run", "budgets": "Token budgets at a fixed size"}
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -54,7 +53,7 @@ def body() -> None:
         mp = c[3].selectbox("Model size", sizes, index=sizes.index(default), format_func=lambda x: f"{human(x)} params",
                             key="scaling_size")
         points = budget_points(cfg, runs, mp)
-        unit = "tokens" if length_axis(cfg, runs) == "tokens" or cfg.tokens_per_step else "steps"
+        unit = "tokens" if points and points[0].axis == "tokens" else "steps"
         st.caption(f"Budgets in {unit} at {human(mp)} params: those on offer or run, then 2x, 5x and 10x the "
                    "longest run of the study (marked *extrap.*: the models extrapolate there).")
     else:
@@ -67,7 +66,7 @@ def body() -> None:
         st.info("Pick at least one model.")
         return
     direction = cfg.direction_for(objective)
-    pts = tuple((p.model_params, p.steps, p.tokens, p.extrapolated) for p in points)
+    pts = tuple((p.model_params, p.steps, p.tokens, p.extrapolated, p.axis) for p in points)
     args = (common.db_path(), name, common.results_key(name), tuple(chosen), objective, direction, pts)
     out = common.background(("scaling",) + args,
                             f"Fitting {', '.join(chosen)} and searching the optimum at {len(points)} scales",

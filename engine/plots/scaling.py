@@ -33,10 +33,12 @@ class ScalePoint:
     steps: float | None = None
     tokens: float | None = None
     extrapolated: bool = False  # longer than any run of the study
+    axis: str | None = None  # the length the label shows: "tokens", or steps where known (default)
 
     @property
     def label(self) -> str:
-        return scale_label(self.model_params, self.steps, self.tokens, short=True) + (
+        steps = None if self.axis == "tokens" and self.tokens is not None else self.steps
+        return scale_label(self.model_params, steps, self.tokens, short=True) + (
             " (extrap.)" if self.extrapolated else "")
 
 
@@ -61,9 +63,9 @@ def size_points(config, runs: pd.DataFrame) -> list[ScalePoint]:
 def budget_points(config, runs: pd.DataFrame, model_params: int, *, factors: Sequence[float] = EXTRAPOLATE,
                   max_points: int = 5) -> list[ScalePoint]:
     """"Training budgets at a fixed size": up to ``max_points`` lengths on offer or observed at
-    ``model_params`` (spread geometrically, the longest kept), then ``factors`` times the longest
-    run of the study, marked ``extrapolated``. Lengths are tokens where the study has tokens
-    (or converts steps with tokens_per_step), else steps."""
+    ``model_params`` (those nearest a geometric spread from the shortest to the longest), then
+    ``factors`` times the longest run of the study, marked ``extrapolated``. Budgets are tokens
+    where the study has tokens (or converts steps with tokens_per_step), else steps."""
     from engine.scales import length_choices, make_length, run_lengths
 
     axis, choices = length_choices(config, runs)
@@ -71,20 +73,23 @@ def budget_points(config, runs: pd.DataFrame, model_params: int, *, factors: Seq
         return []
     lengths = [L for L in choices.get(int(model_params), []) if L.value(axis) is not None]
     if len(lengths) > max_points:
-        idx = np.unique(np.round(np.geomspace(1, len(lengths), max_points)).astype(int) - 1)
+        logv = np.log([float(L.value(axis)) for L in lengths])
+        want = np.linspace(logv[0], logv[-1], max_points)
+        idx = sorted({int(np.argmin(np.abs(logv - w))) for w in want})
         lengths = [lengths[i] for i in idx]
+    label_axis = "tokens" if all(L.tokens is not None for L in lengths) else None
     observed = run_lengths(runs, config, axis) if len(runs) else np.array([])
     observed = observed[np.isfinite(observed)]
     longest = float(observed.max()) if len(observed) else max((L.value(axis) for L in lengths), default=None)
-    pts = [ScalePoint(int(model_params), L.steps, L.tokens, bool(longest is not None and L.value(axis) > longest))
-           for L in lengths]
+    pts = [ScalePoint(int(model_params), L.steps, L.tokens, bool(longest is not None and L.value(axis) > longest),
+                      label_axis) for L in lengths]
     if longest is not None:
         top = max([longest] + [L.value(axis) for L in lengths])
         for f in factors:
             v = float(longest) * float(f)
             if v > top * (1 + 1e-9):
                 L = make_length(config, axis, v)
-                pts.append(ScalePoint(int(model_params), L.steps, L.tokens, True))
+                pts.append(ScalePoint(int(model_params), L.steps, L.tokens, True, label_axis))
     return pts
 
 
