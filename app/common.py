@@ -3,7 +3,7 @@ and turning errors into messages.
 
 Caching: the Store (a path, no open connection) is a ``cache_resource``; run tables are
 ``cache_data`` keyed by (db, study, data_version); fitted loss models are ``cache_resource`` keyed
-by (db, study, results key, model, objective), where the results key (:func:`results_key`) changes
+by (db, study, results key, model, objective) with the data_version they were fitted at, where the results key (:func:`results_key`) changes
 with every new checkpoint, so new results invalidate a fit while approving or editing proposals
 (which also bump data_version) does not force a refit. Slow fits run in the background
 (:func:`background`): a page draws at once and fills in when the fit is done.
@@ -139,6 +139,16 @@ def runs(study: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
+def _study_domains(path: str, study: str, data_version: int) -> dict[str, list[str]]:
+    return _store(path).study_domains(study)
+
+
+def study_domains(study: str) -> dict[str, list[str]]:
+    """{"train", "eval", "metric"} domains of the study (cached per data_version)."""
+    return _study_domains(db_path(), study, version(study))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
 def _trials(path: str, study: str, data_version: int) -> pd.DataFrame:
     return _store(path).trials_frame(study)
 
@@ -167,11 +177,18 @@ def results_key(study: str) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=12)
-def _fitted(path: str, study: str, results: str, model: str, objective: str):
-    from engine.export import fit_study_model
+def _fit(path: str, study: str, results: str, model: str, objective: str):
+    """(fitted model, data_version of the runs it was fitted on)."""
+    from engine.export import fit_study_model, runs_at_version
 
     st_ = _store(path)
-    return fit_study_model(st_, study, model, objective, runs=st_.runs_frame(study))
+    runs, data_version = runs_at_version(st_, study)
+    return fit_study_model(st_, study, model, objective, runs=runs), data_version
+
+
+def _fitted(path: str, study: str, results: str, model: str, objective: str):
+    """The fitted loss model (cached in :func:`_fit` until new results arrive)."""
+    return _fit(path, study, results, model, objective)[0]
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)

@@ -539,3 +539,62 @@ def test_landscape_three_domains_draws_its_metrics(env_db):
     opt = [m.value for m in at.markdown if m.value.startswith("**Optimum mixture**")][0]
     weights = [float(line.split(": ")[1]) for line in opt.split("  \n")[1:]]
     assert len(weights) == 3 and sum(weights) == pytest.approx(1, abs=2e-3)
+
+
+def test_export_agrees_with_the_cli_and_records_the_fit_version(env_db):
+    """The app's recommendation equals `mixplan export` (same model, objective, target); its
+    provenance records the data_version the fit read, not a later one (approving a proposal
+    bumps data_version without new results, so no refit); each format's tab shows its own
+    CLI line."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from engine.cli import app as cli
+    from engine.records import Proposal
+
+    store = Store(env_db)
+    create_study(store, "exp", n_runs=20, proposals=0, seed=3)
+    at = page("views/export.py", study="exp", **model_state(export_source="recommendation"))
+    ok(at)
+    doc = json.loads(at.code[0].value)
+    fitted_at = store.data_version("exp")
+    assert doc["provenance"]["data_version"] == fitted_at
+    hints = [c.value for c in at.caption if c.value.startswith("The same from the command line")]
+    assert [h.split("--format ")[1].split()[0] for h in hints] == ["json", "yaml", "megatron", "olmo", "hf"]
+    assert all(f"--model {FAST_MODEL}" in h for h in hints)
+    r = CliRunner().invoke(cli, ["export", "--db", str(env_db), "--study", "exp", "--format", "json",
+                                 "--model", FAST_MODEL])
+    assert r.exit_code == 0, r.output
+    cli_doc = json.loads(r.output)
+    assert cli_doc["weights"] == pytest.approx(doc["weights"], abs=1e-6)
+    for k in ("objective", "model", "model_params", "steps", "runs", "data_version"):
+        assert cli_doc["provenance"][k] == doc["provenance"][k], k
+    assert cli_doc["provenance"]["pred_mean"] == pytest.approx(doc["provenance"]["pred_mean"], abs=1e-6)
+    tid = store.add_trials("exp", [Proposal({"web": 0.2, "code": 0.3, "books": 0.5}, 20_000_000, steps=1000)])[0].trial_id
+    store.approve("exp", [tid])
+    assert store.data_version("exp") > fitted_at
+    at = page("views/export.py", study="exp", **model_state(export_source="recommendation"))
+    ok(at)
+    doc = json.loads(at.code[0].value)
+    assert doc["provenance"]["data_version"] == fitted_at
+
+
+def test_study_overview_is_cached_per_data_version(env_db, monkeypatch):
+    """Changing a filter on the Study page reads no config or domains from the database."""
+    at = page()
+    ok(at)
+    calls = []
+    for meth in ("get_config", "study_domains", "runs_frame", "trials_frame"):
+        real = getattr(Store, meth)
+
+        def counted(self, *a, _real=real, _name=meth, **k):
+            calls.append(_name)
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(Store, meth, counted)
+    at.text_input(key="study_text").set_value("r000").run()
+    ok(at)
+    at.multiselect(key="study_sizes").set_value([20_000_000]).run()
+    ok(at)
+    assert calls == []

@@ -36,10 +36,22 @@ def mixture_bar(weights: dict[str, float]) -> go.Figure:
     return fig
 
 
+def cli_command(study: str, fmt: str, prov, prefix: str) -> str:
+    """The `mixplan export` line that writes the same export (the format shown, this source)."""
+    import shlex
+
+    parts = ["mixplan", "export", "--study", study, "--format", fmt]
+    parts += ["--model", str(prov.model)] if prov.source == "optimum" else ["--run", str(prov.run_id)]
+    if prefix != "{domain}" and fmt in ("megatron", "olmo", "hf"):
+        parts += ["--prefix", prefix]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _recommend(path, study, version, model, objective, direction, mp, steps, tokens):
-    return (common._fitted(path, study, version, model, objective),
-            common._optimum(path, study, version, model, objective, direction, mp, steps, tokens))
+    """(fitted model, the data_version it was fitted at, its optimum at the target)."""
+    fitted, data_version = common._fit(path, study, version, model, objective)
+    return fitted, data_version, common._optimum(path, study, version, model, objective, direction, mp, steps, tokens)
 
 
 def body() -> None:
@@ -67,8 +79,8 @@ def body() -> None:
                                 t.model_params, t.steps, tokens)
         if out is None:
             return
-        fitted, opt = out
-        ex = from_optimum(common.store(), name, model, fitted=fitted, optimum=opt,
+        fitted, fit_version, opt = out
+        ex = from_optimum(common.store(), name, model, fitted=fitted, optimum=opt, data_version=fit_version,
                           runs=runs[["run_id"]] if len(runs) else runs)
     else:
         trials = common.trials(name)
@@ -111,9 +123,7 @@ def body() -> None:
     for tab, fmt in zip(tabs, FORMATS):
         with tab:
             st.code(texts[fmt], language={"json": "json", "yaml": "yaml", "olmo": "yaml", "hf": "python"}.get(fmt))
-    st.caption("The same from the command line: "
-               f"`mixplan export --study {name} --format megatron"
-               + (f" --model {prov.model}`" if prov.source == "optimum" else f" --run {prov.run_id}`"))
+            st.caption(f"The same from the command line: `{cli_command(name, fmt, prov, prefix)}`")
 
 
 common.run_page(body)

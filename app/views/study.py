@@ -19,8 +19,7 @@ st.title("Study")
 
 
 def overview(name: str) -> None:
-    store = common.store()
-    cfg = store.get_config(name)
+    cfg = common.config(name)
     runs = common.runs(name)
     trials = common.trials(name)
     done = trials[trials["state"] == "done"]
@@ -40,7 +39,7 @@ def overview(name: str) -> None:
     left, right = st.columns([2, 3])
     with left:
         st.markdown(f"**Domains** (mixture): {', '.join(cfg.domains)}")
-        evals = store.study_domains(name)
+        evals = common.study_domains(name)
         if evals["eval"] and list(evals["eval"]) != list(cfg.domains):
             st.markdown(f"**Evaluated on**: {', '.join(evals['eval'])}")
         if evals["metric"]:

@@ -84,6 +84,18 @@ def objective_of(cfg, runs: pd.DataFrame) -> str:
     return obj
 
 
+def runs_at_version(store, study: str, *, tries: int = 3) -> tuple[pd.DataFrame, int]:
+    """The study's run table and the data_version it was read at (read the version before and
+    after the table, retrying while a writer moves it; after ``tries`` the version from before
+    the last read: the table holds at least that)."""
+    for _ in range(max(1, tries)):
+        before = store.data_version(study)
+        runs = store.runs_frame(study)
+        if store.data_version(study) == before:
+            break
+    return runs, before
+
+
 def fit_study_model(store, study: str, model: str, objective: str | None = None,
                     runs: pd.DataFrame | None = None):
     """Fit loss model ``model`` on the study's runs; returns the fitted model."""
@@ -122,12 +134,14 @@ def optimum_at_target(fitted, cfg):
 
 
 def from_optimum(store, study: str, model: str = DEFAULT_MODEL, *, fitted=None, runs: pd.DataFrame | None = None,
-                 optimum=None) -> MixtureExport:
+                 optimum=None, data_version: int | None = None) -> MixtureExport:
     """The model's predicted optimum at the study's target. ``fitted``/``optimum`` may be given
-    (the app passes its cached fit)."""
+    (the app passes its cached fit, with ``data_version``: the version of the runs it was fitted
+    on, which the provenance records; approving proposals bumps the version without a refit)."""
     cfg = store.get_config(study)
     if runs is None:
-        runs = store.runs_frame(study)
+        runs, read_at = runs_at_version(store, study)
+        data_version = read_at if data_version is None and fitted is None else data_version
     if fitted is None:
         fitted = fit_study_model(store, study, model, runs=runs)
     opt = optimum if optimum is not None else optimum_at_target(fitted, cfg)
@@ -136,7 +150,8 @@ def from_optimum(store, study: str, model: str = DEFAULT_MODEL, *, fitted=None, 
     prov = Provenance(study=study, source="optimum", objective=getattr(fitted, "objective_", cfg.objective),
                       model=model, pred_mean=float(opt.pred_mean), pred_std=float(opt.pred_std),
                       model_params=mp, steps=steps, tokens=tokens if tokens is not None else cfg.tokens_for(steps),
-                      runs=len(run_ids), run_ids=run_ids, data_version=store.data_version(study))
+                      runs=len(run_ids), run_ids=run_ids,
+                      data_version=data_version if data_version is not None else store.data_version(study))
     return MixtureExport({d: float(opt.weights[d]) for d in cfg.domains}, prov)
 
 
