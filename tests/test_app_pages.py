@@ -598,3 +598,53 @@ def test_study_overview_is_cached_per_data_version(env_db, monkeypatch):
     at.multiselect(key="study_sizes").set_value([20_000_000]).run()
     ok(at)
     assert calls == []
+
+
+def test_import_checks_are_the_clis_and_uploads_are_removed(env_db, tmp_path, monkeypatch):
+    """The app's run-table import and `mixplan import` share engine.runtable.importer: the same
+    message for a config naming another study; the uploaded file's temp copy is removed."""
+    import tempfile
+
+    from typer.testing import CliRunner
+
+    from engine.cli import app as cli
+    from engine.simulators.synthetic import runs_table
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    csv = runs_table(4, ("web", "code", "books"), checkpoints=3).to_csv(index=False).encode()
+    cfg = b'name = "other"\ndomains = ["web", "code", "books"]\n'
+    at = page()
+    at.file_uploader(key="create_table_file").set_value(("runs.csv", csv, "text/csv"))
+    at.file_uploader(key="create_table_cfg").set_value(("other.toml", cfg, "text/plain"))
+    at.text_input(key="create_table_name").set_value("mine")
+    at.button(key="create_table_button").click().run()
+    assert not at.exception and at.error
+    app_msg = at.error[0].value
+    (tmp_path / "runs.csv").write_bytes(csv)
+    (tmp_path / "other.toml").write_bytes(cfg)
+    r = CliRunner().invoke(cli, ["import", str(tmp_path / "runs.csv"), "--study", "mine", "--config",
+                                 str(tmp_path / "other.toml"), "--db", str(env_db)])
+    assert r.exit_code != 0
+    assert "the config names study 'other' but the study to import into is 'mine'" in app_msg
+    assert "the config names study 'other' but --study is 'mine'" in str(r.exception)
+    at = page()
+    at.file_uploader(key="create_table_file").set_value(("runs.csv", csv, "text/csv"))
+    at.text_input(key="create_table_name").set_value("uploaded-again")
+    at.button(key="create_table_button").click().run()
+    ok(at)
+    assert "uploaded-again" in Store(env_db).study_names()
+    assert not list(scratch.glob("mixplan-upload-*"))
+
+
+def test_import_domains_rule():
+    from engine.config import config_from_dict
+    from engine.errors import ValidationError
+    from engine.runtable.importer import import_domains
+
+    cfg = config_from_dict({"name": "s", "domains": ["a", "b"]})
+    assert import_domains(None, "s", None) is None
+    assert import_domains(None, "s", cfg) == ["a", "b"]
+    with pytest.raises(ValidationError, match="names study 's'"):
+        import_domains(None, "t", cfg)

@@ -4,6 +4,7 @@ creating a study from a TOML config or an uploaded run table."""
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from engine.config import parse_config
 from engine.errors import ValidationError
 from engine.plots import final_checkpoints, human, plot_loss_curves, with_objective
 from engine.runtable import read_run_table
+from engine.runtable.importer import import_domains
 
 st.title("Study")
 
@@ -97,11 +99,13 @@ def runs_section(name: str) -> None:
                                                                       format="%.3f") for c in wc}})
 
 
-def _save_upload(upload) -> Path:
-    d = Path(tempfile.mkdtemp(prefix="mixplan-upload-"))
-    p = d / Path(upload.name).name
-    p.write_bytes(upload.getvalue())
-    return p
+@contextmanager
+def _saved_upload(upload):
+    """The upload as a file under its own name (the reader goes by the suffix), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="mixplan-upload-") as d:
+        p = Path(d) / Path(upload.name).name
+        p.write_bytes(upload.getvalue())
+        yield p
 
 
 def create_section() -> None:
@@ -138,19 +142,9 @@ def create_section() -> None:
                     if not name:
                         raise ValidationError("no study name given.", fix="type the study to import into.")
                     cfg = parse_config(cfg_up.getvalue().decode("utf-8"), source=cfg_up.name) if cfg_up else None
-                    if cfg is not None and cfg.name != name:
-                        raise ValidationError(f"the config names study '{cfg.name}', not '{name}'.",
-                                              fix="use the same name in both.")
-                    study_domains = None
-                    if name in store.study_names():
-                        if cfg is not None:
-                            raise ValidationError(f"study '{name}' exists already; a config is only for a new study.",
-                                                  fix="remove the config, or import under a new study name.")
-                        study_domains = store.study_domains(name)["train"]
-                    elif cfg is not None:
-                        study_domains = list(cfg.domains)
-                    path = _save_upload(up)
-                    table, notes = read_run_table(path, study_domains=study_domains)
+                    study_domains = import_domains(store, name, cfg, config_file=cfg_up.name if cfg_up else None)
+                    with _saved_upload(up) as path:
+                        table, notes = read_run_table(path, study_domains=study_domains)
                     rep = store.import_runs(name, table, source=up.name, config=cfg,
                                             renormalised_rows=int(getattr(notes, "renormalised_rows", 0) or 0),
                                             actor="app")
