@@ -335,6 +335,11 @@ timeout_s = 60
     ok(at)
     at.button(key="dispatch_button").click().run()
     ok(at)
+    logs = list((env_db.parent / "mixplan-runs" / "cmd").glob("dispatch-*.log"))
+    assert len(logs) == 1  # beside the runs' files, not in a temp dir left behind
+    open_fds = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert str(logs[0]) not in open_fds  # the server closed its copy of the log's handle
     deadline = time.time() + 240
     while time.time() < deadline and {store.get_trial(t.trial_id).state.value for t in (ok_t, bad_t)} - {"done", "failed"}:
         time.sleep(1)
@@ -648,3 +653,70 @@ def test_import_domains_rule():
     assert import_domains(None, "s", cfg) == ["a", "b"]
     with pytest.raises(ValidationError, match="names study 's'"):
         import_domains(None, "t", cfg)
+
+
+def test_live_status_polls_always_and_follows_state_changes(env_db, monkeypatch):
+    """The live part polls every LIVE_S (3 s) even when nothing runs (a `mixplan run` may start
+    from the CLI later); the page keeps the state counts it was drawn with, which the live part
+    compares against to rerun the whole app."""
+    import streamlit
+
+    intervals = []
+    real = streamlit.fragment
+
+    def recording(func=None, *, run_every=None):
+        intervals.append(run_every)
+        return real(func, run_every=run_every) if func is not None else real(run_every=run_every)
+
+    monkeypatch.setattr(streamlit, "fragment", recording)
+    store = Store(env_db)
+    create_study(store, "live", n_runs=4, proposals=2, seed=9)
+    at = page("views/proposals.py", study="live")
+    ok(at)
+    assert 3.0 in intervals
+    snap = at.session_state["_proposals_status"]
+    assert snap[0] == "live" and snap[1][0] == 2 and snap[2] is False  # 2 proposed, no dispatcher
+    store.approve("live")  # e.g. from the CLI
+    at = page("views/proposals.py", study="live")
+    assert at.session_state["_proposals_status"][1][:2] == (0, 2)
+
+
+def test_failed_trial_log_tail_survives_many_later_events(env_db):
+    from engine.records import Proposal, TrialState
+
+    store = Store(env_db)
+    create_study(store, "fails", n_runs=3, proposals=0, seed=4)
+    t = store.add_trials("fails", [Proposal({"web": 0.5, "code": 0.25, "books": 0.25}, 20_000_000, steps=500)],
+                         state=TrialState.APPROVED)[0]
+    store.transition([t.trial_id], "queued", study="fails")
+    store.start_trial(t.trial_id)
+    store.fail_trial(t.trial_id, "diverged", log_tail="loss is nan at step 7")
+    for i in range(520):  # more than the 500 events the page used to read
+        store.log_event("fails", "note", detail={"i": i})
+    at = page("views/proposals.py", study="fails")
+    ok(at)
+    box = [e for e in at.expander if e.label.startswith(f"Trial {t.trial_id}")]
+    assert box and "diverged" in box[0].label
+    assert any("loss is nan at step 7" in c.value for c in box[0].code)
+
+
+def test_approve_selected_saves_table_edits_first(env_db):
+    from engine.records import Proposal
+
+    store = Store(env_db)
+    create_study(store, "edits", n_runs=3, proposals=0, seed=6)
+    a, b = store.add_trials("edits", [Proposal({"web": 0.5, "code": 0.25, "books": 0.25}, 20_000_000, steps=500),
+                                      Proposal({"web": 0.2, "code": 0.4, "books": 0.4}, 20_000_000, steps=500)])
+    at = page("views/proposals.py", study="edits")
+    at.session_state["proposals_editor"] = {"edited_rows": {0: {"select": True, "w_web": 0.25, "w_books": 0.5},
+                                                            1: {"w_web": 0.3, "w_code": 0.3}},
+                                            "added_rows": [], "deleted_rows": []}
+    at.run()
+    ok(at)
+    assert any("Unsaved table edits of trial(s)" in c.value for c in at.caption)
+    at.button(key="approve_selected").click().run()
+    ok(at)
+    assert store.get_trial(a.trial_id).state.value == "approved"
+    assert store.get_trial(a.trial_id).weights == pytest.approx({"web": 0.25, "code": 0.25, "books": 0.5})
+    assert store.get_trial(b.trial_id).weights == pytest.approx({"web": 0.3, "code": 0.3, "books": 0.4})
+    assert any("after saving the table's edits" in s.value for s in at.success)
