@@ -28,6 +28,7 @@ import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from engine.records import TrialState
 from engine.runtable.schema import objective_values
@@ -79,24 +80,24 @@ def trajectory(store, study: str, *, with_truth: bool = True) -> list[dict[str, 
 
     out = []
     cum = 0.0
-    finished: list[int] = []
+    observed = _ObservedIncumbent(runs, config, sign, axis)
     last_inc: dict | None = None
     for tid in order:
         tr = trials[tid]
         cost = float(tr.cost) if tr.cost is not None else 0.0
         cum += cost
-        finished.append(tid)
+        observed.add(tid)
         inc = inc_events.get(tid)
         source = None
         if inc is not None:
             w, pred, source = inc["weights"], inc.get("pred_mean"), inc.get("source", "model")
             true = inc.get("true")
             if source == "observed":  # a model-free strategy's best run: at the target only if one exists
-                basis = _observed(runs, finished, config, sign, axis)[2] or OBSERVED_AT_TARGET
+                basis = observed.current()[2] or OBSERVED_AT_TARGET
             else:
                 basis = MODEL_AT_TARGET
         else:
-            w, pred, basis = _observed(runs, finished, config, sign, axis)
+            w, pred, basis = observed.current()
             source = "observed"
             true = None
             if w is None and last_inc is not None:
@@ -132,35 +133,71 @@ def is_at_target(basis: str | None) -> bool:
     return basis in (MODEL_AT_TARGET, OBSERVED_AT_TARGET)
 
 
-def _observed(runs, finished: list[int], config, sign: float, axis: str | None):
-    """Best observed value at the target among the finished trials (else at the largest
-    fidelity reached); (weights, value, basis) or (None, None, None). Lengths on ``axis``
+def _first_per_group(groups: np.ndarray, y: np.ndarray, mask: np.ndarray) -> dict[int, int]:
+    """{group: index of its smallest ``y``} over the rows where ``mask`` holds (first on ties)."""
+    idx = np.flatnonzero(mask)
+    if not len(idx):
+        return {}
+    order = idx[np.lexsort((idx, y[idx], groups[idx]))]
+    first = np.ones(len(order), bool)
+    first[1:] = groups[order][1:] != groups[order][:-1]
+    return {int(groups[i]): int(i) for i in order[first]}
+
+
+class _ObservedIncumbent:
+    """The best observed value at the target among the trials added so far (else at the largest
+    size reached, at its longest length), kept incrementally: each trial's rows are summarised
+    once, so a trajectory of n trials costs O(rows + n), not O(rows x n). Lengths on ``axis``
     (steps, or tokens for tokens-only tables; :mod:`engine.scales`)."""
-    if runs.empty or axis is None:
+
+    def __init__(self, runs, config, sign: float, axis: str | None):
+        self.domains = list(config.domains)
+        self.per_trial: dict[int, tuple] = {}
+        self.target: tuple | None = None  # (value, weights)
+        self.big: tuple | None = None  # (model_params, length, value, weights)
+        if runs.empty or axis is None:
+            return
+        try:
+            y = sign * pd.to_numeric(objective_values(runs, config.objective), errors="coerce").to_numpy(dtype=float)
+        except KeyError:
+            return
+        length = run_lengths(runs, config, axis)
+        ok = np.isfinite(y) & np.isfinite(length)
+        if not ok.any():
+            return
+        tid = runs["trial_id"].to_numpy()[ok].astype(np.int64)
+        mp = runs["model_params"].to_numpy()[ok].astype(np.int64)
+        W = runs[[f"w_{d}" for d in self.domains]].to_numpy(dtype=float)[ok]
+        y, length = y[ok], length[ok]
+        tl = target_length(config)
+        tv = tl.value(axis) if tl is not None else None
+        at = ((mp == int(config.target.model_params)) & np.isclose(length, float(tv), rtol=1e-9)) if tv is not None \
+            else np.zeros(len(y), bool)
+        self.sign, self.axis = sign, axis
+        best_at = {int(t): (float(y[i]), self._w(W[i])) for t, i in _first_per_group(tid, y, at).items()}
+        longest = pd.Series(length).groupby(tid).transform("max").to_numpy()
+        for t, i in _first_per_group(tid, y, length == longest).items():
+            self.per_trial[int(t)] = (best_at.get(int(t)), (int(mp[i]), float(length[i]), float(y[i]), self._w(W[i])))
+
+    def _w(self, w: np.ndarray) -> dict[str, float]:
+        return {d: float(x) for d, x in zip(self.domains, w)}
+
+    def add(self, trial_id: int) -> None:
+        summary = self.per_trial.get(int(trial_id))
+        if summary is None:
+            return
+        at, (mp, length, y, w) = summary
+        if at is not None and (self.target is None or at[0] < self.target[0]):
+            self.target = at
+        b = self.big
+        if b is None or mp > b[0] or (mp == b[0] and length > b[1]) or (mp == b[0] and length == b[1] and y < b[2]):
+            self.big = (mp, length, y, w)
+
+    def current(self):
+        """(weights, value, basis) or (None, None, None)."""
+        if self.target is not None:
+            return self.target[1], float(self.sign * self.target[0]), OBSERVED_AT_TARGET
+        if self.big is not None:
+            mp, length, y, w = self.big
+            return w, float(self.sign * y), fallback_basis(mp, length, self.axis)
         return None, None, None
-    df = runs[runs["trial_id"].isin(finished)]
-    if df.empty:
-        return None, None, None
-    try:
-        y = sign * objective_values(df, config.objective).to_numpy(dtype=float)
-    except KeyError:
-        return None, None, None
-    length = run_lengths(df, config, axis)
-    ok = np.isfinite(y) & np.isfinite(length)
-    if not ok.any():
-        return None, None, None
-    df, y, length = df[ok], y[ok], length[ok]
-    mp = df["model_params"].to_numpy()
-    tl = target_length(config)
-    tv = tl.value(axis) if tl is not None else None
-    at = ((mp == config.target.model_params) & np.isclose(length, float(tv), rtol=1e-9)) if tv is not None \
-        else np.zeros(len(df), bool)
-    basis = OBSERVED_AT_TARGET
-    if not at.any():
-        big = mp == mp.max()
-        longest = length[big].max()
-        at = big & (length == longest)
-        basis = fallback_basis(int(mp.max()), float(longest), axis)
-    i = int(np.flatnonzero(at)[np.argmin(y[at])])
-    w = {d: float(df[f"w_{d}"].iloc[i]) for d in config.domains}
-    return w, float(sign * y[i]), basis

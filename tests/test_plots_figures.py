@@ -412,3 +412,29 @@ def test_bench_results_load_from_runs_curves_or_folder(tmp_path):
         load_results(tmp_path / "bad.csv")
     with pytest.raises(ValidationError, match="no benchmark results"):
         load_results(tmp_path / "missing")
+
+
+def test_observed_incumbent_matches_a_brute_force_recomputation(tmp_path):
+    """engine.trajectory keeps the observed incumbent incrementally; after every trial it equals
+    the best value recomputed from scratch (at the target, else at the largest size's longest
+    length)."""
+    from engine.simulators.synthetic import create_study
+    from engine.store import Store
+    from engine.trajectory import trajectory
+
+    store = Store(tmp_path / "b.duckdb")
+    create_study(store, "b", n_runs=40, checkpoints=5, proposals=0, seed=11)
+    runs = with_objective(store.runs_frame("b", meta=True), "mean_loss")
+    cfg = store.get_config("b")
+    traj = trajectory(store, "b")
+    seen = []
+    for e in traj:
+        seen.append(e["trial_id"])
+        df = runs[runs["trial_id"].isin(seen)]
+        at = df[(df["model_params"] == cfg.target.model_params) & (df["steps"] == cfg.target.steps)]
+        if at.empty:
+            big = df[df["model_params"] == df["model_params"].max()]
+            at = big[big["steps"] == big["steps"].max()]
+        assert e["incumbent_pred"] == pytest.approx(at["objective"].min()), e["trial_id"]
+    assert any("no target run yet" in e["incumbent_basis"] for e in traj)
+    assert traj[-1]["incumbent_basis"] == "observed at target"
