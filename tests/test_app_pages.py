@@ -508,15 +508,19 @@ def test_trajectory_says_when_no_run_reached_the_target(env_db):
 def toy_model(monkeypatch):
     """Register test_plots_figures.Toy as loss model "toy" (its optimum moves with scale)."""
     import engine.models as models
+    from app import common
 
     monkeypatch.setitem(models._MODELS, "toy", ("test_plots_figures", "Toy"))
     monkeypatch.setattr(models, "MODELS", models.MODELS + ("toy",))
-    return "toy"
+    common._available_models.clear()  # the app caches the list of models
+    yield "toy"
+    common._available_models.clear()
 
 
 def test_scaling_says_where_the_small_scale_optimum_stops_being_optimal(env_db, toy_model):
     at = page("views/scaling.py", scaling_models=[toy_model])
     ok(at)
+    assert not at.warning, [w.value for w in at.warning]
     table = at.dataframe[-1].value
     first = table[table["regret"] > table["tolerance"]].iloc[0]["scale"]
     assert first != table["scale"].iloc[0] and table["regret"].iloc[0] == 0
