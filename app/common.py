@@ -3,7 +3,7 @@ and turning errors into messages.
 
 Caching: the Store (a path, no open connection) is a ``cache_resource``; run tables are
 ``cache_data`` keyed by (db, study, data_version); fitted loss models are ``cache_resource`` keyed
-by (db, study, results key, model, objective), where the results key (:func:`results_key`) changes
+by (db, study, results key, model, objective) with the data_version they were fitted at, where the results key (:func:`results_key`) changes
 with every new checkpoint, so new results invalidate a fit while approving or editing proposals
 (which also bump data_version) does not force a refit. Slow fits run in the background
 (:func:`background`): a page draws at once and fills in when the fit is done.
@@ -139,6 +139,16 @@ def runs(study: str) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
+def _study_domains(path: str, study: str, data_version: int) -> dict[str, list[str]]:
+    return _store(path).study_domains(study)
+
+
+def study_domains(study: str) -> dict[str, list[str]]:
+    """{"train", "eval", "metric"} domains of the study (cached per data_version)."""
+    return _study_domains(db_path(), study, version(study))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
 def _trials(path: str, study: str, data_version: int) -> pd.DataFrame:
     return _store(path).trials_frame(study)
 
@@ -159,12 +169,6 @@ def available_models() -> list[str]:
     return _available_models()
 
 
-def models_missing_note() -> str:
-    return ("The loss models (`engine.models`: mfms-gp, autoscale, mixing-law, regmix) are not installed in this "
-            "build yet, so there is no prediction to draw. The observed runs are shown below; this page fills "
-            "in once the models land.")
-
-
 def results_key(study: str) -> str:
     """Changes exactly when the study's results change: '<checkpoints>:<last checkpoint id>'
     (checkpoints are only ever added; mixtures of trials with results never change)."""
@@ -173,37 +177,34 @@ def results_key(study: str) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=12)
-def _fitted(path: str, study: str, results: str, model: str, objective: str):
-    from engine.export import fit_study_model
+def _fit(path: str, study: str, results: str, model: str, objective: str):
+    """(fitted model, data_version of the runs it was fitted on)."""
+    from engine.export import fit_study_model, runs_at_version
 
     st_ = _store(path)
-    return fit_study_model(st_, study, model, objective, runs=st_.runs_frame(study))
+    runs, data_version = runs_at_version(st_, study)
+    return fit_study_model(st_, study, model, objective, runs=runs), data_version
+
+
+def _fitted(path: str, study: str, results: str, model: str, objective: str):
+    """The fitted loss model (cached in :func:`_fit` until new results arrive)."""
+    return _fit(path, study, results, model, objective)[0]
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def _optimum(path: str, study: str, results: str, model: str, objective: str, model_params: int,
+def _optimum(path: str, study: str, results: str, model: str, objective: str, direction: str, model_params: int,
              steps: float | None, tokens: float | None):
+    """The fitted model's optimum at one scale, searched in ``direction`` (part of the key: from
+    :func:`direction`, never the study's direction for another objective)."""
     cfg = _store(path).get_config(study)
     m = _fitted(path, study, results, model, objective)
     return m.optimum(int(model_params), steps=steps, tokens=tokens, bounds=cfg.bounds_array(),
-                     direction=cfg.direction)
+                     direction=direction)
 
 
-def feature(module: str, attr: str):
-    """An engine entry point that another part of mixplan provides, or None when it has not
-    landed in this build (the page then says so)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        return None
-    return getattr(mod, attr, None)
-
-
-def missing(what: str, where: str) -> None:
-    st.info(f"{what} is not available in this build yet (`{where}` has not landed). "
-            "Everything else on this page works.")
+def direction(study: str, objective: str) -> str:
+    """Which way ``objective`` is optimised in ``study`` (engine.config.objective_direction)."""
+    return config(study).direction_for(objective)
 
 
 def objective_options(run_table: pd.DataFrame, preferred: str) -> list[str]:

@@ -42,4 +42,5 @@ with st.sidebar:
             st.caption("No study yet: create one on the Study page.")
     st.caption(f"Database: `{common.db_path()}`")
 
-page.run()
+with common.guard(f"drawing the {page.title} page"):  # e.g. a broken import: a message, not a traceback
+    page.run()

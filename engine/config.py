@@ -143,6 +143,10 @@ class StudyConfig:
             return None
         return 6.0 * float(model_params) * float(tokens)
 
+    def direction_for(self, objective: str | None) -> str:
+        """Which way to optimise ``objective`` in this study (see :func:`objective_direction`)."""
+        return objective_direction(objective, self)
+
     @property
     def objective_column(self) -> str:
         """The run-table column the objective reads (``mean_loss`` is computed, not stored)."""
@@ -166,6 +170,18 @@ class StudyConfig:
         d["runner"] = {"kind": r.kind, "argv": list(r.argv), "timeout_s": r.timeout_s,
                        "retries": r.retries, **r.options}
         return {k: v for k, v in d.items() if v is not None}
+
+
+def objective_direction(objective: str | None, config: StudyConfig | None = None) -> str:
+    """``"minimize"`` or ``"maximize"`` for ``objective`` in a study: the study's own
+    ``direction`` when ``objective`` is the study's objective (or None); otherwise ``maximize``
+    for ``metric_*`` (higher is better, DESIGN contract 2) and ``minimize`` for losses. The one
+    place this is decided: the app, the CLI and the plots all ask here."""
+    if config is not None and (objective is None or objective == config.objective):
+        return config.direction
+    if objective is None:
+        return "minimize"
+    return "maximize" if str(objective).startswith("metric_") else "minimize"
 
 
 def load_config(path: str | Path) -> StudyConfig:

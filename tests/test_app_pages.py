@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app.synthetic import create_study  # noqa: E402
+from engine.simulators.synthetic import create_study  # noqa: E402
 from engine.store import Store  # noqa: E402
 
 MAIN = "../app/main.py"
@@ -30,6 +30,9 @@ def db(tmp_path_factory):
     store = Store(path)
     create_study(store, "demo", n_runs=30, proposals=3)
     create_study(store, "five", n_runs=30, domains=("web", "code", "books", "wiki", "arxiv"), proposals=0)
+    create_study(store, "metric", n_runs=30, proposals=0, metrics=True)
+    create_study(store, "two", n_runs=24, domains=("web", "code"), proposals=0)
+    create_study(store, "tokens", n_runs=24, proposals=0, length="tokens")
     return path
 
 
@@ -69,10 +72,6 @@ def ok(at: AppTest) -> None:
 
 def model_state(**extra):
     """Session state that makes model pages use a quick model (the GP is exercised by its own tests)."""
-    from engine.export import available_models
-
-    if FAST_MODEL not in available_models():
-        return extra
     return {"land_model": FAST_MODEL, "export_model": FAST_MODEL, "scaling_models": [FAST_MODEL], **extra}
 
 
@@ -204,11 +203,6 @@ def test_add_run_by_hand(env_db):
 def test_landscape_more_domains_uses_a_slice(env_db):
     at = page("views/landscape.py", study="five", **model_state())
     ok(at)
-    from engine.export import available_models
-
-    if not available_models():
-        assert any("not installed" in i.value for i in at.info)
-        return
     assert at.selectbox(key="land_x").value == "web"
     at.selectbox(key="land_x").select("books").run()
     ok(at)
@@ -229,10 +223,6 @@ def test_export_page_run_mixture(env_db):
 
 
 def test_export_page_recommendation(env_db):
-    from engine.export import available_models
-
-    if FAST_MODEL not in available_models():
-        pytest.skip("loss models not installed")
     at = page("views/export.py", **model_state(export_source="recommendation"))
     ok(at)
     import json
@@ -264,10 +254,6 @@ def test_empty_database_says_what_to_do(tmp_path, monkeypatch):
 
 
 def test_slow_fit_draws_the_page_and_finishes_in_the_background(env_db, monkeypatch):
-    from engine.export import available_models
-
-    if "mfms-gp" not in available_models():
-        pytest.skip("loss models not installed")
     monkeypatch.setenv("MIXPLAN_APP_FIT_WAIT", "0.01")
     at = page("views/landscape.py", study="five", land_model="mfms-gp", land_res=20)
     ok(at)
@@ -281,7 +267,7 @@ def test_slow_fit_draws_the_page_and_finishes_in_the_background(env_db, monkeypa
 
 
 def test_import_run_table_upload(env_db):
-    from app.synthetic import runs_table
+    from engine.simulators.synthetic import runs_table
 
     csv = runs_table(5, ("web", "code", "books"), checkpoints=3).to_csv(index=False).encode()
     at = page()
@@ -321,8 +307,6 @@ ck = [{"steps": s, "tokens": s * 1000, "losses": {"a": 3 - w["a"] - s / 1000, "b
 
 
 def test_dispatch_runs_approved_trials_and_shows_failures(env_db, tmp_path):
-    if common_feature("engine.dispatch", "run_approved") is None:
-        pytest.skip("dispatch not installed")
     import sys
 
     from engine.config import parse_config
@@ -351,6 +335,11 @@ timeout_s = 60
     ok(at)
     at.button(key="dispatch_button").click().run()
     ok(at)
+    logs = list((env_db.parent / "mixplan-runs" / "cmd").glob("dispatch-*.log"))
+    assert len(logs) == 1  # beside the runs' files, not in a temp dir left behind
+    open_fds = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert str(logs[0]) not in open_fds  # the server closed its copy of the log's handle
     deadline = time.time() + 240
     while time.time() < deadline and {store.get_trial(t.trial_id).state.value for t in (ok_t, bad_t)} - {"done", "failed"}:
         time.sleep(1)
@@ -365,18 +354,7 @@ timeout_s = 60
     assert any("diverged" in c.value for c in failures[0].code)
 
 
-def common_feature(module, attr):
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), attr, None)
-    except ImportError:
-        return None
-
-
 def test_trajectory_compares_benchmark_studies(env_db):
-    if common_feature("engine.trajectory", "trajectory") is None:
-        pytest.skip("engine.trajectory not installed")
     store = Store(env_db)
     if "demo-b" not in store.study_names():
         create_study(store, "demo-b", n_runs=20, proposals=0, seed=5)
@@ -392,8 +370,6 @@ def test_trajectory_compares_benchmark_studies(env_db):
 
 
 def test_propose_with_a_strategy_stores_trials(env_db):
-    if common_feature("engine.strategies", "propose") is None:
-        pytest.skip("strategies not installed")
     store = Store(env_db)
     before = {t.trial_id for t in store.trials("demo", ["proposed"])}
     at = page("views/proposals.py", prop_strategy="random", prop_q=2)
@@ -405,3 +381,346 @@ def test_propose_with_a_strategy_stores_trials(env_db):
     assert any("random proposed 2 trial(s)" in s.value for s in at.success)
     for t in new:  # each one is on the page with its own buttons
         assert at.button(key=f"approve_{t.trial_id}") is not None
+
+
+def test_config_update_reaches_the_pages(env_db):
+    """Store.update_config bumps data_version, so the app's per-version config cache sees it."""
+    import dataclasses
+
+    store = Store(env_db)
+    at = page()
+    ok(at)
+    cfg = store.get_config("demo")
+    v = store.data_version("demo")
+    store.update_config(dataclasses.replace(cfg, description="edited description"))
+    assert store.data_version("demo") > v
+    at = page()
+    ok(at)
+    assert any(c.value == "edited description" for c in at.caption)
+
+
+def test_metric_objective_in_a_loss_study_is_maximised(env_db):
+    """Landscape with objective metric_acc in a loss-minimising study: the optimum shown is the
+    maximum of the predicted metric (engine.config.objective_direction), not its minimum."""
+    from engine.export import fit_study_model
+
+    store = Store(env_db)
+    cfg = store.get_config("metric")
+    assert cfg.direction == "minimize" and cfg.direction_for("metric_acc") == "maximize"
+    fitted = fit_study_model(store, "metric", FAST_MODEL, "metric_acc")
+    t = cfg.target
+    best = {d: fitted.optimum(t.model_params, steps=t.steps, tokens=cfg.tokens_for(t.steps), direction=d,
+                              bounds=cfg.bounds_array()).pred_mean for d in ("maximize", "minimize")}
+    assert best["maximize"] > best["minimize"] + 1e-3
+    at = page("views/landscape.py", study="metric", **model_state(land_objective="metric_acc", land_res=20))
+    ok(at)
+    shown = [m.value for m in at.metric if m.label == "Predicted optimum"]
+    assert shown == [f"{best['maximize']:.4f}"]
+    at = page("views/scaling.py", study="metric", **model_state(scaling_objective="metric_acc"))
+    ok(at)
+    table = at.dataframe[-1].value
+    assert table["pred_mean"].iloc[-1] == pytest.approx(best["maximize"], abs=1e-4)
+
+
+def test_a_broken_engine_import_is_shown_not_hidden(env_db, monkeypatch):
+    """Pages import the engine directly: a real ImportError is shown as an error message (no
+    traceback), never as "not available in this build yet"."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "engine.trajectory", None)  # `import engine.trajectory` raises ImportError
+    at = page("views/trajectory.py")
+    assert not at.exception
+    assert at.error and "ModuleNotFoundError" in at.error[0].value and "engine.trajectory" in at.error[0].value
+    assert not any("not available" in i.value for i in at.info)
+
+
+def test_landscape_two_domains_draws_a_line(env_db):
+    """A 2-domain study (engine.config allows it): the landscape is a line over the first domain's
+    weight, not a crash in simplex_grid."""
+    at = page("views/landscape.py", study="two", **model_state(land_res=20))
+    ok(at)
+    assert any(m.label == "Predicted optimum" for m in at.metric)
+    opt = [m.value for m in at.markdown if m.value.startswith("**Optimum mixture**")][0]
+    assert "web:" in opt and "code:" in opt
+    at.selectbox(key="land_size").select(20_000_000).run()
+    ok(at)
+    assert any(m.label == "Best observed here" and m.value != "-" for m in at.metric)
+
+
+def test_tokens_only_study_gets_training_lengths(env_db):
+    """Runs with tokens but no steps (DESIGN contract 2; RegMix imports): Landscape offers token
+    lengths, Scaling asks at tokens, the trajectory has an incumbent."""
+    at = page("views/landscape.py", study="tokens", **model_state(land_res=20))
+    ok(at)
+    box = at.selectbox(key="land_length")
+    assert box.label == "Tokens" and len(box.options) == 20 and box.value.tokens == pytest.approx(5242880000.0)
+    assert box.value.steps is None
+    assert any(m.label == "Predicted optimum" for m in at.metric)
+    assert any(m.label == "Best observed here" and m.value != "-" for m in at.metric)
+    at = page("views/scaling.py", study="tokens", **model_state())
+    ok(at)
+    table = at.dataframe[-1].value
+    assert table["tokens"].notna().all() and len(table) >= 2
+    at = page("views/trajectory.py", study="tokens")
+    ok(at)
+    assert any(m.value.startswith("**Current incumbent**") for m in at.markdown)
+
+
+def test_trajectory_speedup_reference_is_the_random_curve(env_db):
+    """Curves are named 'study (strategy)': the default reference is the one whose strategy is
+    random, even when it is not the first curve."""
+    store = Store(env_db)
+    if "demo-b" not in store.study_names():
+        create_study(store, "demo-b", n_runs=20, proposals=0, seed=5)
+    at = page("views/trajectory.py", study="demo-b", traj_compare=["demo"])
+    ok(at)
+    ref = at.selectbox(key="traj_reference")
+    assert ref.options == ["demo-b", "demo (random)"] and ref.value == "demo (random)"
+    speed = at.dataframe[0].value.set_index("strategy")
+    assert speed.loc["demo (random)", "speedup"] == pytest.approx(1.0)
+    assert any("final incumbent of **demo (random)**" in m.value for m in at.markdown)
+
+
+def test_trajectory_loads_bench_optimize_results(env_db, tmp_path):
+    from test_plots_figures import bench_runs
+
+    bench_runs().to_csv(tmp_path / "optimize_runs.csv", index=False)
+    at = page("views/trajectory.py", bench_path=str(tmp_path))
+    ok(at)
+    summary = at.dataframe[-1].value
+    assert list(summary["baseline"]) == ["random"] and summary["speedup_median"].iloc[0] == pytest.approx(1.3333)
+    assert any("speed-up" in m.value for m in at.markdown)
+    at = page("views/trajectory.py", bench_path=str(tmp_path / "nothing-here"))
+    assert not at.exception and at.error and "no benchmark results" in at.error[0].value
+
+
+def test_trajectory_says_when_no_run_reached_the_target(env_db):
+    store = Store(env_db)
+    if "short" not in store.study_names():
+        create_study(store, "short", n_runs=3, proposals=0, seed=1)  # 20M, 60M, 150M: no 1B run
+    at = page("views/trajectory.py", study="short")
+    ok(at)
+    text = [m.value for m in at.markdown if m.value.startswith("**Current incumbent**")][0]
+    assert "(no target run yet)" in text and "not yet measured at the target" in text
+
+
+@pytest.fixture
+def toy_model(monkeypatch):
+    """Register test_plots_figures.Toy as loss model "toy" (its optimum moves with scale)."""
+    import engine.models as models
+    from app import common
+
+    monkeypatch.setitem(models._MODELS, "toy", ("test_plots_figures", "Toy"))
+    monkeypatch.setattr(models, "MODELS", models.MODELS + ("toy",))
+    common._available_models.clear()  # the app caches the list of models
+    yield "toy"
+    common._available_models.clear()
+
+
+def test_scaling_says_where_the_small_scale_optimum_stops_being_optimal(env_db, toy_model):
+    at = page("views/scaling.py", scaling_models=[toy_model])
+    ok(at)
+    assert not at.warning, [w.value for w in at.warning]
+    table = at.dataframe[-1].value
+    first = table[table["regret"] > table["tolerance"]].iloc[0]["scale"]
+    assert first != table["scale"].iloc[0] and table["regret"].iloc[0] == 0
+    text = [m.value for m in at.markdown if m.value.startswith("**toy**")]
+    assert text and f"stops being optimal from **{first}**" in text[0] and "> tolerance" in text[0]
+    assert (table[[c for c in table.columns if c.startswith("w_")]].round(3) == table[
+        [c for c in table.columns if c.startswith("w_")]]).all().all()  # weights rounded for the table
+    at = page("views/scaling.py", scaling_models=[toy_model], scaling_axis="budgets")
+    ok(at)
+    assert any("Budgets in tokens at 1B params" in c.value for c in at.caption)
+    table = at.dataframe[-1].value
+    scales = list(table["scale"])
+    assert scales[-3:] == ["1B / 10.5B tok (extrap.)", "1B / 26.2B tok (extrap.)", "1B / 52.4B tok (extrap.)"]
+    assert table["extrapolated"].sum() == 3 and len(table) <= 8
+    assert any(m.value.startswith("**toy**: the optimum at 1B / 131M tok stops being optimal") for m in at.markdown)
+
+
+def test_landscape_three_domains_draws_its_metrics(env_db):
+    at = page("views/landscape.py", **model_state(land_res=20))
+    ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert set(metrics) >= {"Predicted optimum", "Best observed here", "Fitted on"}
+    assert metrics["Fitted on"] == "30 runs" and float(metrics["Predicted optimum"]) > 0
+    assert float(metrics["Best observed here"]) > 0
+    opt = [m.value for m in at.markdown if m.value.startswith("**Optimum mixture**")][0]
+    weights = [float(line.split(": ")[1]) for line in opt.split("  \n")[1:]]
+    assert len(weights) == 3 and sum(weights) == pytest.approx(1, abs=2e-3)
+
+
+def test_export_agrees_with_the_cli_and_records_the_fit_version(env_db):
+    """The app's recommendation equals `mixplan export` (same model, objective, target); its
+    provenance records the data_version the fit read, not a later one (approving a proposal
+    bumps data_version without new results, so no refit); each format's tab shows its own
+    CLI line."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from engine.cli import app as cli
+    from engine.records import Proposal
+
+    store = Store(env_db)
+    create_study(store, "exp", n_runs=20, proposals=0, seed=3)
+    at = page("views/export.py", study="exp", **model_state(export_source="recommendation"))
+    ok(at)
+    doc = json.loads(at.code[0].value)
+    fitted_at = store.data_version("exp")
+    assert doc["provenance"]["data_version"] == fitted_at
+    hints = [c.value for c in at.caption if c.value.startswith("The same from the command line")]
+    assert [h.split("--format ")[1].split()[0] for h in hints] == ["json", "yaml", "megatron", "olmo", "hf"]
+    assert all(f"--model {FAST_MODEL}" in h for h in hints)
+    r = CliRunner().invoke(cli, ["export", "--db", str(env_db), "--study", "exp", "--format", "json",
+                                 "--model", FAST_MODEL])
+    assert r.exit_code == 0, r.output
+    cli_doc = json.loads(r.output)
+    assert cli_doc["weights"] == pytest.approx(doc["weights"], abs=1e-6)
+    for k in ("objective", "model", "model_params", "steps", "runs", "data_version"):
+        assert cli_doc["provenance"][k] == doc["provenance"][k], k
+    assert cli_doc["provenance"]["pred_mean"] == pytest.approx(doc["provenance"]["pred_mean"], abs=1e-6)
+    tid = store.add_trials("exp", [Proposal({"web": 0.2, "code": 0.3, "books": 0.5}, 20_000_000, steps=1000)])[0].trial_id
+    store.approve("exp", [tid])
+    assert store.data_version("exp") > fitted_at
+    at = page("views/export.py", study="exp", **model_state(export_source="recommendation"))
+    ok(at)
+    doc = json.loads(at.code[0].value)
+    assert doc["provenance"]["data_version"] == fitted_at
+
+
+def test_study_overview_is_cached_per_data_version(env_db, monkeypatch):
+    """Changing a filter on the Study page reads no config or domains from the database."""
+    at = page()
+    ok(at)
+    calls = []
+    for meth in ("get_config", "study_domains", "runs_frame", "trials_frame"):
+        real = getattr(Store, meth)
+
+        def counted(self, *a, _real=real, _name=meth, **k):
+            calls.append(_name)
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(Store, meth, counted)
+    at.text_input(key="study_text").set_value("r000").run()
+    ok(at)
+    at.multiselect(key="study_sizes").set_value([20_000_000]).run()
+    ok(at)
+    assert calls == []
+
+
+def test_import_checks_are_the_clis_and_uploads_are_removed(env_db, tmp_path, monkeypatch):
+    """The app's run-table import and `mixplan import` share engine.runtable.importer: the same
+    message for a config naming another study; the uploaded file's temp copy is removed."""
+    import tempfile
+
+    from typer.testing import CliRunner
+
+    from engine.cli import app as cli
+    from engine.simulators.synthetic import runs_table
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    csv = runs_table(4, ("web", "code", "books"), checkpoints=3).to_csv(index=False).encode()
+    cfg = b'name = "other"\ndomains = ["web", "code", "books"]\n'
+    at = page()
+    at.file_uploader(key="create_table_file").set_value(("runs.csv", csv, "text/csv"))
+    at.file_uploader(key="create_table_cfg").set_value(("other.toml", cfg, "text/plain"))
+    at.text_input(key="create_table_name").set_value("mine")
+    at.button(key="create_table_button").click().run()
+    assert not at.exception and at.error
+    app_msg = at.error[0].value
+    (tmp_path / "runs.csv").write_bytes(csv)
+    (tmp_path / "other.toml").write_bytes(cfg)
+    r = CliRunner().invoke(cli, ["import", str(tmp_path / "runs.csv"), "--study", "mine", "--config",
+                                 str(tmp_path / "other.toml"), "--db", str(env_db)])
+    assert r.exit_code != 0
+    assert "the config names study 'other' but the study to import into is 'mine'" in app_msg
+    assert "the config names study 'other' but --study is 'mine'" in str(r.exception)
+    at = page()
+    at.file_uploader(key="create_table_file").set_value(("runs.csv", csv, "text/csv"))
+    at.text_input(key="create_table_name").set_value("uploaded-again")
+    at.button(key="create_table_button").click().run()
+    ok(at)
+    assert "uploaded-again" in Store(env_db).study_names()
+    assert not list(scratch.glob("mixplan-upload-*"))
+
+
+def test_import_domains_rule():
+    from engine.config import config_from_dict
+    from engine.errors import ValidationError
+    from engine.runtable.importer import import_domains
+
+    cfg = config_from_dict({"name": "s", "domains": ["a", "b"]})
+    assert import_domains(None, "s", None) is None
+    assert import_domains(None, "s", cfg) == ["a", "b"]
+    with pytest.raises(ValidationError, match="names study 's'"):
+        import_domains(None, "t", cfg)
+
+
+def test_live_status_polls_always_and_follows_state_changes(env_db, monkeypatch):
+    """The live part polls every LIVE_S (3 s) even when nothing runs (a `mixplan run` may start
+    from the CLI later); the page keeps the state counts it was drawn with, which the live part
+    compares against to rerun the whole app."""
+    import streamlit
+
+    intervals = []
+    real = streamlit.fragment
+
+    def recording(func=None, *, run_every=None):
+        intervals.append(run_every)
+        return real(func, run_every=run_every) if func is not None else real(run_every=run_every)
+
+    monkeypatch.setattr(streamlit, "fragment", recording)
+    store = Store(env_db)
+    create_study(store, "live", n_runs=4, proposals=2, seed=9)
+    at = page("views/proposals.py", study="live")
+    ok(at)
+    assert 3.0 in intervals
+    snap = at.session_state["_proposals_status"]
+    assert snap[0] == "live" and snap[1][0] == 2 and snap[2] is False  # 2 proposed, no dispatcher
+    store.approve("live")  # e.g. from the CLI
+    at = page("views/proposals.py", study="live")
+    assert at.session_state["_proposals_status"][1][:2] == (0, 2)
+
+
+def test_failed_trial_log_tail_survives_many_later_events(env_db):
+    from engine.records import Proposal, TrialState
+
+    store = Store(env_db)
+    create_study(store, "fails", n_runs=3, proposals=0, seed=4)
+    t = store.add_trials("fails", [Proposal({"web": 0.5, "code": 0.25, "books": 0.25}, 20_000_000, steps=500)],
+                         state=TrialState.APPROVED)[0]
+    store.transition([t.trial_id], "queued", study="fails")
+    store.start_trial(t.trial_id)
+    store.fail_trial(t.trial_id, "diverged", log_tail="loss is nan at step 7")
+    for i in range(520):  # more than the 500 events the page used to read
+        store.log_event("fails", "note", detail={"i": i})
+    at = page("views/proposals.py", study="fails")
+    ok(at)
+    box = [e for e in at.expander if e.label.startswith(f"Trial {t.trial_id}")]
+    assert box and "diverged" in box[0].label
+    assert any("loss is nan at step 7" in c.value for c in box[0].code)
+
+
+def test_approve_selected_saves_table_edits_first(env_db):
+    from engine.records import Proposal
+
+    store = Store(env_db)
+    create_study(store, "edits", n_runs=3, proposals=0, seed=6)
+    a, b = store.add_trials("edits", [Proposal({"web": 0.5, "code": 0.25, "books": 0.25}, 20_000_000, steps=500),
+                                      Proposal({"web": 0.2, "code": 0.4, "books": 0.4}, 20_000_000, steps=500)])
+    at = page("views/proposals.py", study="edits")
+    at.session_state["proposals_editor"] = {"edited_rows": {0: {"select": True, "w_web": 0.25, "w_books": 0.5},
+                                                            1: {"w_web": 0.3, "w_code": 0.3}},
+                                            "added_rows": [], "deleted_rows": []}
+    at.run()
+    ok(at)
+    assert any("Unsaved table edits of trial(s)" in c.value for c in at.caption)
+    at.button(key="approve_selected").click().run()
+    ok(at)
+    assert store.get_trial(a.trial_id).state.value == "approved"
+    assert store.get_trial(a.trial_id).weights == pytest.approx({"web": 0.25, "code": 0.25, "books": 0.5})
+    assert store.get_trial(b.trial_id).weights == pytest.approx({"web": 0.3, "code": 0.3, "books": 0.4})
+    assert any("after saving the table's edits" in s.value for s in at.success)

@@ -10,7 +10,7 @@ import sys
 import pytest
 import yaml
 
-from app.synthetic import create_study
+from engine.simulators.synthetic import create_study
 from engine.errors import NotFoundError, ValidationError
 from engine.export import FORMATS, Provenance, MixtureExport, from_run, log_export, parse_megatron, render, rounded
 from engine.store import Store

@@ -36,10 +36,22 @@ def mixture_bar(weights: dict[str, float]) -> go.Figure:
     return fig
 
 
+def cli_command(study: str, fmt: str, prov, prefix: str) -> str:
+    """The `mixplan export` line that writes the same export (the format shown, this source)."""
+    import shlex
+
+    parts = ["mixplan", "export", "--study", study, "--format", fmt]
+    parts += ["--model", str(prov.model)] if prov.source == "optimum" else ["--run", str(prov.run_id)]
+    if prefix != "{domain}" and fmt in ("megatron", "olmo", "hf"):
+        parts += ["--prefix", prefix]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _recommend(path, study, version, model, objective, mp, steps, tokens):
-    return (common._fitted(path, study, version, model, objective),
-            common._optimum(path, study, version, model, objective, mp, steps, tokens))
+def _recommend(path, study, version, model, objective, direction, mp, steps, tokens):
+    """(fitted model, the data_version it was fitted at, its optimum at the target)."""
+    fitted, data_version = common._fit(path, study, version, model, objective)
+    return fitted, data_version, common._optimum(path, study, version, model, objective, direction, mp, steps, tokens)
 
 
 def body() -> None:
@@ -49,13 +61,9 @@ def body() -> None:
                                       if cfg.target else ""))
     runs = common.runs(name)
     models = common.available_models()
-    options = (["recommendation"] if models else []) + ["run"]
-    src = st.radio("Mixture to export", options, horizontal=True, key="export_source",
+    src = st.radio("Mixture to export", ["recommendation", "run"], horizontal=True, key="export_source",
                    format_func=lambda o: "The model's recommendation at the target" if o == "recommendation"
                    else "A run's mixture")
-    if not models:
-        st.info("No loss model is installed in this build yet (`engine.models`), so there is no predicted optimum to "
-                "export; any run's mixture can be exported below.")
     ex = None
     if src == "recommendation":
         model = st.selectbox("Loss model", models, key="export_model")
@@ -64,14 +72,15 @@ def body() -> None:
             st.warning("This study has no [target]; add one to its config to get a recommendation.")
             return
         tokens = t.tokens if t.tokens is not None else cfg.tokens_for(t.steps)
-        args = (common.db_path(), name, common.results_key(name), model, cfg.objective)
+        args = (common.db_path(), name, common.results_key(name), model, cfg.objective,
+                cfg.direction_for(cfg.objective))
         out = common.background(("export",) + args + (t.model_params, t.steps, tokens),
                                 f"Fitting {model} and searching its optimum at the target", _recommend, *args,
                                 t.model_params, t.steps, tokens)
         if out is None:
             return
-        fitted, opt = out
-        ex = from_optimum(common.store(), name, model, fitted=fitted, optimum=opt,
+        fitted, fit_version, opt = out
+        ex = from_optimum(common.store(), name, model, fitted=fitted, optimum=opt, data_version=fit_version,
                           runs=runs[["run_id"]] if len(runs) else runs)
     else:
         trials = common.trials(name)
@@ -114,9 +123,7 @@ def body() -> None:
     for tab, fmt in zip(tabs, FORMATS):
         with tab:
             st.code(texts[fmt], language={"json": "json", "yaml": "yaml", "olmo": "yaml", "hf": "python"}.get(fmt))
-    st.caption("The same from the command line: "
-               f"`mixplan export --study {name} --format megatron"
-               + (f" --model {prov.model}`" if prov.source == "optimum" else f" --run {prov.run_id}`"))
+            st.caption(f"The same from the command line: `{cli_command(name, fmt, prov, prefix)}`")
 
 
 common.run_page(body)

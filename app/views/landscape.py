@@ -1,5 +1,6 @@
 """Landscape: the predicted objective (and its std) over mixtures at one model size and length,
-from a chosen loss model, with the observed runs on top and the predicted optimum marked."""
+from a chosen loss model, with the observed runs on top and the predicted optimum marked: a line
+for two domains, a ternary map for three, a 2-D slice for more."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import streamlit as st
 from app import common
 from engine.plots import (
     human,
+    line_grid,
     observed_at,
+    plot_line,
     plot_parallel_coordinates,
     plot_slice,
     plot_ternary,
@@ -18,30 +21,20 @@ from engine.plots import (
     slice_grid,
     with_objective,
 )
+from engine.scales import default_length, length_choices
 
 st.title("Landscape")
 
 
-def scale_choices(cfg, runs):
-    """Model sizes on offer or observed, and per size the step counts on offer or observed."""
-    sizes = {s.model_params: set(s.steps) for s in cfg.scales}
-    if len(runs) and "steps" in runs.columns:
-        for mp, g in runs.groupby("model_params"):
-            sizes.setdefault(int(mp), set()).update(int(x) for x in g["steps"].dropna().unique())
-    if cfg.target:
-        sizes.setdefault(cfg.target.model_params, set())
-        if cfg.target.steps:
-            sizes[cfg.target.model_params].add(int(cfg.target.steps))
-    return {k: sorted(v) for k, v in sorted(sizes.items())}
-
-
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _landscape(path, study, version, model, objective, mp, steps, tokens, res, xy):
+def _landscape(path, study, version, model, objective, direction, mp, steps, tokens, res, xy):
     """(fitted model, optimum, predicted grid) at one scale; cached per data_version."""
     fitted = common._fitted(path, study, version, model, objective)
-    opt = common._optimum(path, study, version, model, objective, int(mp), steps, tokens)
+    opt = common._optimum(path, study, version, model, objective, direction, int(mp), steps, tokens)
     domains = list(fitted.domains_)
-    if xy[0] is None:
+    if len(domains) == 2:
+        grid = predict_grid(fitted, line_grid(domains, 4 * res), mp, steps=steps, tokens=tokens)
+    elif xy[0] is None:
         grid = predict_grid(fitted, simplex_grid(domains, res), mp, steps=steps, tokens=tokens)
     else:
         grid = predict_grid(fitted, slice_grid(domains, xy[0], xy[1], opt.weights, res + 1), mp,
@@ -62,6 +55,11 @@ def draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs
     m[3].markdown("**Optimum mixture**  \n" + "  \n".join(f"{d}: {w:.3f}" for d, w in opt.weights.items()))
     titles = {v: f"{'Predicted' if v == 'pred_mean' else 'Std of predicted'} {objective} at {label} ({model})"
               for v in ("pred_mean", "pred_std")}
+    if len(domains) == 2:
+        st.plotly_chart(plot_line(grid, domains, objective=objective, observed=obs, optimum=opt.weights,
+                                  optimum_value=opt.pred_mean,
+                                  title=f"Predicted {objective} ± 1 std at {label} ({model})"), key="land_line")
+        return
     if len(domains) == 3:
         figs = [plot_ternary(grid, domains, value=v, objective=objective, observed=obs, optimum=opt.weights,
                              direction=direction, title=titles[v]) for v in ("pred_mean", "pred_std")]
@@ -87,36 +85,35 @@ def body() -> None:
         st.info("No results yet, so there is no landscape to predict. Import runs or run trials first.")
         return
     models = common.available_models()
-    choices = scale_choices(cfg, runs)
+    axis, choices = length_choices(cfg, runs)
     c = st.columns([1.1, 1.2, 1, 1, 1])
-    model = c[0].selectbox("Loss model", models or ["(none installed)"], key="land_model",
-                           disabled=not models)
+    model = c[0].selectbox("Loss model", models, key="land_model")
     objective = c[1].selectbox("Objective", common.objective_options(runs, cfg.objective), key="land_objective")
     sizes = list(choices)
     tgt = cfg.target.model_params if cfg.target else sizes[-1]
     mp = c[2].selectbox("Model size", sizes, index=sizes.index(tgt) if tgt in sizes else len(sizes) - 1,
                         format_func=lambda x: f"{human(x)} params", key="land_size")
-    steps_opts = choices.get(mp) or [None]
-    default_steps = cfg.target.steps if (cfg.target and cfg.target.model_params == mp and cfg.target.steps
-                                         in steps_opts) else steps_opts[-1]
-    steps = c[3].selectbox("Steps", steps_opts, index=steps_opts.index(default_steps),
-                           format_func=lambda x: "-" if x is None else f"{x:,}", key="land_steps")
-    tokens = cfg.tokens_for(steps) if steps is not None else None
+    lengths = choices.get(mp) or []
+    if lengths:
+        default = default_length(cfg, mp, lengths)
+        length = c[3].selectbox("Steps" if axis == "steps" else "Tokens", lengths, index=lengths.index(default),
+                                format_func=lambda x: x.label, key="land_length",
+                                help="Training lengths on offer or observed at this size.")
+        steps, tokens = length.steps, length.tokens
+    else:
+        c[3].caption("No training length known at this size.")
+        steps = tokens = None
     res = c[4].select_slider("Grid", options=[20, 30, 40, 60], value=40, key="land_res",
                              help="Points per side of the mixture grid (finer is slower for the GP).")
-    direction = cfg.direction if objective == cfg.objective else (
-        "maximize" if objective.startswith("metric_") else "minimize")
+    direction = cfg.direction_for(objective)
     obs = observed_at(with_objective(runs, objective), mp, steps=steps, tokens=tokens)
     x_dom = y_dom = None
     if len(domains) > 3:
         s = st.columns([1, 1, 3])
         x_dom = s[0].selectbox("Horizontal: weight of", domains, index=0, key="land_x")
         y_dom = s[1].selectbox("Vertical: weight of", [d for d in domains if d != x_dom], index=0, key="land_y")
-    if not models:
-        st.info(common.models_missing_note())
-    else:
-        with common.guard(f"fitting {model}"):  # a failed fit still leaves the observed runs below
-            model_section(name, runs, domains, model, objective, mp, steps, tokens, res, x_dom, y_dom, obs, direction)
+    with common.guard(f"fitting {model}"):  # a failed fit still leaves the observed runs below
+        model_section(name, runs, domains, model, objective, mp, steps, tokens, res, x_dom, y_dom, obs, direction)
     st.plotly_chart(plot_parallel_coordinates(runs, domains, objective, direction=direction), key="land_parcoords")
 
 
@@ -124,9 +121,9 @@ def model_section(name, runs, domains, model, objective, mp, steps, tokens, res,
     xy = (x_dom, y_dom) if len(domains) > 3 else (None, None)
     key = common.results_key(name)
     out = common.background(
-        ("landscape", common.db_path(), name, key, model, objective, mp, steps, tokens, res, xy),
+        ("landscape", common.db_path(), name, key, model, objective, direction, mp, steps, tokens, res, xy),
         f"Fitting {model} on {runs['trial_id'].nunique():,} runs and predicting {objective} over the mixtures",
-        _landscape, common.db_path(), name, key, model, objective, mp, steps, tokens, res, xy)
+        _landscape, common.db_path(), name, key, model, objective, direction, mp, steps, tokens, res, xy)
     if out is not None:
         draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs)
 

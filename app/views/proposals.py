@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -15,35 +14,22 @@ import streamlit as st
 from app import common
 from engine.errors import ValidationError
 from engine.plots import human
+from engine.strategies import propose, strategy_names
 
 st.title("Proposals")
-STRATEGIES = ("mfms-bo", "autoscale", "random", "hyperband", "mf-bo", "bo")
 EXECUTORS = ("local", "slurm", "ray")
 EDITOR_KEY = "proposals_editor"
 
 
-def strategy_names() -> list[str]:
-    names = common.feature("engine.strategies", "strategy_names")
-    if names is None:
-        return list(STRATEGIES)
-    try:
-        return list(names()) or list(STRATEGIES)
-    except Exception:  # noqa: BLE001
-        return list(STRATEGIES)
-
-
 def propose_section(name: str) -> None:
     st.subheader("Ask a strategy")
-    propose = common.feature("engine.strategies", "propose")
     c = st.columns([1.4, 0.8, 0.8, 1])
     strategy = c[0].selectbox("Strategy", strategy_names(), key="prop_strategy")
     q = c[1].number_input("How many (q)", min_value=1, max_value=64, value=4, step=1, key="prop_q")
     seed = c[2].number_input("Seed", min_value=0, value=0, step=1, key="prop_seed")
     c[3].write("")
-    clicked = c[3].button("Propose", key="prop_button", type="primary", disabled=propose is None)
-    if propose is None:
-        common.missing("Asking a strategy for proposals", "engine.strategies.propose")
-    elif clicked:
+    clicked = c[3].button("Propose", key="prop_button", type="primary")
+    if clicked:
         with common.guard(f"asking {strategy} for proposals"):
             with st.spinner(f"{strategy} is choosing {q} run(s) (fitting its model first)..."):
                 new = propose(common.store(), name, strategy, int(q), int(seed))
@@ -80,17 +66,31 @@ def propose_section(name: str) -> None:
                 st.rerun()
 
 
-def _apply(action: str, ids: list[int], name: str) -> None:
+def _apply(action: str, ids: list[int], name: str, edits=()) -> None:
+    """Approve or reject ``ids``, first saving the table's unsaved ``edits`` (those of trials not
+    being rejected): an action never drops what was typed into the table. An edit that fails
+    validation stops the action with its message."""
     store = common.store()
     with common.guard(f"{action} trial(s) {ids}"):
         if not ids:
             raise ValidationError("no trial selected.", fix="tick trials in the table, or use a trial's own buttons.")
+        keep = [e for e in edits if not (action == "reject" and e[0] in ids)]
+        if keep:
+            _save_edits(keep)
         if action == "approve":
             store.approve(name, ids, actor="app")
         else:
             store.reject(name, ids, actor="app", reason="rejected in the app")
-        common.after_write(f"{'Approved' if action == 'approve' else 'Rejected'} trial(s) {', '.join(map(str, ids))}.")
+        common.after_write(f"{'Approved' if action == 'approve' else 'Rejected'} trial(s) {', '.join(map(str, ids))}"
+                           + (f" (after saving the table's edits of trial(s) {', '.join(str(e[0]) for e in keep)})"
+                              if keep else "") + ".")
+        st.session_state.pop(EDITOR_KEY, None)  # the edits are stored; start the table afresh
         st.rerun()
+
+
+def _save_edits(changed) -> None:
+    for tid, weights, mp, steps in changed:
+        common.store().edit_trial(tid, weights=weights, model_params=mp, steps=steps, actor="app")
 
 
 def _edit(trial_id: int, weights: dict[str, float], model_params: int | None, steps: int | None) -> None:
@@ -123,20 +123,23 @@ def pending_section(name: str) -> None:
                        "pred_mean": st.column_config.NumberColumn("pred mean", format="%.4f"),
                        "pred_std": st.column_config.NumberColumn("pred std", format="%.3g")})
     selected = edited.loc[edited["select"], "trial_id"].astype(int).tolist()
+    changed = _table_edits(view, edited, wc)
+    if changed:
+        st.caption(f"Unsaved table edits of trial(s) {', '.join(str(c[0]) for c in changed)}: the buttons below save "
+                   "them first (weights re-validated).")
     b = st.columns(5)
     if b[0].button(f"Approve selected ({len(selected)})", key="approve_selected", disabled=not selected):
-        _apply("approve", selected, name)
+        _apply("approve", selected, name, changed)
     if b[1].button(f"Reject selected ({len(selected)})", key="reject_selected", disabled=not selected):
-        _apply("reject", selected, name)
+        _apply("reject", selected, name, changed)
     proposed = pend.loc[pend["state"] == "proposed", "trial_id"].astype(int).tolist()
     if b[2].button(f"Approve all proposed ({len(proposed)})", key="approve_all", disabled=not proposed):
-        _apply("approve", proposed, name)
-    changed = _table_edits(view, edited, wc)
+        _apply("approve", proposed, name, changed)
     if b[3].button(f"Save table edits ({len(changed)})", key="save_edits", disabled=not changed):
         with common.guard("saving the table's edits"):
-            for tid, weights, mp, steps in changed:
-                common.store().edit_trial(tid, weights=weights, model_params=mp, steps=steps, actor="app")
+            _save_edits(changed)
             common.after_write(f"Saved edits of trial(s) {', '.join(str(c[0]) for c in changed)} (weights re-validated).")
+            st.session_state.pop(EDITOR_KEY, None)
             st.rerun()
     st.caption("Every action also has its own button per trial:")
     for r in pend.to_dict(orient="records"):
@@ -153,9 +156,9 @@ def pending_section(name: str) -> None:
             if r["reason"]:
                 top[0].caption(f"Why: {r['reason']}")
             if top[1].button("Approve", key=f"approve_{tid}", disabled=r["state"] != "proposed", type="primary"):
-                _apply("approve", [tid], name)
+                _apply("approve", [tid], name, changed)
             if top[2].button("Reject", key=f"reject_{tid}"):
-                _apply("reject", [tid], name)
+                _apply("reject", [tid], name, changed)
             edit = top[3].toggle("Edit", key=f"edit_{tid}")
             if edit:
                 cols = st.columns(len(cfg.domains) + 2)
@@ -194,9 +197,18 @@ def dispatcher(name: str):
     return d if d is not None and d[0].poll() is None else None
 
 
+def dispatch_log(study: str) -> Path:
+    """Where a dispatcher started from the app logs: ``<db dir>/mixplan-runs/<study>/dispatch-<time>.log``,
+    beside the runs' own files (kept, like them)."""
+    import time
+
+    d = Path(common.db_path()).parent / "mixplan-runs" / study
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"dispatch-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**6:06d}.log"
+
+
 def dispatch_section(name: str) -> None:
     st.subheader("Run the approved trials")
-    run_approved = common.feature("engine.dispatch", "run_approved")
     trials = common.trials(name)
     approved = int((trials["state"] == "approved").sum())
     cfg = common.config(name)
@@ -206,38 +218,58 @@ def dispatch_section(name: str) -> None:
     running = dispatcher(name)
     c[2].write("")
     clicked = c[2].button(f"Run approved ({approved})", key="dispatch_button", type="primary",
-                          disabled=run_approved is None or approved == 0 or running is not None)
+                          disabled=approved == 0 or running is not None)
     c[3].caption(f"Runner: `{cfg.runner.kind}`. The dispatcher runs as its own process (`mixplan run`), so "
                  "closing the page does not stop it; results land in the database as each trial ends.")
-    if run_approved is None:
-        common.missing("Dispatching trials", "engine.dispatch.run_approved")
-        return
     if clicked:
-        log = Path(tempfile.mkdtemp(prefix="mixplan-dispatch-")) / "dispatch.log"
+        log = dispatch_log(name)
         argv = [sys.executable, "-m", "engine.cli", "run", "--study", name, "--db", common.db_path(),
                 "--executor", executor, "--workers", str(int(workers))]
-        fh = open(log, "wb")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(log, "wb") as fh:  # the child has its own copy of the descriptor; the server keeps none
+            proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         _dispatchers()[(common.db_path(), name)] = (proc, log)
         common.after_write(f"Dispatching {approved} approved trial(s) on {executor} with {workers} worker(s) "
                      f"(pid {proc.pid}).")
         st.rerun()
 
 
-def _live_interval(name: str):
-    t = common.trials(name)
-    busy = t["state"].isin(["queued", "running"]).any() or dispatcher(name) is not None
-    return 2.0 if busy else None
+#: How often the live status polls while the page is open (cheap: the cached data_version and trials).
+LIVE_S = 3.0
+STATES = ("proposed", "approved", "queued", "running", "done", "failed")
+SNAPSHOT_KEY = "_proposals_status"
+
+
+def status_snapshot(name: str, t: pd.DataFrame) -> tuple:
+    """What the rest of the page depends on: the count per trial state and whether this server's
+    dispatcher for the study is running."""
+    counts = t["state"].value_counts()
+    return (name, tuple(int(counts.get(s, 0)) for s in STATES), dispatcher(name) is not None)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _failure(path: str, study: str, data_version: int, trial_id: int) -> dict:
+    """The newest ``failed`` event of one trial (reason, log tail), however old (per data_version)."""
+    ev = common._store(path).events(study, trial_id=int(trial_id))
+    ev = ev[ev["kind"] == "failed"]
+    if ev.empty:
+        return {}
+    d = ev["detail"].iloc[0]
+    return json.loads(d) if isinstance(d, str) else dict(d or {})
 
 
 def status_section(name: str) -> None:
-    @st.fragment(run_every=_live_interval(name))
+    # the snapshot the whole page was drawn with: the live part reruns the app when it moves on
+    st.session_state[SNAPSHOT_KEY] = status_snapshot(name, common.trials(name))
+
+    @st.fragment(run_every=LIVE_S)
     def live() -> None:
         with common.guard("reading the trials' status"):
             t = common.trials(name)
+            if status_snapshot(name, t) != st.session_state.get(SNAPSHOT_KEY):
+                st.rerun(scope="app")  # trials changed state (here or from the CLI) or the dispatcher ended
             counts = t["state"].value_counts()
             c = st.columns(6)
-            for i, s in enumerate(("proposed", "approved", "queued", "running", "done", "failed")):
+            for i, s in enumerate(STATES):
                 c[i].metric(s, int(counts.get(s, 0)))
             active = t[t["state"].isin(["queued", "running"])]
             if len(active):
@@ -254,11 +286,8 @@ def status_section(name: str) -> None:
             failed = t[t["state"] == "failed"]
             if len(failed):
                 st.markdown(f"**Failed trials ({len(failed)})**")
-                ev = common.store().events(name, limit=500)
-                ev = ev[ev["kind"] == "failed"]
                 for r in failed.sort_values("trial_id", ascending=False).head(10).itertuples():
-                    mine = ev[ev["trial_id"] == r.trial_id]
-                    detail = json.loads(mine["detail"].iloc[0]) if len(mine) else {}
+                    detail = _failure(common.db_path(), name, common.version(name), int(r.trial_id))
                     with st.expander(f"Trial {r.trial_id} ({r.run_id}): {detail.get('reason') or r.reason or 'failed'}"):
                         st.code(detail.get("log_tail") or "(no log captured)", language=None)
                         if st.button("Approve again (retry)", key=f"retry_{r.trial_id}"):

@@ -4,6 +4,7 @@ creating a study from a TOML config or an uploaded run table."""
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -13,13 +14,14 @@ from app import common
 from engine.config import parse_config
 from engine.errors import ValidationError
 from engine.plots import final_checkpoints, human, plot_loss_curves, with_objective
+from engine.runtable import read_run_table
+from engine.runtable.importer import import_domains
 
 st.title("Study")
 
 
 def overview(name: str) -> None:
-    store = common.store()
-    cfg = store.get_config(name)
+    cfg = common.config(name)
     runs = common.runs(name)
     trials = common.trials(name)
     done = trials[trials["state"] == "done"]
@@ -39,7 +41,7 @@ def overview(name: str) -> None:
     left, right = st.columns([2, 3])
     with left:
         st.markdown(f"**Domains** (mixture): {', '.join(cfg.domains)}")
-        evals = store.study_domains(name)
+        evals = common.study_domains(name)
         if evals["eval"] and list(evals["eval"]) != list(cfg.domains):
             st.markdown(f"**Evaluated on**: {', '.join(evals['eval'])}")
         if evals["metric"]:
@@ -97,11 +99,13 @@ def runs_section(name: str) -> None:
                                                                       format="%.3f") for c in wc}})
 
 
-def _save_upload(upload) -> Path:
-    d = Path(tempfile.mkdtemp(prefix="mixplan-upload-"))
-    p = d / Path(upload.name).name
-    p.write_bytes(upload.getvalue())
-    return p
+@contextmanager
+def _saved_upload(upload):
+    """The upload as a file under its own name (the reader goes by the suffix), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="mixplan-upload-") as d:
+        p = Path(d) / Path(upload.name).name
+        p.write_bytes(upload.getvalue())
+        yield p
 
 
 def create_section() -> None:
@@ -128,10 +132,6 @@ def create_section() -> None:
         with tab_table:
             st.caption("The same validation as `mixplan import FILE --study NAME`: one row per checkpoint, "
                        "`run_id`, `model_params`, `tokens`/`steps`, `w_<domain>`, `loss_<domain>`.")
-            read_run_table = common.feature("engine.runtable", "read_run_table")
-            if read_run_table is None:
-                common.missing("Importing a run table", "engine.runtable.read_run_table")
-                return
             up = st.file_uploader("Run table", type=["csv", "parquet", "pq"], key="create_table_file")
             name = st.text_input("Study name", key="create_table_name", placeholder="my-study")
             cfg_up = st.file_uploader("Config for a new study (optional)", type=["toml"], key="create_table_cfg")
@@ -142,19 +142,9 @@ def create_section() -> None:
                     if not name:
                         raise ValidationError("no study name given.", fix="type the study to import into.")
                     cfg = parse_config(cfg_up.getvalue().decode("utf-8"), source=cfg_up.name) if cfg_up else None
-                    if cfg is not None and cfg.name != name:
-                        raise ValidationError(f"the config names study '{cfg.name}', not '{name}'.",
-                                              fix="use the same name in both.")
-                    study_domains = None
-                    if name in store.study_names():
-                        if cfg is not None:
-                            raise ValidationError(f"study '{name}' exists already; a config is only for a new study.",
-                                                  fix="remove the config, or import under a new study name.")
-                        study_domains = store.study_domains(name)["train"]
-                    elif cfg is not None:
-                        study_domains = list(cfg.domains)
-                    path = _save_upload(up)
-                    table, notes = read_run_table(path, study_domains=study_domains)
+                    study_domains = import_domains(store, name, cfg, config_file=cfg_up.name if cfg_up else None)
+                    with _saved_upload(up) as path:
+                        table, notes = read_run_table(path, study_domains=study_domains)
                     rep = store.import_runs(name, table, source=up.name, config=cfg,
                                             renormalised_rows=int(getattr(notes, "renormalised_rows", 0) or 0),
                                             actor="app")

@@ -92,7 +92,7 @@ def optimum_cmd(db: str, study: str, model: str, model_params: int, *, steps: in
     config = store.get_config(study)
     fitted = fit_study_model(store.runs_frame(study), config, model, objective)
     obj = objective or config.objective
-    direction = config.direction if obj == config.objective else None
+    direction = config.direction_for(obj)
     bounds = [config.bound(d) for d in fitted.domains_]
     return fitted.optimum(int(model_params), steps=steps, tokens=tokens, bounds=bounds, direction=direction)
 

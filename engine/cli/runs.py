@@ -35,26 +35,14 @@ def import_(
     and counted."""
     from engine.config import load_config
     from engine.runtable import read_run_table
+    from engine.runtable.importer import import_domains
     from engine.store import Store
 
     cfg = load_config(config) if config is not None else None
-    if cfg is not None and cfg.name != study:
-        raise ValidationError(f"the config names study '{cfg.name}' but --study is '{study}'.",
-                              file=str(config), fix="make them the same.")
     size = whole_number(model_params, "--model-params")
     existed = db.exists()
-    study_domains = None
-    if existed:
-        store = Store(db, create=False)
-        if study in store.study_names():
-            if cfg is not None:
-                raise ValidationError(f"study '{study}' exists already; --config is only for a new study.",
-                                      fix="drop --config, or import under a new --study name.")
-            study_domains = store.study_domains(study)["train"]
-    elif cfg is not None:
-        study_domains = list(cfg.domains)
-    if study_domains is None and cfg is not None:
-        study_domains = list(cfg.domains)
+    study_domains = import_domains(Store(db, create=False) if existed else None, study, cfg, config_file=config,
+                                   study_label="--study")
     table, notes = read_run_table(files, study_domains=study_domains,
                                   model_params=size, tokens=tokens,
                                   run_prefix=run_prefix)

@@ -16,6 +16,7 @@ from engine.export.recommend import (
     from_run,
     model_registry,
     optimum_at_target,
+    runs_at_version,
     target_of,
 )
 
@@ -32,5 +33,5 @@ def log_export(store, ex: MixtureExport, fmt: str, *, actor: str = "user", out: 
 __all__ = [
     "DEFAULT_MODEL", "FORMATS", "KNOWN_MODELS", "MIME", "SUFFIX", "MixtureExport", "Provenance",
     "available_models", "fit_study_model", "from_optimum", "from_run", "log_export", "model_registry",
-    "optimum_at_target", "parse_megatron", "render", "rounded", "target_of",
+    "optimum_at_target", "parse_megatron", "render", "rounded", "runs_at_version", "target_of",
 ]

@@ -1,9 +1,7 @@
 """Which mixture to export: a loss model's optimum at the study's target, or a run's mixture.
 
 Shared by ``mixplan export`` and the app's Export page. Loss models come from the registry of
-:mod:`engine.models` (``get_model(name)``); where that registry is not installed yet, asking for a
-model's optimum raises :class:`engine.errors.NotAvailableError` with a message that says so,
-while exporting a run's mixture still works.
+:mod:`engine.models` (``get_model(name)``).
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from engine import __version__
-from engine.errors import NotAvailableError, NotFoundError, ValidationError
+from engine.errors import NotFoundError, ValidationError
 
 #: Loss models the registry is expected to offer (DESIGN.md: mfms-gp, autoscale, mixing-law, regmix).
 KNOWN_MODELS = ("mfms-gp", "autoscale", "mixing-law", "regmix", "uniform", "natural")
@@ -59,27 +57,19 @@ class MixtureExport:
 
 
 def model_registry():
-    """``engine.models.get_model`` or NotAvailableError when the loss models have not landed."""
-    try:
-        from engine.models import get_model  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise NotAvailableError(
-            "the loss models (engine.models registry) are not installed in this build, so there is no "
-            "predicted optimum yet.", ) from exc
+    """``engine.models.get_model`` (imported here: torch and BoTorch load on first fit, not on
+    import of the export module)."""
+    from engine.models import get_model
+
     return get_model
 
 
 def available_models() -> list[str]:
-    """Model names the registry offers (empty when it is not installed). Cheap: lists the
-    registry's names without importing the models (torch and BoTorch load on first fit)."""
-    try:
-        model_registry()
-    except NotAvailableError:
-        return []
-    from engine import models as m
+    """Model names the registry offers. Cheap: lists the registry's names without importing the
+    models (torch and BoTorch load on first fit)."""
+    from engine.models import MODELS
 
-    listed = getattr(m, "MODELS", None)
-    names = list(listed) if listed else list(KNOWN_MODELS)
+    names = list(MODELS)
     # the exact GP is the slow reference variant; the app and export default to the others
     return [n for n in names if not n.endswith("-exact")] + [n for n in names if n.endswith("-exact")]
 
@@ -92,6 +82,18 @@ def objective_of(cfg, runs: pd.DataFrame) -> str:
         raise ValidationError(f"the study's objective '{obj}' is not among its measured columns.",
                               fix=f"measured: {', '.join(have) or 'none yet'}.")
     return obj
+
+
+def runs_at_version(store, study: str, *, tries: int = 3) -> tuple[pd.DataFrame, int]:
+    """The study's run table and the data_version it was read at (read the version before and
+    after the table, retrying while a writer moves it; after ``tries`` the version from before
+    the last read: the table holds at least that)."""
+    for _ in range(max(1, tries)):
+        before = store.data_version(study)
+        runs = store.runs_frame(study)
+        if store.data_version(study) == before:
+            break
+    return runs, before
 
 
 def fit_study_model(store, study: str, model: str, objective: str | None = None,
@@ -126,16 +128,20 @@ def optimum_at_target(fitted, cfg):
     mp, steps, tokens = target_of(cfg)
     if tokens is None and steps is not None and cfg.tokens_per_step:
         tokens = cfg.tokens_for(steps)
-    return fitted.optimum(mp, steps=steps, tokens=tokens, bounds=cfg.bounds_array(), direction=cfg.direction)
+    objective = getattr(fitted, "objective_", None) or cfg.objective
+    return fitted.optimum(mp, steps=steps, tokens=tokens, bounds=cfg.bounds_array(),
+                          direction=cfg.direction_for(objective))
 
 
 def from_optimum(store, study: str, model: str = DEFAULT_MODEL, *, fitted=None, runs: pd.DataFrame | None = None,
-                 optimum=None) -> MixtureExport:
+                 optimum=None, data_version: int | None = None) -> MixtureExport:
     """The model's predicted optimum at the study's target. ``fitted``/``optimum`` may be given
-    (the app passes its cached fit)."""
+    (the app passes its cached fit, with ``data_version``: the version of the runs it was fitted
+    on, which the provenance records; approving proposals bumps the version without a refit)."""
     cfg = store.get_config(study)
     if runs is None:
-        runs = store.runs_frame(study)
+        runs, read_at = runs_at_version(store, study)
+        data_version = read_at if data_version is None and fitted is None else data_version
     if fitted is None:
         fitted = fit_study_model(store, study, model, runs=runs)
     opt = optimum if optimum is not None else optimum_at_target(fitted, cfg)
@@ -144,7 +150,8 @@ def from_optimum(store, study: str, model: str = DEFAULT_MODEL, *, fitted=None, 
     prov = Provenance(study=study, source="optimum", objective=getattr(fitted, "objective_", cfg.objective),
                       model=model, pred_mean=float(opt.pred_mean), pred_std=float(opt.pred_std),
                       model_params=mp, steps=steps, tokens=tokens if tokens is not None else cfg.tokens_for(steps),
-                      runs=len(run_ids), run_ids=run_ids, data_version=store.data_version(study))
+                      runs=len(run_ids), run_ids=run_ids,
+                      data_version=data_version if data_version is not None else store.data_version(study))
     return MixtureExport({d: float(opt.weights[d]) for d in cfg.domains}, prov)
 
 

@@ -7,7 +7,9 @@ notebook. The app (``app/``) only lays them out.
 
 from engine.plots._common import final_checkpoints, human, objectives_of, with_objective
 from engine.plots.landscape import (
+    line_grid,
     observed_at,
+    plot_line,
     plot_slice,
     plot_ternary,
     predict_grid,
@@ -16,12 +18,12 @@ from engine.plots.landscape import (
     slice_grid,
 )
 from engine.plots.runs import plot_loss_curves, plot_parallel_coordinates
-from engine.plots.scaling import ScalePoint, plot_scaling, scaling_table
-from engine.plots.trajectory import plot_trajectory, speedups, trajectory_frame
+from engine.plots.scaling import ScalePoint, budget_points, plot_scaling, scaling_table, size_points
+from engine.plots.trajectory import plot_regret_curves, plot_trajectory, speedup_value, speedups, trajectory_frame
 
 __all__ = [
-    "ScalePoint", "final_checkpoints", "human", "objectives_of", "observed_at", "plot_loss_curves",
-    "plot_parallel_coordinates", "plot_scaling", "plot_slice", "plot_ternary", "plot_trajectory",
-    "predict_grid", "scale_label", "scaling_table", "simplex_grid", "slice_grid", "speedups",
-    "trajectory_frame", "with_objective",
+    "ScalePoint", "budget_points", "final_checkpoints", "human", "line_grid", "objectives_of",
+    "observed_at", "plot_line", "plot_loss_curves", "plot_parallel_coordinates", "plot_regret_curves", "plot_scaling",
+    "plot_slice", "plot_ternary", "plot_trajectory", "predict_grid", "scale_label", "scaling_table",
+    "simplex_grid", "size_points", "slice_grid", "speedup_value", "speedups", "trajectory_frame", "with_objective",
 ]

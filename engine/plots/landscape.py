@@ -1,10 +1,11 @@
 """The predicted loss landscape over mixtures at one scale.
 
-Three domains: a ternary plot of the whole simplex. More: a 2-D slice in which two domains vary
-and the others keep their ratio (by default the ratio of the predicted optimum). Observed runs are
-drawn on top and the predicted optimum is marked. Grids come from :func:`simplex_grid` /
-:func:`slice_grid`, predictions from :func:`predict_grid` (any fitted
-:class:`engine.models.base.LossModel`).
+Two domains: a line over the first domain's weight (the second takes the rest) with a band of
+one std. Three domains: a ternary plot of the whole simplex. More: a 2-D slice in which two
+domains vary and the others keep their ratio (by default the ratio of the predicted optimum).
+Observed runs are drawn on top and the predicted optimum is marked. Grids come from
+:func:`line_grid` / :func:`simplex_grid` / :func:`slice_grid`, predictions from
+:func:`predict_grid` (any fitted :class:`engine.models.base.LossModel`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ import plotly.graph_objects as go
 from engine.plots._common import TEMPLATE, VALUE_SCALE, empty_figure, human, weight_col
 
 
+def line_grid(domains: Sequence[str], resolution: int = 40) -> pd.DataFrame:
+    """Every mixture of two domains on a regular grid of step 1/resolution (``w_*`` columns)."""
+    if len(domains) != 2:
+        raise ValueError("line_grid draws two domains; use simplex_grid for three, slice_grid for more.")
+    x = np.linspace(0.0, 1.0, int(resolution) + 1)
+    return pd.DataFrame({weight_col(domains[0]): x, weight_col(domains[1]): 1.0 - x})
+
+
 def simplex_grid(domains: Sequence[str], resolution: int = 40) -> pd.DataFrame:
     """Every mixture of three domains on a regular grid of step 1/resolution (``w_*`` columns)."""
     if len(domains) != 3:
-        raise ValueError("simplex_grid draws three domains; use slice_grid for more.")
+        raise ValueError("simplex_grid draws three domains; use line_grid for two, slice_grid for more.")
     n = int(resolution)
     rows = [(i / n, j / n, (n - i - j) / n) for i in range(n + 1) for j in range(n + 1 - i)]
     return pd.DataFrame(rows, columns=[weight_col(d) for d in domains])
@@ -68,6 +77,50 @@ def predict_grid(model, grid: pd.DataFrame, model_params: int, *, steps: float |
 
 def _value_label(value: str, objective: str) -> str:
     return f"predicted {objective}" if value == "pred_mean" else f"std of predicted {objective}"
+
+
+def plot_line(grid: pd.DataFrame, domains: Sequence[str], *, objective: str = "loss",
+              observed: pd.DataFrame | None = None, optimum: Mapping[str, float] | None = None,
+              optimum_value: float | None = None, title: str | None = None, height: int = 460) -> go.Figure:
+    """Two domains: the predicted objective (``grid`` from :func:`line_grid` through
+    :func:`predict_grid`) against the first domain's weight, with a band of one std; observed runs
+    (``w_*`` and ``objective`` columns, optional ``run_id``) as dots and the optimum starred (at
+    ``optimum_value``, else at the predicted mean nearest it)."""
+    if len(domains) != 2:
+        return empty_figure("the line plot needs exactly two domains")
+    a, b = domains
+    g = grid.sort_values(weight_col(a))
+    x = g[weight_col(a)].to_numpy(dtype=float)
+    mean = g["pred_mean"].to_numpy(dtype=float)
+    std = g["pred_std"].to_numpy(dtype=float) if "pred_std" in g.columns else np.zeros(len(g))
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                             fill="toself", fillcolor="rgba(99,110,250,0.18)", line={"width": 0},
+                             name="± 1 std", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=x, y=mean, mode="lines", name=f"predicted {objective}",
+                             line={"color": "#636EFA", "width": 2.5}, customdata=np.column_stack([1 - x, std]),
+                             hovertemplate=f"{a} %{{x:.3f}}, {b} %{{customdata[0]:.3f}}<br>predicted %{{y:.4f}}"
+                                           " ± %{customdata[1]:.3g}<extra></extra>"))
+    if observed is not None and len(observed):
+        text = [f"run {r}: observed {y:.4f}" for r, y in zip(observed.get("run_id", [""] * len(observed)),
+                                                              observed["objective"])]
+        fig.add_trace(go.Scatter(
+            x=observed[weight_col(a)], y=observed["objective"], mode="markers", name="observed runs", text=text,
+            hovertemplate="%{text}<extra></extra>",
+            marker={"size": 8, "color": "white", "line": {"width": 1.5, "color": "black"}}))
+    if optimum:
+        xo = float(optimum[a])
+        yo = float(optimum_value) if optimum_value is not None else float(np.interp(xo, x, mean))
+        fig.add_trace(go.Scatter(
+            x=[xo], y=[yo], mode="markers+text", name="predicted optimum", text=["optimum"],
+            textposition="top center",
+            marker={"size": 18, "color": "red", "symbol": "star", "line": {"width": 1, "color": "black"}}))
+    fig.update_layout(
+        template=TEMPLATE, height=height, title=title or f"predicted {objective}",
+        margin={"l": 60, "r": 20, "t": 70, "b": 50}, legend={"orientation": "h", "y": -0.2},
+        xaxis={"title": f"weight of {a}  ({b} = 1 - {a})", "range": [0, 1]},
+        yaxis={"title": objective})
+    return fig
 
 
 def plot_ternary(grid: pd.DataFrame, domains: Sequence[str], *, value: str = "pred_mean",

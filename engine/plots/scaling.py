@@ -2,9 +2,13 @@
 
 :func:`scaling_table` asks each fitted model for its optimum at each scale and also predicts, at
 every scale, the loss of the *smallest* scale's optimum: where that falls behind the scale's own
-optimum by more than the prediction's std, the small-scale optimum has stopped being optimal.
-:func:`plot_scaling` draws stacked bars of the optimal weights per scale (one column per model)
-over the predicted loss, and marks that point.
+optimum by more than a tolerance, the small-scale optimum has stopped being optimal. The
+tolerance is ``max(pred_std, rel_tol * |pred_mean|)`` (default ``rel_tol`` 0.5%): the
+prediction's std where the model has one, but never below half a percent of the predicted loss,
+since some models (AutoScale's power laws) report std 0 and would otherwise flag regrets of
+1e-6 as a shift. Scales may be model sizes or training lengths at one size; those beyond the
+longest run are marked ``extrapolated``. :func:`plot_scaling` draws stacked bars of the optimal
+weights per scale (one column per model) over the predicted loss, and marks that point.
 """
 
 from __future__ import annotations
@@ -28,20 +32,76 @@ class ScalePoint:
     model_params: int
     steps: float | None = None
     tokens: float | None = None
+    extrapolated: bool = False  # longer than any run of the study
+    axis: str | None = None  # the length the label shows: "tokens", or steps where known (default)
 
     @property
     def label(self) -> str:
-        return scale_label(self.model_params, self.steps, self.tokens, short=True)
+        steps = None if self.axis == "tokens" and self.tokens is not None else self.steps
+        return scale_label(self.model_params, steps, self.tokens, short=True) + (
+            " (extrap.)" if self.extrapolated else "")
+
+
+#: Smallest regret that counts as a shift, relative to the predicted objective (see the module docstring).
+REL_TOL = 0.005
+#: Budgets beyond the longest run that :func:`budget_points` adds, as multiples of it.
+EXTRAPOLATE = (2.0, 5.0, 10.0)
+
+
+def size_points(config, runs: pd.DataFrame) -> list[ScalePoint]:
+    """"Model sizes at their longest run": every size on offer or run, smallest first, at its
+    longest length on offer or observed (the target size at the target's length)."""
+    from engine.scales import length_choices, target_length
+
+    _, choices = length_choices(config, runs)
+    pts = {mp: (lengths[-1] if lengths else None) for mp, lengths in choices.items()}
+    if config.target is not None:
+        pts[int(config.target.model_params)] = target_length(config)
+    return [ScalePoint(int(mp), L.steps if L else None, L.tokens if L else None) for mp, L in sorted(pts.items())]
+
+
+def budget_points(config, runs: pd.DataFrame, model_params: int, *, factors: Sequence[float] = EXTRAPOLATE,
+                  max_points: int = 5) -> list[ScalePoint]:
+    """"Training budgets at a fixed size": up to ``max_points`` lengths on offer or observed at
+    ``model_params`` (those nearest a geometric spread from the shortest to the longest), then
+    ``factors`` times the longest run of the study, marked ``extrapolated``. Budgets are tokens
+    where the study has tokens (or converts steps with tokens_per_step), else steps."""
+    from engine.scales import length_choices, make_length, run_lengths
+
+    axis, choices = length_choices(config, runs)
+    if axis is None:
+        return []
+    lengths = [L for L in choices.get(int(model_params), []) if L.value(axis) is not None]
+    if len(lengths) > max_points:
+        logv = np.log([float(L.value(axis)) for L in lengths])
+        want = np.linspace(logv[0], logv[-1], max_points)
+        idx = sorted({int(np.argmin(np.abs(logv - w))) for w in want})
+        lengths = [lengths[i] for i in idx]
+    label_axis = "tokens" if all(L.tokens is not None for L in lengths) else None
+    observed = run_lengths(runs, config, axis) if len(runs) else np.array([])
+    observed = observed[np.isfinite(observed)]
+    longest = float(observed.max()) if len(observed) else max((L.value(axis) for L in lengths), default=None)
+    pts = [ScalePoint(int(model_params), L.steps, L.tokens, bool(longest is not None and L.value(axis) > longest),
+                      label_axis) for L in lengths]
+    if longest is not None:
+        top = max([longest] + [L.value(axis) for L in lengths])
+        for f in factors:
+            v = float(longest) * float(f)
+            if v > top * (1 + 1e-9):
+                L = make_length(config, axis, v)
+                pts.append(ScalePoint(int(model_params), L.steps, L.tokens, True, label_axis))
+    return pts
 
 
 def scaling_table(models: Mapping[str, object], scales: Sequence[ScalePoint], domains: Sequence[str], *,
                   bounds: Sequence[tuple[float, float]] | None = None, direction: str = "minimize",
-                  ) -> tuple[pd.DataFrame, dict[str, str]]:
+                  rel_tol: float = REL_TOL) -> tuple[pd.DataFrame, dict[str, str]]:
     """One row per (model, scale): ``model``, ``scale``, ``model_params``, ``steps``, ``tokens``,
-    ``w_*`` of the optimum, ``pred_mean``, ``pred_std``, ``small_pred`` (predicted loss of the
-    smallest scale's optimum there), ``regret`` (how much worse that is, >= 0 is worse) and
-    ``shifted`` (regret > pred_std). Returns the table and {model: error message} for models
-    that failed (the others still appear)."""
+    ``extrapolated``, ``w_*`` of the optimum, ``pred_mean``, ``pred_std``, ``small_pred``
+    (predicted loss of the smallest scale's optimum there), ``regret`` (how much worse that is,
+    >= 0 is worse), ``tolerance`` (max(pred_std, rel_tol * |pred_mean|)) and ``shifted``
+    (regret > tolerance). Returns the table and {model: error message} for models that failed
+    (the others still appear)."""
     rows, errors = [], {}
     sign = 1.0 if direction == "minimize" else -1.0
     for name, model in models.items():
@@ -62,10 +122,13 @@ def scaling_table(models: Mapping[str, object], scales: Sequence[ScalePoint], do
             continue
         for s, o, sp in zip(scales, opts, np.asarray(small_mean, float)):
             regret = sign * (float(sp) - float(o.pred_mean))
+            std = float(o.pred_std) if np.isfinite(o.pred_std) else 0.0
+            tol = max(std, rel_tol * abs(float(o.pred_mean)), 1e-12)
             rows.append({"model": name, "scale": s.label, "model_params": int(s.model_params), "steps": s.steps,
-                         "tokens": s.tokens, **{weight_col(d): float(o.weights[d]) for d in domains},
+                         "tokens": s.tokens, "extrapolated": bool(s.extrapolated),
+                         **{weight_col(d): float(o.weights[d]) for d in domains},
                          "pred_mean": float(o.pred_mean), "pred_std": float(o.pred_std), "small_pred": float(sp),
-                         "regret": regret, "shifted": bool(regret > max(float(o.pred_std), 1e-9))})
+                         "regret": regret, "tolerance": tol, "shifted": bool(regret > tol)})
     return pd.DataFrame(rows), errors
 
 
@@ -73,9 +136,10 @@ def plot_scaling(table: pd.DataFrame, domains: Sequence[str], *, objective: str 
                  height: int = 660) -> go.Figure:
     """Per model (one column each): stacked bars of the optimal mixture at each scale with the
     predicted objective written above each bar; below, how much worse the smallest scale's
-    optimum is predicted to do at each scale (its regret) against the prediction's std. Scales
-    from the first one where the regret exceeds the std are shaded: there the small-scale optimum
-    has stopped being optimal."""
+    optimum is predicted to do at each scale (its regret) against the tolerance (``tolerance``
+    column: max(1 std, 0.5% of the prediction)). Scales from the first one where the regret
+    exceeds it are shaded: there the small-scale optimum has stopped being optimal. Extrapolated
+    scales (beyond the longest run) are shaded grey and labelled."""
     if table.empty:
         return empty_figure("no optimum computed")
     models = list(dict.fromkeys(table["model"]))
@@ -101,9 +165,17 @@ def plot_scaling(table: pd.DataFrame, domains: Sequence[str], *, objective: str 
                                  hovertemplate="regret %{y:.4g}<br>small-scale optimum %{customdata[0]:.4f}"
                                                "<br>this scale's optimum %{customdata[1]:.4f}<extra></extra>"),
                       row=2, col=j)
-        fig.add_trace(go.Scatter(x=labels, y=t["pred_std"], mode="lines", name="1 std of the prediction",
+        tol = t["tolerance"] if "tolerance" in t.columns else t["pred_std"]
+        fig.add_trace(go.Scatter(x=labels, y=tol, mode="lines", name="tolerance: max(1 std, 0.5% of the prediction)",
                                  legendgroup="std", showlegend=j == 1, line={"color": "grey", "dash": "dash"}),
                       row=2, col=j)
+        if "extrapolated" in t.columns and t["extrapolated"].any():
+            k = int(np.flatnonzero(t["extrapolated"].to_numpy(dtype=bool))[0])
+            fig.add_vrect(x0=k - 0.5, x1=len(labels) - 0.5, fillcolor="grey", opacity=0.10, line_width=0,
+                          row=1, col=j)
+            fig.add_annotation(x=len(labels) - 0.55, y=1.1, xanchor="right", showarrow=False,
+                               text="extrapolation: longer than any run", font={"color": "#555", "size": 11},
+                               bgcolor="rgba(255,255,255,0.85)", row=1, col=j)
         shifted = np.flatnonzero(t["shifted"].to_numpy(dtype=bool))
         if len(shifted):
             k = int(shifted[0])

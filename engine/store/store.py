@@ -303,7 +303,7 @@ class Store:
             return self._study_row(con, study)[1]
 
     def update_config(self, config: StudyConfig, *, actor: str = "user") -> None:
-        """Replace a study's config (same name, same domains)."""
+        """Replace a study's config (same name, same domains); bumps the data_version."""
         with self._write() as con:
             sid, old = self._study_row(con, config.name)
             if tuple(old.domains) != tuple(config.domains):
@@ -312,6 +312,7 @@ class Store:
             con.execute("UPDATE studies SET config_json = ? WHERE study_id = ?",
                         [json.dumps(config.to_dict()), sid])
             self._event(con, sid, None, "config_updated", actor, {"config": config.to_dict()})
+            self._touch(con, sid)  # readers cache the config per data_version
 
     def study_names(self) -> list[str]:
         with self._read() as con:
