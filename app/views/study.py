@@ -146,12 +146,12 @@ def create_section() -> None:
                     with _saved_upload(up) as path:
                         table, notes = read_run_table(path, study_domains=study_domains)
                     rep = store.import_runs(name, table, source=up.name, config=cfg,
-                                            renormalised_rows=int(getattr(notes, "renormalised_rows", 0) or 0),
-                                            actor="app")
-                    if getattr(notes, "renormalised_rows", 0):
+                                            renormalised_rows=notes.renormalised_rows, actor="app",
+                                            locate=notes.locate)
+                    if notes.renormalised_rows:
                         common.after_write(f"Renormalised the weights of {notes.renormalised_rows} row(s) (largest deviation "
                                      f"of the sum from 1: {notes.max_sum_deviation:.3g}).", "info")
-                    for n in getattr(notes, "notes", ()):
+                    for n in notes.notes:
                         common.after_write(f"Note: {n}", "info")
                     common.select_study(name)
                     common.after_write(f"Imported {rep.runs} runs ({rep.checkpoints} checkpoints) into {name}"
