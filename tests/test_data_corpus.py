@@ -248,6 +248,17 @@ def test_default_cache_dir_env(monkeypatch, tmp_path):
     assert default_cache_dir() == Path.home() / ".cache" / "mixplan" / "corpus"
 
 
+def test_mixplan_data_is_registered():
+    """`mixplan data` is always part of the CLI (an import error must surface, not hide it)."""
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    res = CliRunner().invoke(app, ["data", "--help"])
+    assert res.exit_code == 0, res.output
+    assert "prepare" in res.output and "info" in res.output
+
+
 def _network_tools_present() -> bool:
     return all(shutil.which(t) for t in ("apt-get", "dpkg-deb"))
 

@@ -38,7 +38,7 @@ def run(
     re-attached (or submitted again) first; nothing already stored is lost or stored twice.
     A failing trial is marked failed with its reason and log tail; the others go on.
     Each run's files (run.log, weights.json, result.json) are kept under
-    <db dir>/mixplan-runs/<study>/<run_id>/. Ctrl-C stops the local workers; the
+    <db dir>/mixplan-runs/<study>/<run_id>/<token>/ (one folder per submission). Ctrl-C stops the local workers; the
     interrupted trials are picked up by the next `mixplan run`.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
