@@ -181,6 +181,23 @@ def eval_windows(val: np.ndarray, n: int, context: int) -> np.ndarray:
     return np.stack([np.asarray(val[s:s + context + 1], dtype=np.int64) for s in starts])
 
 
+def corpus_provenance(corpus: Corpus, domains: Sequence[str]) -> dict | None:
+    """Where the run's data came from, from the corpus manifest: the root and, per domain used
+    (trained on or evaluated), its name, package, version, source, licence and recipe key --
+    enough to rebuild the same corpus. None for a corpus built in memory (no manifest)."""
+    info = corpus.info
+    if info is None:
+        return None
+    doms = {}
+    for d in domains:
+        di = info.domains.get(d)
+        if di is not None:
+            doms[d] = {"name": di.name, "kind": di.kind, "package": di.package, "version": di.version,
+                       "source": di.source, "licence": di.licence, "key": di.key,
+                       "train_tokens": di.train_tokens, "val_tokens": di.val_tokens}
+    return {"root": str(info.root), "format": info.format, "domains": doms}
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -330,6 +347,9 @@ def train(
             "loss_unit": "nats per byte" if corpus.vocab_size <= 256 else "nats per token",
             "train_trace": train_trace,
         }
+        provenance = corpus_provenance(corpus, sorted({*weights, *eval_domains}))
+        if provenance is not None:
+            info["corpus"] = provenance
         if cuda:
             name = torch.cuda.get_device_name(dev)
             peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
