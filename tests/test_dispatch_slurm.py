@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from engine.dispatch import run_approved
@@ -31,6 +33,27 @@ def test_study_options_and_cli_flags_reach_the_executor(tmp_path):
     p = ex.parameters()
     assert (p["slurm_partition"], p["timeout_min"], p["gpus_per_node"]) == ("big", 30, 1)
     assert "mem_gb" not in p
+
+
+def test_the_job_time_limit_covers_every_retry_and_back_off(tmp_path):
+    """time_min defaults to the submission's hard limit (all attempts, back-offs, margin) + 10
+    minutes, not one attempt's timeout."""
+    from engine.dispatch.dispatcher import hard_timeout_for
+    from engine.runners.builtin import BuiltinRunner
+
+    store = command_study(tmp_path / "runs.duckdb", runner={
+        "kind": "command", "argv": ["x", "{out_dir}"], "timeout_s": 600, "retries": 2, "retry_backoff_s": 10})
+    cfg = store.get_config("cmd")
+    from engine.runners import make_runner
+
+    runner = make_runner(cfg)
+    hard = hard_timeout_for(runner, cfg)
+    assert hard == 600 * 3 + 10 * (1 + 2) + 120
+    ex = make_executor("slurm", store=store, study="cmd", config=cfg, runner=runner)
+    assert ex.parameters()["timeout_min"] == math.ceil(hard / 60) + 10 == 43  # not 600 s / 60 + 10 = 20
+    # the built-in runner's back-off and corpus set-up count too
+    b = BuiltinRunner(timeout_s=100, retries=2, retry_backoff_s=7)
+    assert hard_timeout_for(b, cfg) == b.setup_s + 100 * 3 + 7 * 3 + 120
 
 
 @pytest.mark.cluster

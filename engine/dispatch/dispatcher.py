@@ -165,12 +165,15 @@ class _StudyLock:
 
 
 def hard_timeout_for(runner: Runner, config: StudyConfig, margin_s: float = 120.0) -> float:
-    """The dispatcher's own limit on one submission: every attempt the runner may make, its
-    back-offs, and a margin (the runner enforces ``timeout_s`` itself; this is the backstop)."""
+    """The dispatcher's own limit on one submission: the runner's set-up allowance
+    (``setup_s``, e.g. preparing a corpus), every attempt it may make, its back-offs, and a
+    margin (the runner enforces ``timeout_s`` itself; this is the backstop). Runners without
+    ``retry_backoff_s`` are charged the command runner's default back-off (5 s)."""
     timeout = float(getattr(runner, "timeout_s", config.runner.timeout_s))
     retries = int(getattr(runner, "retries", config.runner.retries))
-    backoff = float(getattr(runner, "retry_backoff_s", 0.0))
-    return timeout * (retries + 1) + backoff * (2 ** retries - 1) + margin_s
+    backoff = float(getattr(runner, "retry_backoff_s", config.runner.options.get("retry_backoff_s", 5.0)))
+    setup = float(getattr(runner, "setup_s", 0.0))
+    return setup + timeout * (retries + 1) + backoff * (2 ** retries - 1) + margin_s
 
 
 class Dispatcher:

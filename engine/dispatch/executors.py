@@ -39,13 +39,13 @@ def make_executor(name: str, *, store, study: str, config: StudyConfig, workers:
         preload = tuple(getattr(runner, "preload", ()) or ())
         return LocalExecutor(workers, threads_per_worker=int(opts.get("threads_per_worker", 1)), preload=preload)
     if name == "slurm":
-        from engine.dispatch.dispatcher import spool_root
+        from engine.dispatch.dispatcher import hard_timeout_for, spool_root
         from engine.dispatch.slurm import SlurmExecutor
 
         folder = Path(opts.pop("folder", None) or spool_root(store, study) / "submitit")
         cluster = opts.pop("cluster", None)
-        timeout = float(getattr(runner, "timeout_s", config.runner.timeout_s))
-        return SlurmExecutor(folder, cluster=cluster, timeout_s=timeout, options=opts)
+        # the job must outlive every attempt the runner may make (and its back-offs), not one
+        return SlurmExecutor(folder, cluster=cluster, timeout_s=hard_timeout_for(runner, config), options=opts)
     from engine.dispatch.ray_exec import RayExecutor
 
     return RayExecutor(study=study, workers=workers, address=opts.get("address"),

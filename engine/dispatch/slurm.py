@@ -7,7 +7,8 @@ spool; the dispatcher only asks SLURM whether the job still exists, so a restart
 re-attaches by job id (``sacct``/``squeue`` through :class:`submitit.SlurmJob`).
 
 Options (the study's ``[runner]`` table, or ``mixplan run`` flags): ``partition``,
-``time_min`` (default: the runner's timeout plus 10 minutes), ``gpus_per_node``,
+``time_min`` (default: the submission's hard limit -- every attempt the runner may make, its
+back-offs and set-up, :func:`engine.dispatch.dispatcher.hard_timeout_for` -- plus 10 minutes), ``gpus_per_node``,
 ``cpus_per_task``, ``mem_gb``, ``account``, ``qos``, ``constraint``, ``setup`` (shell lines
 run before the job, e.g. ``module load``), ``slurm_*`` (passed to submitit as is),
 ``cluster`` (``slurm`` | ``local`` | ``debug``: submitit's own executors, for tests and
@@ -48,6 +49,8 @@ class SlurmExecutor(Executor):
 
     def __init__(self, folder: str | Path, *, cluster: str | None = None, timeout_s: float = 3600.0,
                  options: dict[str, Any] | None = None) -> None:
+        """``timeout_s``: the longest a submission may run, all attempts of its runner together
+        (the default ``time_min`` is that plus 10 minutes)."""
         self.folder = Path(folder)
         self.cluster = cluster or "slurm"
         if self.cluster not in ("slurm", "local", "debug"):
