@@ -140,6 +140,34 @@ def test_cancelling_a_running_trial_stops_its_job(tmp_path):
     assert out["summary"].cancelled == [tid] and store.get_trial(tid).state == TrialState.CANCELLED
 
 
+@pytest.mark.slow
+def test_a_retry_replaces_the_failed_attempts_checkpoints(tmp_path):
+    """Attempt 1 streams two checkpoints (stored while it runs) and dies; attempt 2 runs from
+    scratch. The trial ends with attempt 2's three checkpoints only, never a mix."""
+    import math
+
+    store = command_study(tmp_path / "runs.duckdb", retries=1, extra=(
+        "--checkpoints", "3", "--sleep", "0.8", "--state", str(tmp_path / "late.state")))
+    (tid,) = add_approved(store, "cmd", ["late-1"])
+    stored_losses: list[float] = []
+
+    def watch(p) -> None:  # what the store held while the run went on
+        df = store.runs_frame("cmd")
+        if len(df):
+            stored_losses.extend(df["loss_code"].tolist())
+
+    summary = run_approved(store, "cmd", workers=1, poll_s=0.1, progress=watch)
+    assert summary.done == [tid]
+    clean = {s: 2.0 + 1.0 / math.log(10 + s) - 0.5 * 0.6 + 0.1 for s in (10, 20, 30)}
+    assert any(v == pytest.approx(clean[10] + 0.5, abs=1e-5) for v in stored_losses), \
+        "attempt 1's checkpoints were never stored: the test shows nothing"
+    df = store.runs_frame("cmd").sort_values("steps")
+    assert df["steps"].tolist() == [10, 20, 30]
+    assert df["loss_code"].tolist() == pytest.approx([clean[s] for s in (10, 20, 30)], abs=1e-5)
+    log = next((tmp_path / "mixplan-runs" / "cmd").glob("late-1/*/run.log")).read_text()
+    assert "attempt 2/2" in log and "failing the first attempt" in log
+
+
 def test_only_one_dispatcher_per_study(tmp_path):
     store = command_study(tmp_path / "runs.duckdb")
     add_approved(store, "cmd", ["ok-1"])

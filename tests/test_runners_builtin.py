@@ -151,6 +151,34 @@ def test_the_timeout_clock_starts_after_corpus_preparation(tmp_path):
 
 
 @pytest.mark.slow
+def test_each_retry_is_announced_to_the_checkpoint_sink(corpus_dir, tmp_path):
+    """A retry trains from scratch; the sink is told before each attempt (the dispatcher then
+    replaces the failed attempt's checkpoints instead of mixing them in)."""
+
+    class Sink(list):
+        def __init__(self):
+            super().__init__()
+            self.attempts = []
+
+        def __call__(self, checkpoint):
+            self.append(checkpoint)
+
+        def begin_attempt(self, attempt):
+            self.attempts.append((attempt, len(self)))
+
+    r = BuiltinRunner(corpus=str(corpus_dir), eval_domains=["code"], context=64, eval_every=3, eval_batches=1,
+                      timeout_s=1.5, retries=1, retry_backoff_s=0.0)
+    r.run(trial(2), tmp_path / "warm")  # torch imported, corpus cached
+    sink = Sink()
+    with pytest.raises(RunFailed, match="timed out"):
+        r.run(trial(100_000), tmp_path / "a", on_checkpoint=sink)
+    assert [a for a, _ in sink.attempts] == [0, 1]
+    first_of_second = sink.attempts[1][1]
+    assert first_of_second > 0, "attempt 1 streamed no checkpoint before its timeout"
+    assert sink[0].steps == 3 and sink[first_of_second].steps == 3  # attempt 2 starts over
+
+
+@pytest.mark.slow
 def test_unknown_domain_fails_with_the_fix(corpus_dir, tmp_path):
     r = BuiltinRunner(corpus=str(corpus_dir), eval_domains=["code"], context=64)
     with pytest.raises(RunFailed, match="neither in the corpus"):

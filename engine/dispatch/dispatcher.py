@@ -97,6 +97,9 @@ class _Sub:
     out_dir: Path
     state: TrialState
     ingested: set[str] = field(default_factory=set)
+    #: the runner attempt whose checkpoints the store holds for this submission (None: not
+    #: known yet -- the first checkpoints ingested then replace whatever the trial holds)
+    attempt: int | None = None
     started_at: float | None = None  # monotonic, when the worker said it started
     heartbeat_only: bool = False  # a previous dispatcher's job the executor cannot see
     cancel_requested_at: float | None = None
@@ -250,6 +253,7 @@ class Dispatcher:
         new = self._new_submission(sub.trial)
         new.state = sub.state
         new.ingested = set()
+        new.attempt = None  # its first checkpoint replaces those of the old submission
         self.subs[tid] = new
         sub.spool.remove()
         if tid not in self.summary.resubmitted:
@@ -292,31 +296,49 @@ class Dispatcher:
             age = max(0.0, time.time() - float(started.get("time", time.time())))
             sub.started_at = time.monotonic() - age
         final = sub.spool.final()
-        new = sub.spool.read_checkpoints(skip=sub.ingested)
+        spooled = sub.spool.read_spooled(skip=sub.ingested)
         try:
             if final is not None and final.status == "done":
+                # the result's checkpoints, plus any the same attempt streamed but left out of
+                # it, become the trial's only ones: nothing of a failed earlier attempt or
+                # submission stays mixed in
+                every = sub.spool.read_spooled()
+                attempt = final.attempt if final.attempt is not None else max((x.attempt for x in every), default=0)
                 result = final.result
                 have = {(c.steps, c.tokens) for c in result.checkpoints}
-                extra = [c for _, c in new if (c.steps, c.tokens) not in have]  # streamed, not in the result
+                extra = [x.checkpoint for x in every if x.attempt == attempt
+                         and (x.checkpoint.steps, x.checkpoint.tokens) not in have]
                 if extra:
                     result = replace(result, checkpoints=sorted(
                         [*result.checkpoints, *extra], key=lambda c: (c.steps or 0, c.tokens or 0.0)))
-                stored = self.store.complete_trial(tid, result, actor="dispatch")
+                stored = self.store.complete_trial(tid, result, actor="dispatch", replace=True)
                 if stored:
-                    self.summary.checkpoints += len(result.checkpoints) - len(sub.ingested)
+                    held = len(sub.ingested) if sub.attempt == attempt else 0
+                    self.summary.checkpoints += max(0, len(result.checkpoints) - held)
                 self.summary.done.append(tid)
                 self._finish(sub)
                 size = result.info.get("size_used") or result.info.get("size") or ""
                 self._report(f"{sub.trial.run_id} done" + (f" ({size})" if size else ""))
                 return True
-            if started is not None and (final is not None or new):
+            if started is not None and (final is not None or spooled):
                 self._ensure_running(sub)
-            if new:
-                added = self.store.record_checkpoints(tid, [c for _, c in new], actor="dispatch")
-                sub.ingested.update(name for name, _ in new)
+            if spooled:
+                latest = max(x.attempt for x in spooled)
+                if sub.attempt is None or latest > sub.attempt:
+                    # a new attempt (or a submission whose store state is unknown): its
+                    # checkpoints replace what the trial holds, in one transaction
+                    cur = [x for x in sub.spool.read_spooled() if x.attempt == latest]
+                    added = self.store.record_checkpoints(tid, [x.checkpoint for x in cur], actor="dispatch",
+                                                          replace=True)
+                    sub.attempt = latest
+                else:
+                    cur = [x for x in spooled if x.attempt == sub.attempt]  # older attempts' are void
+                    added = self.store.record_checkpoints(tid, [x.checkpoint for x in cur], actor="dispatch") \
+                        if cur else 0
+                sub.ingested.update(x.name for x in spooled)
                 self.summary.checkpoints += added
-                if added:
-                    self._report(f"{sub.trial.run_id}: checkpoint at step {new[-1][1].steps}")
+                if added and cur:
+                    self._report(f"{sub.trial.run_id}: checkpoint at step {cur[-1].checkpoint.steps}")
             elif started is not None:
                 self._ensure_running(sub)
         except (ValidationError, StateError) as exc:

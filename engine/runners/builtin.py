@@ -61,7 +61,7 @@ from typing import Any, ClassVar
 
 from engine.config import StudyConfig
 from engine.records import Checkpoint, RunResult, Trial
-from engine.runners.base import Runner, RunFailed
+from engine.runners.base import MappedSink, Runner, RunFailed, begin_attempt
 
 _CORPORA: dict[tuple[str, tuple[str, ...]], Any] = {}  # per-process cache of loaded corpora
 
@@ -211,11 +211,8 @@ class BuiltinRunner(Runner):
         """``on_checkpoint`` fed checkpoints whose cost is in the study's unit."""
         if on_checkpoint is None:
             return None
-
-        def sink(c: Checkpoint) -> None:
-            on_checkpoint(dc_replace(c, cost=self.cost(trial.model_params, c.steps)) if c.steps is not None else c)
-
-        return sink
+        return MappedSink(on_checkpoint, lambda c: dc_replace(c, cost=self.cost(trial.model_params, c.steps))
+                          if c.steps is not None else c)
 
     def corpus_root(self) -> Path:
         from engine.data.corpus import default_cache_dir
@@ -260,6 +257,7 @@ class BuiltinRunner(Runner):
         for attempt in range(self.retries + 1):
             if attempt and cancel.wait(min(60.0, self.retry_backoff_s * 2 ** (attempt - 1))):
                 raise RunFailed("cancelled")
+            begin_attempt(on_checkpoint, attempt)  # a retry trains from scratch: earlier checkpoints are void
             try:
                 return self.in_study_units(trial, self._attempt(trial, out_dir, cancel,
                                                                 self._study_sink(trial, on_checkpoint), attempt))
