@@ -80,3 +80,29 @@ def test_submitit_local_executor_end_to_end(tmp_path):
         assert t.job_id.startswith("slurm:") and t.cost > 0
     # submitit's job folder holds the pickled task and the job's own logs
     assert list((tmp_path / ".mixplan-spool" / "cmd" / "submitit").glob("*_submitted.pkl"))
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_an_unknown_job_that_never_started_gets_a_grace_period_then_is_resubmitted(tmp_path):
+    """A restarted dispatcher finds a queued trial whose job this executor cannot see (on
+    SLURM: sacct failed) and that never beat: taken as pending for unknown_grace_s, not
+    resubmitted at once; then resubmitted on the submitit local executor and done."""
+    import time
+
+    from engine.dispatch.dispatcher import spool_root
+    from engine.records import TrialState
+
+    store = command_study(tmp_path / "runs.duckdb")
+    (tid,) = add_approved(store, "cmd", ["ok-1"])
+    store.transition([tid], TrialState.QUEUED, actor="test")
+    store.set_job(tid, "slurm:4242#deadbeef")
+    (spool_root(store, "cmd") / str(tid) / "deadbeef").mkdir(parents=True)
+    said: list[tuple[float, str]] = []
+    t0 = time.monotonic()
+    summary = run_approved(store, "cmd", "slurm", executor_options={"cluster": "local", "unknown_grace_s": 3},
+                           poll_s=0.2, progress=lambda p: said.append((time.monotonic() - t0, p.message)))
+    assert summary.done == [tid] and summary.resubmitted == [tid]
+    again = [t for t, m in said if "submitted again" in m]
+    assert again and again[0] >= 3.0, said
+    assert any("taken as pending" in m for _, m in said)

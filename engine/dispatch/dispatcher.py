@@ -33,7 +33,7 @@ from typing import Any
 
 from engine.config import StudyConfig
 from engine.dispatch.base import Executor, JobState
-from engine.dispatch.spool import RUNS_DIRNAME, SPOOL_DIRNAME, Spool
+from engine.dispatch.spool import RUNS_DIRNAME, SPOOL_DIRNAME, Spool, process_start_time
 from engine.dispatch.task import STALE_AFTER_S, Task
 from engine.errors import MixplanError, StateError, ValidationError
 from engine.records import Trial, TrialState
@@ -103,6 +103,7 @@ class _Sub:
     started_at: float | None = None  # monotonic, when the worker said it started
     heartbeat_only: bool = False  # a previous dispatcher's job the executor cannot see
     cancel_requested_at: float | None = None
+    unknown_since: float | None = None  # monotonic: since when the executor cannot say (grace)
 
 
 def spool_root(store: Store, study: str) -> Path:
@@ -135,6 +136,8 @@ def worker_gone(spool: Spool) -> bool:
     st = spool.started()
     if not st or st.get("host") != socket.gethostname() or "pid" not in st:
         return False
+    if st.get("pid_start") is not None and process_start_time(int(st["pid"])) != int(st["pid_start"]):
+        return True  # gone, and its pid taken by another process since
     return not _pid_alive(st["pid"])
 
 
@@ -248,6 +251,9 @@ class Dispatcher:
             self._fail(sub, f"{why}; gave up after {n + 1} submissions")
             return
         self._resubmits[tid] = n + 1
+        # the old job may still be alive (a scheduler that could not answer, a worker whose
+        # heartbeat stalled): stop it first, so the trial never runs twice at once
+        self._cancel_job(sub)
         self.store.log_event(self.study, "resubmitted", actor="dispatch", trial_id=tid,
                              detail={"reason": why, "old_job_id": sub.job_id})
         new = self._new_submission(sub.trial)
@@ -354,7 +360,7 @@ class Dispatcher:
         sub.spool.request_cancel()
         if self.executor.owns(sub.job_id):
             try:
-                self.executor.cancel(sub.job_id)
+                self.executor.cancel(sub.job_id, spool=sub.spool)
             except Exception:  # noqa: BLE001 -- best effort: the trial fails either way
                 pass
 
@@ -379,15 +385,31 @@ class Dispatcher:
             if not self._ingest(sub):
                 self._fail(sub, f"the job ended without a result: {status.detail}")
             return
+        if status is not None and status.state != JobState.UNKNOWN:
+            sub.unknown_since = None
         if status is None or status.state == JobState.UNKNOWN:
             age = sub.spool.heartbeat_age()
             gone = worker_gone(sub.spool)
+            if status is not None and age is None and not gone and self._in_unknown_grace(sub, now):
+                return  # e.g. one failed sacct call: a job that never started is taken as pending
             if gone or age is None or age > self.stale_after_s:
                 if sub.spool.final() is None:  # last look before giving the job up
                     self._resubmit(sub, "its worker process is gone" if gone else "its worker is gone (no heartbeat "
                                    f"for {'ever' if age is None else f'{age:.0f} s'})")
                 else:
                     self._ingest(sub)
+
+    def _in_unknown_grace(self, sub: _Sub, now: float) -> bool:
+        """Whether a job the executor cannot see (and that never beat) is still given the
+        benefit of the doubt: the executor's ``unknown_grace_s`` since the first such answer."""
+        grace = float(getattr(self.executor, "unknown_grace_s", 0.0) or 0.0)
+        if grace <= 0:
+            return False
+        if sub.unknown_since is None:
+            sub.unknown_since = now
+            self._report(f"{sub.trial.run_id}: the {self.executor.name} executor cannot tell its job's state; "
+                         f"taken as pending for up to {grace:g} s")
+        return now - sub.unknown_since < grace
 
     def _check_cancelled(self) -> None:
         """Stop the jobs of trials someone cancelled meanwhile (the app, `mixplan` elsewhere)."""
@@ -422,6 +444,10 @@ class Dispatcher:
             if status is not None and status.state == JobState.ENDED:
                 continue  # the next tick fails it (after a last look at the spool)
             age = sub.spool.heartbeat_age()
+            if status is not None and age is None and not worker_gone(sub.spool) \
+                    and self._in_unknown_grace(sub, time.monotonic()):
+                self.summary.reattached.append(t.trial_id)
+                continue  # not started and the executor cannot tell: the ticks decide after the grace
             if age is not None and age <= self.stale_after_s and not worker_gone(sub.spool):
                 sub.heartbeat_only = True
                 self.summary.reattached.append(t.trial_id)

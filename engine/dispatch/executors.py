@@ -15,7 +15,7 @@ EXECUTORS = ("local", "slurm", "ray")
 EXECUTOR_KEYS = {
     "local": {"workers", "threads_per_worker"},
     "slurm": {"cluster", "folder", "partition", "time_min", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
-              "nodes", "tasks_per_node", "account", "qos", "constraint", "setup", "job_name"},
+              "nodes", "tasks_per_node", "account", "qos", "constraint", "setup", "job_name", "unknown_grace_s"},
     "ray": {"address", "num_cpus", "num_gpus", "threads_per_worker", "runtime_env", "workers"},
 }
 

@@ -170,7 +170,7 @@ class RayExecutor(Executor):
             return self._release(job_id, "finished")
         return JobStatus(JobState.RUNNING if state == "running" else JobState.PENDING)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, spool=None) -> None:
         actor = self._actor(job_id)
         if actor is not None:
             try:

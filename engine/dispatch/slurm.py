@@ -12,7 +12,9 @@ back-offs and set-up, :func:`engine.dispatch.dispatcher.hard_timeout_for` -- plu
 ``cpus_per_task``, ``mem_gb``, ``account``, ``qos``, ``constraint``, ``setup`` (shell lines
 run before the job, e.g. ``module load``), ``slurm_*`` (passed to submitit as is),
 ``cluster`` (``slurm`` | ``local`` | ``debug``: submitit's own executors, for tests and
-laptops; ``local`` runs each job as a subprocess here, ``debug`` runs it inside the dispatcher).
+laptops; ``local`` runs each job as a subprocess here, ``debug`` runs it inside the dispatcher),
+``unknown_grace_s`` (default 300 on SLURM, else 0: how long a job that has not started is
+taken as pending while SLURM cannot be asked about it; then it is cancelled and resubmitted).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class SlurmExecutor(Executor):
             raise ConfigError(f"slurm executor: cluster must be slurm, local or debug, got {self.cluster!r}.")
         self.options = dict(options or {})
         self.timeout_s = float(timeout_s)
+        # sacct/squeue can fail for a while (a busy or restarting controller): a job that has
+        # not started yet is taken as pending that long before it is resubmitted
+        self.unknown_grace_s = float(self.options.pop("unknown_grace_s", 300.0 if self.cluster == "slurm" else 0.0))
         self._jobs: dict[str, Any] = {}
         self._executor = None
 
@@ -135,7 +140,7 @@ class SlurmExecutor(Executor):
             return JobStatus(JobState.RUNNING)
         return JobStatus(JobState.UNKNOWN, state)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, spool=None) -> None:
         job = self._job(job_id)
         if job is not None:
             job.cancel(check=False)

@@ -5,7 +5,7 @@ a trial gets a directory ``<root>/<study>/<trial_id>/<token>/`` into which its w
 every file atomically (temporary file + ``os.replace``, so a reader sees a whole file or none):
 
 ==================  ==============================================================
-``started.json``    the worker began: host, pid, time
+``started.json``    the worker began: host, pid, the process's start time, time
 ``heartbeat``       touched every few seconds while the worker lives (its mtime)
 ``ck-NNNNNN.json``  one finished checkpoint each, numbered in order, tagged with the
                     runner's attempt (0-based) that measured it
@@ -61,6 +61,31 @@ def result_from_dict(d: dict[str, Any]) -> RunResult:
                      dict(d.get("info") or {}))
 
 
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22);
+    None where there is no such process or no ``/proc``. Together with the pid it names one
+    process: a recycled pid has a different start time."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_same_process(started: dict[str, Any] | None) -> bool:
+    """True when the process a ``started.json`` names is alive on this host and is the same
+    process (its recorded start time matches), not a later one that got its pid."""
+    if not started or started.get("host") != socket.gethostname() or "pid" not in started:
+        return False
+    recorded = started.get("pid_start")
+    if recorded is None:
+        return False  # cannot tell: never act on a pid we cannot vouch for
+    return process_start_time(int(started["pid"])) == int(recorded)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as f:
@@ -108,7 +133,8 @@ class Spool:
         _write_atomic(self.path / name, json.dumps(obj, default=str).encode("utf-8"))
 
     def mark_started(self, **info: Any) -> None:
-        self._json("started.json", {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), **info})
+        self._json("started.json", {"host": socket.gethostname(), "pid": os.getpid(),
+                                    "pid_start": process_start_time(os.getpid()), "time": time.time(), **info})
         self.beat()
 
     def beat(self) -> None:

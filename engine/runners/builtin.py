@@ -137,10 +137,9 @@ class BuiltinRunner(Runner):
         o = dict(config.runner.options)
         allowed = {"corpus", "batch_size", "context", "lr", "checkpoints", "eval_every", "eval_batches", "threads",
                    "device", "isolate", "retry_backoff_s"}
-        executor_keys = {"workers", "threads_per_worker", "cluster", "folder", "partition", "time_min",
-                         "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb", "nodes", "tasks_per_node",
-                         "account", "qos", "constraint", "setup", "job_name", "address", "num_cpus", "num_gpus",
-                         "runtime_env"}
+        from engine.dispatch.executors import EXECUTOR_KEYS
+
+        executor_keys = set().union(*EXECUTOR_KEYS.values())
         unknown = sorted(k for k in o if k not in allowed and k not in executor_keys and not k.startswith("slurm_"))
         if unknown:
             raise ConfigError(f"key 'runner.{unknown[0]}': not an option of the builtin runner.",
