@@ -1,5 +1,6 @@
 """The Ray executor on a local Ray cluster (``ray.init(num_cpus=2)``): detached actors, one per
-submission, re-attached by name."""
+submission, re-attached by name; and on a cluster started apart (``ray start --head``), where
+a dispatcher killed by SIGKILL is replaced by one that re-attaches to the running actors."""
 
 from __future__ import annotations
 
@@ -63,3 +64,95 @@ def test_ray_reattaches_to_a_detached_actor_by_name(tmp_path, ray_cluster):
     assert state.state.value == "ended"
     assert (tmp_path / "spool" / "final.json").exists()
     assert second.poll("ray:mixplan-cmd-nosuch#nosuch").state.value == "unknown"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A Ray head started apart from any dispatcher (``ray start --head --block``, its own
+    session), as a user would for a cluster; stopped (its process group) at the end."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("ray")
+    exe = str(exe) if exe.exists() else shutil.which("ray")
+    if not exe:
+        pytest.skip("the `ray` command is not installed")
+    port = _free_port()
+    env = dict(os.environ, RAY_AUTH_MODE="disabled")  # a throw-away cluster on 127.0.0.1
+    log = open(tmp_path / "ray-head.log", "w")
+    head = subprocess.Popen([exe, "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
+                             "--node-ip-address", "127.0.0.1", "--include-dashboard", "false",
+                             "--disable-usage-stats"], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True)
+    try:
+        yield f"127.0.0.1:{port}", env
+    finally:
+        for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(head.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                head.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        log.close()
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+@pytest.mark.timeout(300)
+def test_kill_9_of_the_dispatcher_on_a_ray_cluster_then_restart_reattaches(tmp_path, ray_head):
+    """`mixplan run --executor ray --address A` killed by SIGKILL mid-run: the detached actors
+    live on in the cluster, the next `mixplan run` re-attaches to them by name and stores each
+    checkpoint exactly once."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from engine.dispatch.dispatcher import spool_root
+
+    address, env = ray_head
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(env, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    db = tmp_path / "runs.duckdb"
+    store = command_study(db, extra=("--checkpoints", "4", "--sleep", "2"), timeout_s=120)
+    add_approved(store, "cmd", ["ok-1", "ok-2"])
+    argv = [sys.executable, "-m", "engine.cli", "run", "--study", "cmd", "--db", str(db), "--executor", "ray",
+            "--address", address, "--json"]
+    first = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = spool_root(store, "cmd")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(root.glob("*/*/ck-000000.json"))) < 2:
+        assert first.poll() is None, first.stderr.read().decode()[-3000:]
+        time.sleep(0.1)
+    assert len(list(root.glob("*/*/ck-000000.json"))) == 2, "the actors spooled no checkpoint in time"
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    assert set(states(store, "cmd").values()) <= {"queued", "running"}
+    second = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary = json.loads(second.stdout[second.stdout.index("{"):])
+    assert states(store, "cmd") == {"ok-1": "done", "ok-2": "done"}
+    assert checkpoint_counts(store, "cmd") == {"ok-1": 4, "ok-2": 4}
+    assert not store.runs_frame("cmd").duplicated(["run_id", "steps"]).any()
+    # the actors' work was used (re-attached by name, or ingested after they ended), not redone
+    assert sorted(summary["reattached"] + summary["recovered"]) == sorted(t.trial_id for t in store.trials("cmd"))
+    assert summary["resubmitted"] == []

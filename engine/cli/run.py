@@ -27,8 +27,10 @@ def run(
     mem_gb: Annotated[Optional[float], typer.Option("--mem-gb", help="slurm: memory per job.")] = None,
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="slurm: slurm (default), or submitit's "
                                                     "local / debug executors.")] = None,
-    address: Annotated[Optional[str], typer.Option("--address", help="ray: cluster address (default: start a "
-                                                    "local cluster).")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="ray: cluster address, e.g. 127.0.0.1:6379 "
+                                                    "(default: a local cluster that lives only as long as this run; "
+                                                    "use a cluster started with `ray start --head` to re-attach "
+                                                    "after a crash).")] = None,
     db: DbOption = DEFAULT_DB,
     as_json: JsonFlag = False,
 ) -> None:
