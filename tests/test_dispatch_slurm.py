@@ -10,7 +10,9 @@ import pytest
 from engine.dispatch import run_approved
 from engine.dispatch.executors import make_executor
 from engine.dispatch.slurm import SlurmExecutor
-from fixtures.dispatch_helpers import DOMAINS, add_approved, checkpoint_counts, command_study, states
+from fixtures.dispatch_helpers import (
+    DOMAINS, add_approved, builtin_study, check_builtin_done, checkpoint_counts, command_study, states, tiny_corpus,
+)
 
 pytest.importorskip("submitit")
 
@@ -106,3 +108,24 @@ def test_an_unknown_job_that_never_started_gets_a_grace_period_then_is_resubmitt
     again = [t for t, m in said if "submitted again" in m]
     assert again and again[0] >= 3.0, said
     assert any("taken as pending" in m for _, m in said)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_mixplan_run_on_submitit_local_with_the_builtin_trainer(tmp_path):
+    """The built-in trainer (tiny model, 30 steps, two trials) through `mixplan run --executor
+    slurm --cluster local`, one submitit job per trial: both done, per-domain losses at every
+    checkpoint, a cost."""
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    db = tmp_path / "runs.duckdb"
+    store = builtin_study(db, tiny_corpus(tmp_path / "corpus"))
+    res = CliRunner().invoke(app, ["run", "--study", "tiny", "--db", str(db), "--executor", "slurm",
+                                   "--cluster", "local"])
+    assert res.exit_code == 0, res.output
+    assert "2 done, 0 failed" in res.output
+    check_builtin_done(store)
+    for t in store.trials("tiny"):
+        assert t.job_id.startswith("slurm:")

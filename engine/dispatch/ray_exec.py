@@ -107,7 +107,9 @@ class RayExecutor(Executor):
             if self.address:
                 ray.init(address=self.address, **kwargs)
             else:
-                ray.init(num_cpus=self.workers or os.cpu_count() or 1, **kwargs)
+                # "local": always a fresh cluster of our own, never one a `ray start` on this
+                # machine left behind (or its stale address file); that one needs --address
+                ray.init(address="local", num_cpus=self.workers or os.cpu_count() or 1, **kwargs)
                 self._we_started = True
         if self._cls is None:
             self._cls = ray.remote(max_concurrency=2)(_TrialActor)
