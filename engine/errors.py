@@ -66,3 +66,14 @@ class StoreBusyError(MixplanError):
 
 class NotAvailableError(MixplanError):
     """A feature that is not built yet or whose optional dependency is missing."""
+
+
+class FetchError(NotAvailableError):
+    """A data source could not be downloaded: no network, a mirror or package missing, a
+    download tool absent or timing out. Transient or environmental; the message names the
+    package and the fix."""
+
+
+class SourceFormatError(MixplanError):
+    """A data source was fetched but does not hold what mixplan expects (a file missing from
+    the package, nothing parseable in it): a bug or a changed upstream, never a network issue."""

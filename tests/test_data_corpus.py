@@ -19,7 +19,7 @@ from engine.data import (
     split_documents,
 )
 from engine.data import sources
-from engine.errors import NotAvailableError, NotFoundError, ValidationError
+from engine.errors import FetchError, NotAvailableError, NotFoundError, SourceFormatError, ValidationError
 
 
 def _write_docs(root: Path, n: int = 30, size: int = 400) -> dict[str, bytes]:
@@ -191,11 +191,36 @@ def test_download_failure_names_package_and_fix(tmp_path, monkeypatch):
     real_which = shutil.which
     monkeypatch.setattr(sources.shutil, "which",
                         lambda name: None if name in ("apt-get", "dpkg-deb") else real_which(name))
-    with pytest.raises(NotAvailableError) as exc:
+    with pytest.raises(FetchError) as exc:
         prepare_corpus(tmp_path / "c", ["docs"])
+    assert isinstance(exc.value, NotAvailableError)
     msg = str(exc.value)
     assert "python3.11-doc" in msg and "apt-get" in msg and "--add docs=" in msg
     assert not (tmp_path / "c" / "docs").exists()
+
+
+def test_a_package_without_the_expected_files_is_a_format_error_not_a_fetch_error(tmp_path, monkeypatch):
+    """A downloaded package the parser cannot use must not look like "no network" (the
+    download test skips on FetchError only, so a parser bug would hide behind it)."""
+    import subprocess
+
+    def fake_download(package, workdir, domain):  # a real, well-formed .deb without the info file
+        root = workdir / "pkg"
+        (root / "DEBIAN").mkdir(parents=True)
+        (root / "DEBIAN" / "control").write_text(f"Package: {package}\nVersion: 0\nArchitecture: all\n"
+                                                 "Maintainer: t <t@t>\nDescription: t\n")
+        (root / "usr" / "share" / "doc").mkdir(parents=True)
+        (root / "usr" / "share" / "doc" / "README").write_text("no info here")
+        deb = workdir / f"{package}_0_all.deb"
+        subprocess.run(["dpkg-deb", "--build", str(root), str(deb)], check=True, capture_output=True)
+        return deb, "0"
+
+    if not shutil.which("dpkg-deb"):
+        pytest.skip("dpkg-deb not available")
+    monkeypatch.setattr(sources, "apt_download", fake_download)
+    with pytest.raises(SourceFormatError, match="holds no usr/share/info") as exc:
+        prepare_corpus(tmp_path / "c", ["docs"])
+    assert not isinstance(exc.value, NotAvailableError)
 
 
 def test_local_corpus_needs_no_network(tmp_path, monkeypatch):
@@ -248,6 +273,17 @@ def test_default_cache_dir_env(monkeypatch, tmp_path):
     assert default_cache_dir() == Path.home() / ".cache" / "mixplan" / "corpus"
 
 
+def test_mixplan_data_is_registered():
+    """`mixplan data` is always part of the CLI (an import error must surface, not hide it)."""
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    res = CliRunner().invoke(app, ["data", "--help"])
+    assert res.exit_code == 0, res.output
+    assert "prepare" in res.output and "info" in res.output
+
+
 def _network_tools_present() -> bool:
     return all(shutil.which(t) for t in ("apt-get", "dpkg-deb"))
 
@@ -260,7 +296,7 @@ def test_real_prepare_corpus_downloads(tmp_path):
         pytest.skip("apt-get / dpkg-deb not available")
     try:
         info = prepare_corpus(tmp_path, max_bytes_per_domain=200_000, max_val_bytes=50_000)
-    except NotAvailableError as exc:
+    except FetchError as exc:  # only a download failure skips; a parser bug must fail the test
         pytest.skip(f"sources not reachable: {exc}")
     assert set(info.domains) == {"code", "docs", "books", "encyclopedia", "quotes", "latex"}
     manifest = json.loads((tmp_path / "manifest.json").read_text())

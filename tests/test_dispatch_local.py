@@ -140,6 +140,34 @@ def test_cancelling_a_running_trial_stops_its_job(tmp_path):
     assert out["summary"].cancelled == [tid] and store.get_trial(tid).state == TrialState.CANCELLED
 
 
+@pytest.mark.slow
+def test_a_retry_replaces_the_failed_attempts_checkpoints(tmp_path):
+    """Attempt 1 streams two checkpoints (stored while it runs) and dies; attempt 2 runs from
+    scratch. The trial ends with attempt 2's three checkpoints only, never a mix."""
+    import math
+
+    store = command_study(tmp_path / "runs.duckdb", retries=1, extra=(
+        "--checkpoints", "3", "--sleep", "0.8", "--state", str(tmp_path / "late.state")))
+    (tid,) = add_approved(store, "cmd", ["late-1"])
+    stored_losses: list[float] = []
+
+    def watch(p) -> None:  # what the store held while the run went on
+        df = store.runs_frame("cmd")
+        if len(df):
+            stored_losses.extend(df["loss_code"].tolist())
+
+    summary = run_approved(store, "cmd", workers=1, poll_s=0.1, progress=watch)
+    assert summary.done == [tid]
+    clean = {s: 2.0 + 1.0 / math.log(10 + s) - 0.5 * 0.6 + 0.1 for s in (10, 20, 30)}
+    assert any(v == pytest.approx(clean[10] + 0.5, abs=1e-5) for v in stored_losses), \
+        "attempt 1's checkpoints were never stored: the test shows nothing"
+    df = store.runs_frame("cmd").sort_values("steps")
+    assert df["steps"].tolist() == [10, 20, 30]
+    assert df["loss_code"].tolist() == pytest.approx([clean[s] for s in (10, 20, 30)], abs=1e-5)
+    log = next((tmp_path / "mixplan-runs" / "cmd").glob("late-1/*/run.log")).read_text()
+    assert "attempt 2/2" in log and "failing the first attempt" in log
+
+
 def test_only_one_dispatcher_per_study(tmp_path):
     store = command_study(tmp_path / "runs.duckdb")
     add_approved(store, "cmd", ["ok-1"])
@@ -234,6 +262,115 @@ def test_kill_9_of_the_dispatcher_then_restart_loses_and_duplicates_nothing(tmp_
     while any(_alive(p) for p in orphans) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in orphans)
+
+
+def _start_orphan(tmp_path: Path, db: Path, study: str = "cmd") -> tuple[int, Path]:
+    """A dispatcher (subprocess) running a trial that ignores cancellation, killed by SIGKILL
+    once its worker started: returns the orphaned worker's pid and the submission's spool."""
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); "
+              "from engine.store import Store; from engine.dispatch.dispatcher import Dispatcher; "
+              "from engine.dispatch.local import LocalExecutor; from fixtures.dispatch_helpers import StubbornRunner; "
+              "Dispatcher(Store(sys.argv[2]), sys.argv[3], LocalExecutor(1), runner=StubbornRunner(), poll_s=0.1).run()")
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(REPO / "tests"), str(db), study], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    root = spool_root(Store(db), study)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(root.glob("*/*/heartbeat")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    started = next(root.glob("*/*/started.json"))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    pid = json.loads(started.read_text())["pid"]
+    assert _alive(pid)
+    return pid, started.parent
+
+
+@pytest.mark.slow
+def test_resubmitting_stops_the_old_job_even_a_previous_dispatchers_orphan(tmp_path):
+    """A restarted dispatcher that gives a submission up (here: its heartbeat counts as stale)
+    cancels the old job before submitting again: the orphaned worker of the killed
+    dispatcher -- which ignores the spool's cancel request -- is killed, not left running
+    beside the new submission."""
+    db = tmp_path / "runs.duckdb"
+    store = command_study(db)
+    (tid,) = add_approved(store, "cmd", ["stubborn-1"])
+    orphan, _ = _start_orphan(tmp_path, db)
+    # the new dispatcher's runner finishes at once; a 0.5 s staleness makes it resubmit
+    try:
+        d = Dispatcher(store, "cmd", LocalExecutor(1, kill_grace_s=1.0), runner=DyingRunner(), poll_s=0.1,
+                       stale_after_s=0.5)
+        summary = d.run()
+        assert summary.done == [tid] and summary.resubmitted == [tid]
+        deadline = time.monotonic() + 10
+        while _alive(orphan) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(orphan), "the old job was left running beside the new one"
+    finally:
+        _kill_if_alive(orphan)
+
+
+@pytest.mark.slow
+def test_cancelling_a_trial_kills_a_previous_dispatchers_worker(tmp_path):
+    """After a kill -9 of the dispatcher, the next one re-attaches to the orphaned worker by
+    its heartbeat; cancelling the trial then kills that worker (same host, same pid and start
+    time as its started.json), although the executor never started it."""
+    import threading
+
+    db = tmp_path / "runs.duckdb"
+    store = command_study(db)
+    (tid,) = add_approved(store, "cmd", ["stubborn-1"])
+    orphan, _ = _start_orphan(tmp_path, db)
+    try:
+        d = Dispatcher(store, "cmd", LocalExecutor(1, kill_grace_s=1.0), runner=StubbornRunner(), poll_s=0.1,
+                       state_check_s=0.3)
+        out = {}
+        th = threading.Thread(target=lambda: out.setdefault("summary", d.run()))
+        th.start()
+        deadline = time.monotonic() + 30
+        while not d.subs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        store.transition([tid], TrialState.CANCELLED, actor="test", reason="changed my mind")
+        th.join(30)
+        assert not th.is_alive() and out["summary"].reattached == [tid] and out["summary"].cancelled == [tid]
+        deadline = time.monotonic() + 10
+        while _alive(orphan) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(orphan), "the orphaned worker of the killed dispatcher is still running"
+    finally:
+        _kill_if_alive(orphan)
+
+
+def test_a_recycled_pid_is_never_killed(tmp_path):
+    """started.json names a pid now held by another process (its start time differs): cancel
+    leaves that process alone."""
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        spool = Spool(tmp_path / "spool")
+        spool.mark_started(token="t", trial_id=1)
+        st = json.loads((spool.path / "started.json").read_text())
+        st.update(pid=other.pid)  # same host, fresh heartbeat, but the start time is this process's
+        (spool.path / "started.json").write_text(json.dumps(st))
+        ex = LocalExecutor(1, kill_grace_s=0.5)
+        assert not ex.kill_orphan(spool)
+        ex.cancel("local:pid1#t", spool=spool)
+        time.sleep(0.3)
+        assert other.poll() is None
+        st.pop("pid_start")  # and without a recorded start time nothing is vouched for
+        (spool.path / "started.json").write_text(json.dumps(st))
+        assert not ex.kill_orphan(spool) and other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def _kill_if_alive(pid: int) -> None:
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _alive(pid: int) -> bool:

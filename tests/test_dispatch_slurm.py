@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from engine.dispatch import run_approved
 from engine.dispatch.executors import make_executor
 from engine.dispatch.slurm import SlurmExecutor
-from fixtures.dispatch_helpers import DOMAINS, add_approved, checkpoint_counts, command_study, states
+from fixtures.dispatch_helpers import (
+    DOMAINS, add_approved, builtin_study, check_builtin_done, checkpoint_counts, command_study, states, tiny_corpus,
+)
 
 pytest.importorskip("submitit")
 
@@ -31,6 +35,27 @@ def test_study_options_and_cli_flags_reach_the_executor(tmp_path):
     p = ex.parameters()
     assert (p["slurm_partition"], p["timeout_min"], p["gpus_per_node"]) == ("big", 30, 1)
     assert "mem_gb" not in p
+
+
+def test_the_job_time_limit_covers_every_retry_and_back_off(tmp_path):
+    """time_min defaults to the submission's hard limit (all attempts, back-offs, margin) + 10
+    minutes, not one attempt's timeout."""
+    from engine.dispatch.dispatcher import hard_timeout_for
+    from engine.runners.builtin import BuiltinRunner
+
+    store = command_study(tmp_path / "runs.duckdb", runner={
+        "kind": "command", "argv": ["x", "{out_dir}"], "timeout_s": 600, "retries": 2, "retry_backoff_s": 10})
+    cfg = store.get_config("cmd")
+    from engine.runners import make_runner
+
+    runner = make_runner(cfg)
+    hard = hard_timeout_for(runner, cfg)
+    assert hard == 600 * 3 + 10 * (1 + 2) + 120
+    ex = make_executor("slurm", store=store, study="cmd", config=cfg, runner=runner)
+    assert ex.parameters()["timeout_min"] == math.ceil(hard / 60) + 10 == 43  # not 600 s / 60 + 10 = 20
+    # the built-in runner's back-off and corpus set-up count too
+    b = BuiltinRunner(timeout_s=100, retries=2, retry_backoff_s=7)
+    assert hard_timeout_for(b, cfg) == b.setup_s + 100 * 3 + 7 * 3 + 120
 
 
 @pytest.mark.cluster
@@ -57,3 +82,50 @@ def test_submitit_local_executor_end_to_end(tmp_path):
         assert t.job_id.startswith("slurm:") and t.cost > 0
     # submitit's job folder holds the pickled task and the job's own logs
     assert list((tmp_path / ".mixplan-spool" / "cmd" / "submitit").glob("*_submitted.pkl"))
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_an_unknown_job_that_never_started_gets_a_grace_period_then_is_resubmitted(tmp_path):
+    """A restarted dispatcher finds a queued trial whose job this executor cannot see (on
+    SLURM: sacct failed) and that never beat: taken as pending for unknown_grace_s, not
+    resubmitted at once; then resubmitted on the submitit local executor and done."""
+    import time
+
+    from engine.dispatch.dispatcher import spool_root
+    from engine.records import TrialState
+
+    store = command_study(tmp_path / "runs.duckdb")
+    (tid,) = add_approved(store, "cmd", ["ok-1"])
+    store.transition([tid], TrialState.QUEUED, actor="test")
+    store.set_job(tid, "slurm:4242#deadbeef")
+    (spool_root(store, "cmd") / str(tid) / "deadbeef").mkdir(parents=True)
+    said: list[tuple[float, str]] = []
+    t0 = time.monotonic()
+    summary = run_approved(store, "cmd", "slurm", executor_options={"cluster": "local", "unknown_grace_s": 3},
+                           poll_s=0.2, progress=lambda p: said.append((time.monotonic() - t0, p.message)))
+    assert summary.done == [tid] and summary.resubmitted == [tid]
+    again = [t for t, m in said if "submitted again" in m]
+    assert again and again[0] >= 3.0, said
+    assert any("taken as pending" in m for _, m in said)
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_mixplan_run_on_submitit_local_with_the_builtin_trainer(tmp_path):
+    """The built-in trainer (tiny model, 30 steps, two trials) through `mixplan run --executor
+    slurm --cluster local`, one submitit job per trial: both done, per-domain losses at every
+    checkpoint, a cost."""
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    db = tmp_path / "runs.duckdb"
+    store = builtin_study(db, tiny_corpus(tmp_path / "corpus"))
+    res = CliRunner().invoke(app, ["run", "--study", "tiny", "--db", str(db), "--executor", "slurm",
+                                   "--cluster", "local"])
+    assert res.exit_code == 0, res.output
+    assert "2 done, 0 failed" in res.output
+    check_builtin_done(store)
+    for t in store.trials("tiny"):
+        assert t.job_id.startswith("slurm:")

@@ -48,8 +48,9 @@ def test_from_config_reads_options_and_rejects_unknown_ones(tmp_path):
     assert isinstance(r, BuiltinRunner)
     assert (r.batch_size, r.context, r.checkpoints, r.eval_domains, r.timeout_s) == (8, 64, 3, tuple(DOMAINS), 120)
     assert "torch" in r.preload
-    with pytest.raises(ConfigError, match="not an option of the builtin runner"):
-        make_runner(config_from_dict(config(tmp_path, bach_size=8)))
+    # a typo is refused when the config is read, before any runner is made
+    with pytest.raises(ConfigError, match="unknown key for a builtin runner.*did you mean 'batch_size'"):
+        config_from_dict(config(tmp_path, bach_size=8))
 
 
 def test_checkpoint_steps_and_token_budgets():
@@ -71,8 +72,20 @@ def test_runs_in_process_and_says_which_size_it_used(corpus_dir, tmp_path):
     assert [c.steps for c in res.checkpoints] == [10, 20, 30] == [c.steps for c in seen]
     for c in res.checkpoints:
         assert set(c.losses) == set(DOMAINS) and all(2.0 < v < 7.0 for v in c.losses.values())
-    assert res.cost == 6 * res.info["model_params"] * 30 * 16 * 64
+    # no study: cost in FLOPs with the requested size (the study's convention); the real FLOPs
+    # of the rung trained (98,624 non-embedding parameters) and the wall time are in info
+    assert res.cost == 6 * 100_000 * 30 * 16 * 64
+    assert [c.cost for c in res.checkpoints] == [6 * 100_000 * s * 16 * 64 for s in (10, 20, 30)]
+    assert res.info["flops"] == 6 * res.info["model_params"] * 30 * 16 * 64 != res.cost
+    assert res.info["wall_s"] == res.wall_s > 0 and "FLOPs" in res.info["cost_unit"]
     assert res.info["size"] == "0.1M" and res.info["requested_params"] == 100_000
+    # provenance: which corpus, which package and version of each domain, the recipe key
+    prov = res.info["corpus"]
+    assert prov["root"] == str(corpus_dir) and set(prov["domains"]) == set(DOMAINS)
+    manifest = json.loads((corpus_dir / "manifest.json").read_text())["domains"]
+    for d in DOMAINS:
+        for k in ("name", "package", "version", "key"):
+            assert prov["domains"][d][k] == manifest[d][k] and prov["domains"][d][k]
     assert "ladder rung 0.1M" in res.info["size_used"] and "98,624" in res.info["size_used"]
     assert "checkpoint at step 30" in (tmp_path / "run.log").read_text()
 
@@ -93,6 +106,77 @@ def test_timeout_and_cancel_stop_the_training_loop(corpus_dir, tmp_path):
         BuiltinRunner(corpus=str(corpus_dir), eval_domains=["code"], context=64, checkpoints=1).run(
             trial(100_000), tmp_path / "b", cancel=cancel)
     assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.slow
+def test_cost_is_in_the_unit_proposals_are_priced_in(corpus_dir, tmp_path):
+    """A study whose scale has cost_per_step: the built-in run reports cost_per_step x steps
+    (what propose priced it at), so autopilot's budget holds exactly two runs."""
+    from engine.autopilot import autopilot
+
+    cfg = config(corpus_dir)
+    cfg["scales"] = [{"model_params": 100_000, "steps": [30], "cost_per_step": 0.5}]
+    study = config_from_dict(cfg)
+    store = Store(tmp_path / "runs.duckdb")
+    store.create_study(study)
+    runner = make_runner(study)
+    res = autopilot(store, "tiny", "random", budget=30.0, runner=runner, seed=0, runs_dir=tmp_path / "runs")
+    assert len(res.done) == 2 and res.spent == pytest.approx(30.0) and "budget" in res.stopped, res
+    for t in store.trials("tiny", [TrialState.DONE]):
+        assert t.cost == pytest.approx(study.cost(100_000, steps=30)) == pytest.approx(15.0)
+        ev = store.events("tiny", trial_id=t.trial_id)
+        info = json.loads(ev[ev["kind"] == "done"]["detail"].iloc[0])["info"]
+        assert info["flops"] == 6 * info["model_params"] * 30 * 16 * 64 and info["wall_s"] > 0
+        assert "cost_per_step" in info["cost_unit"]
+    df = store.runs_frame("tiny", meta=True)
+    assert sorted(set(df["cost"])) == [5.0, 10.0, 15.0]  # checkpoints: cost so far, same unit
+    # and without cost_per_step: FLOPs with the requested size and the study's tokens_per_step,
+    # which is what config.cost prices the proposal at
+    flops = make_runner(config_from_dict(config(corpus_dir)))
+    assert flops.cost(100_000, 30) == config_from_dict(config(corpus_dir)).cost(100_000, steps=30) == 6 * 100_000 * 30 * 16 * 64
+
+
+@pytest.mark.slow
+def test_the_timeout_clock_starts_after_corpus_preparation(tmp_path):
+    """Preparing a missing built-in domain (seconds here) does not count against timeout_s:
+    a 1 s timeout is enough for 5 steps even when the corpus must be built first."""
+    r = BuiltinRunner(corpus=str(tmp_path / "fresh"), eval_domains=["docstrings"], context=64, checkpoints=1,
+                      eval_batches=1, timeout_s=1.0)
+    t0 = time.monotonic()
+    res = r.run(trial(5, weights={"docstrings": 1.0}), tmp_path / "out")  # parsing the stdlib: seconds
+    took = time.monotonic() - t0
+    assert "preparing domain(s) ['docstrings']" in (tmp_path / "out" / "run.log").read_text()
+    assert res.info["train_s"] < 1.0 and [c.steps for c in res.checkpoints] == [5]
+    if took <= 1.0:
+        pytest.skip(f"the corpus was prepared in {took:.2f} s, within the timeout: nothing shown")
+
+
+@pytest.mark.slow
+def test_each_retry_is_announced_to_the_checkpoint_sink(corpus_dir, tmp_path):
+    """A retry trains from scratch; the sink is told before each attempt (the dispatcher then
+    replaces the failed attempt's checkpoints instead of mixing them in)."""
+
+    class Sink(list):
+        def __init__(self):
+            super().__init__()
+            self.attempts = []
+
+        def __call__(self, checkpoint):
+            self.append(checkpoint)
+
+        def begin_attempt(self, attempt):
+            self.attempts.append((attempt, len(self)))
+
+    r = BuiltinRunner(corpus=str(corpus_dir), eval_domains=["code"], context=64, eval_every=3, eval_batches=1,
+                      timeout_s=1.5, retries=1, retry_backoff_s=0.0)
+    r.run(trial(2), tmp_path / "warm")  # torch imported, corpus cached
+    sink = Sink()
+    with pytest.raises(RunFailed, match="timed out"):
+        r.run(trial(100_000), tmp_path / "a", on_checkpoint=sink)
+    assert [a for a, _ in sink.attempts] == [0, 1]
+    first_of_second = sink.attempts[1][1]
+    assert first_of_second > 0, "attempt 1 streamed no checkpoint before its timeout"
+    assert sink[0].steps == 3 and sink[first_of_second].steps == 3  # attempt 2 starts over
 
 
 @pytest.mark.slow
@@ -129,6 +213,7 @@ def test_mixplan_run_end_to_end_with_the_builtin_trainer(corpus_dir, tmp_path):
         ev = store.events("tiny", trial_id=t.trial_id)
         detail = json.loads(ev[ev["kind"] == "done"]["detail"].iloc[0])
         assert detail["info"]["size"] == "0.1M" and "ladder rung 0.1M" in detail["info"]["size_used"]
+        assert detail["info"]["corpus"]["domains"]["code"]["key"]  # provenance kept with the run
     # the mixture shows: more code in the mix -> lower code loss at the end
     last = df[df["steps"] == 30].set_index("run_id")
     a, b = (t.run_id for t in trials)

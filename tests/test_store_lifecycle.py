@@ -200,3 +200,22 @@ def test_new_trials_validated(store: Store) -> None:
         store.add_trials("life", [Proposal(weights={"a": 0.3, "b": 0.7}, model_params=1, steps=1)],
                          state=S.RUNNING)
     assert len(store.trials("life")) == n
+
+
+def test_replace_swaps_a_trials_checkpoints_atomically(store: Store) -> None:
+    """A retried attempt's checkpoints supersede the failed attempt's: ``replace`` drops the
+    stored ones and inserts the new set in one transaction; the final result's set wins."""
+    tid = new_trial(store)
+    bring(store, tid, S.RUNNING)
+    v0 = store.data_version("life")
+    assert store.record_checkpoints(tid, [ck(50, 9.0), ck(100, 9.0)]) == 2  # attempt 1
+    assert store.record_checkpoints(tid, [ck(50, 4.0)], replace=True) == 0  # attempt 2: same key, new value
+    df = store.runs_frame("life")
+    mine = df[df["run_id"] == store.get_trial(tid).run_id]
+    assert mine["steps"].tolist() == [50] and mine["loss_a"].tolist() == [4.0]
+    assert store.complete_trial(tid, RunResult([ck(50, 4.0), ck(100, 3.5), ck(200, 3.0)]), replace=True)
+    df = store.runs_frame("life")
+    mine = df[df["run_id"] == store.get_trial(tid).run_id].sort_values("steps")
+    assert mine["steps"].tolist() == [50, 100, 200] and mine["loss_a"].tolist() == [4.0, 3.5, 3.0]
+    assert mine["loss_b"].tolist() == pytest.approx([4.1, 3.6, 3.1])
+    assert store.data_version("life") > v0  # readers (the app) see the change

@@ -99,4 +99,7 @@ def test_trainer_bench_reports_ratio(corpus_dir):
     row = res["rows"][0]
     assert row["size"] == "0.1M" and row["trainer_tokens_per_s"] > 0 and row["plain_tokens_per_s"] > 0
     assert row["ratio"] == pytest.approx(row["trainer_tokens_per_s"] / row["plain_tokens_per_s"])
+    # both sides leave the warm-up step out of tokens/s and report its time apart
+    assert row["warmup_steps"] == 1 and row["trainer_warmup_s"][0] > 0 and row["plain_warmup_s"][0] > 0
+    assert row["trainer_compile_s"] == [0.0]
     assert "0.1M" in format_trainer_bench(res)

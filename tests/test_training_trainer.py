@@ -88,6 +88,22 @@ def test_weights_are_validated_and_normalised():
         normalise_weights({}, ["a"])
 
 
+def test_throughput_leaves_the_warm_up_steps_out(corpus):
+    """tokens/s counts the steps after the first (three when compiled): compilation and
+    set-up are reported apart (warmup_s, compile_s), not averaged into the training speed."""
+    res = train(_spec(steps=12), corpus)
+    i = res.info
+    assert i["timing_warmup_steps"] == 1 and i["timed_steps"] == 11
+    assert 0 < i["warmup_s"] < i["train_s"] and i["compile_s"] == 0.0  # not compiled on CPU
+    assert i["tokens_per_s"] == pytest.approx(11 * 4 * 32 / (i["train_s"] - i["warmup_s"]))
+    assert i["tokens_per_s"] != pytest.approx(12 * 4 * 32 / i["train_s"])
+    # explicit, and never all of the steps
+    assert train(_spec(steps=12, timing_warmup_steps=4), corpus).info["timed_steps"] == 8
+    one = train(_spec(steps=1), corpus).info
+    assert one["timed_steps"] == 1 and one["warmup_s"] == 0.0
+    assert TrainSpec(weights={"a": 1}, model_params=1e5, steps=10).timing_warmup(compiled=True) == 3
+
+
 def test_schedule_warmup_then_cosine_to_floor():
     spec = TrainSpec(weights={"a": 1}, model_params=1e5, steps=100, warmup_steps=10, min_lr_ratio=0.1)
     lrs = [spec.lr_at(s, 1.0) for s in range(100)]

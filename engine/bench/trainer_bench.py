@@ -8,7 +8,10 @@ For each ladder size, in one process and one thread setting, alternately runs
   windows of one array, ``AdamW``, ``loss.backward()``, ``step()``, nothing else,
 
 ``repeats`` times each and keeps each side's best (the machine is shared, so the best is the
-least disturbed measurement). ``ratio = trainer / plain``: 1.0 means the trainer adds no
+least disturbed measurement). Both sides leave their first steps out of the timing (one step,
+three with ``torch.compile`` on CUDA: :meth:`TrainSpec.timing_warmup`), so compilation and
+set-up are not counted as training; their time is reported apart (``trainer_warmup_s``,
+``plain_warmup_s``, and the trainer's ``trainer_compile_s``). ``ratio = trainer / plain``: 1.0 means the trainer adds no
 overhead. Tokens per CPU-second (process CPU time, one thread) are reported too: on a busy
 shared machine they stay close to what an idle core would give, while wall-clock tokens/s
 drop with the load (the load average is recorded with the result). Run ``python -m engine.bench.trainer_bench`` or call :func:`run_trainer_bench`.
@@ -23,8 +26,9 @@ from typing import Sequence
 
 
 def _plain_loop(size: str, corpus, *, steps: int, batch_size: int, context: int, threads: int,
-                device, seed: int = 0) -> tuple[float, float]:
-    """(tokens/s, tokens per CPU-second) of the minimal training loop of the same model."""
+                device, seed: int = 0, warmup: int = 1) -> tuple[float, float, float]:
+    """(tokens/s, tokens per CPU-second, warm-up seconds) of the minimal training loop of the
+    same model; the first ``warmup`` of the ``steps`` (compilation, set-up) are not timed."""
     import numpy as np
     import torch
 
@@ -46,8 +50,16 @@ def _plain_loop(size: str, corpus, *, steps: int, batch_size: int, context: int,
         data = np.asarray(corpus.train[corpus.domains[0]])
         rng = np.random.default_rng(seed)
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else None
-        t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(steps):
+        warmup = max(0, min(int(warmup), steps - 1))
+        t_start = t0 = time.perf_counter()
+        c0 = time.process_time()
+        warmup_s = 0.0
+        for i in range(steps):
+            if i == warmup and i > 0:  # the timed part starts here
+                if cuda:
+                    torch.cuda.synchronize()
+                t0, c0 = time.perf_counter(), time.process_time()
+                warmup_s = t0 - t_start
             offs = rng.integers(0, len(data) - context - 1, size=batch_size)
             batch = torch.from_numpy(np.stack([data[o:o + context + 1] for o in offs]).astype(np.int64))
             x, y = batch[:, :-1].to(dev), batch[:, 1:].to(dev)
@@ -61,8 +73,8 @@ def _plain_loop(size: str, corpus, *, steps: int, batch_size: int, context: int,
             opt.zero_grad(set_to_none=True)
         if cuda:
             torch.cuda.synchronize()
-        tokens = steps * batch_size * context
-        return tokens / (time.perf_counter() - t0), tokens / max(time.process_time() - c0, 1e-9)
+        tokens = (steps - warmup) * batch_size * context
+        return tokens / (time.perf_counter() - t0), tokens / max(time.process_time() - c0, 1e-9), warmup_s
     finally:
         if not cuda:
             torch.set_num_threads(prev)
@@ -85,7 +97,8 @@ def run_trainer_bench(
     built in a temporary directory. Returns ``{"device", "threads", "steps", "batch_size",
     "context", "load_average", "rows": [{"size", "params", "trainer_tokens_per_s",
     "plain_tokens_per_s", "ratio", "trainer_all", "plain_all", "trainer_tokens_per_cpu_s",
-    "plain_tokens_per_cpu_s", "cpu_ratio"}]}``.
+    "plain_tokens_per_cpu_s", "cpu_ratio", "warmup_steps", "trainer_warmup_s", "plain_warmup_s",
+    "trainer_compile_s"}]}``: tokens/s leave the warm-up steps out (see the module doc).
     """
     import torch
 
@@ -103,16 +116,21 @@ def run_trainer_bench(
         rows = []
         for size in sizes:
             trainer_tps, plain_tps, trainer_cpu, plain_cpu = [], [], [], []
+            trainer_warm, plain_warm, compile_s = [], [], []
+            spec = TrainSpec(weights=weights, model_params=size, steps=steps, batch_size=batch_size,
+                             context=context, threads=threads, eval_batches=1)
+            warmup = spec.timing_warmup(dev.type == "cuda")  # the trainer compiles on CUDA only
             for _ in range(repeats):
-                wall, cpu = _plain_loop(size, corpus, steps=steps, batch_size=batch_size,
-                                        context=context, threads=threads, device=dev)
+                wall, cpu, warm = _plain_loop(size, corpus, steps=steps, batch_size=batch_size,
+                                              context=context, threads=threads, device=dev, warmup=warmup)
                 plain_tps.append(wall)
                 plain_cpu.append(cpu)
-                res = train(TrainSpec(weights=weights, model_params=size, steps=steps,
-                                      batch_size=batch_size, context=context, threads=threads,
-                                      eval_batches=1), corpus, device=dev)
+                plain_warm.append(warm)
+                res = train(spec, corpus, device=dev)
                 trainer_tps.append(res.info["tokens_per_s"])
                 trainer_cpu.append(res.info["tokens_per_cpu_s"])
+                trainer_warm.append(res.info["warmup_s"])
+                compile_s.append(res.info["compile_s"])
             best_t, best_p = max(trainer_tps), max(plain_tps)
             rows.append({
                 "size": size, "params": nearest_size(size).params,
@@ -121,6 +139,8 @@ def run_trainer_bench(
                 "trainer_all": trainer_tps, "plain_all": plain_tps,
                 "trainer_tokens_per_cpu_s": max(trainer_cpu), "plain_tokens_per_cpu_s": max(plain_cpu),
                 "cpu_ratio": max(trainer_cpu) / max(plain_cpu),
+                "warmup_steps": warmup, "trainer_warmup_s": trainer_warm, "plain_warmup_s": plain_warm,
+                "trainer_compile_s": compile_s,
             })
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None

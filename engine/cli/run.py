@@ -27,8 +27,10 @@ def run(
     mem_gb: Annotated[Optional[float], typer.Option("--mem-gb", help="slurm: memory per job.")] = None,
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="slurm: slurm (default), or submitit's "
                                                     "local / debug executors.")] = None,
-    address: Annotated[Optional[str], typer.Option("--address", help="ray: cluster address (default: start a "
-                                                    "local cluster).")] = None,
+    address: Annotated[Optional[str], typer.Option("--address", help="ray: cluster address, e.g. 127.0.0.1:6379 "
+                                                    "(default: a local cluster that lives only as long as this run; "
+                                                    "use a cluster started with `ray start --head` to re-attach "
+                                                    "after a crash).")] = None,
     db: DbOption = DEFAULT_DB,
     as_json: JsonFlag = False,
 ) -> None:
@@ -38,7 +40,7 @@ def run(
     re-attached (or submitted again) first; nothing already stored is lost or stored twice.
     A failing trial is marked failed with its reason and log tail; the others go on.
     Each run's files (run.log, weights.json, result.json) are kept under
-    <db dir>/mixplan-runs/<study>/<run_id>/. Ctrl-C stops the local workers; the
+    <db dir>/mixplan-runs/<study>/<run_id>/<token>/ (one folder per submission). Ctrl-C stops the local workers; the
     interrupted trials are picked up by the next `mixplan run`.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

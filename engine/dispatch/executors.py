@@ -15,7 +15,7 @@ EXECUTORS = ("local", "slurm", "ray")
 EXECUTOR_KEYS = {
     "local": {"workers", "threads_per_worker"},
     "slurm": {"cluster", "folder", "partition", "time_min", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
-              "nodes", "tasks_per_node", "account", "qos", "constraint", "setup", "job_name"},
+              "nodes", "tasks_per_node", "account", "qos", "constraint", "setup", "job_name", "unknown_grace_s"},
     "ray": {"address", "num_cpus", "num_gpus", "threads_per_worker", "runtime_env", "workers"},
 }
 
@@ -39,13 +39,13 @@ def make_executor(name: str, *, store, study: str, config: StudyConfig, workers:
         preload = tuple(getattr(runner, "preload", ()) or ())
         return LocalExecutor(workers, threads_per_worker=int(opts.get("threads_per_worker", 1)), preload=preload)
     if name == "slurm":
-        from engine.dispatch.dispatcher import spool_root
+        from engine.dispatch.dispatcher import hard_timeout_for, spool_root
         from engine.dispatch.slurm import SlurmExecutor
 
         folder = Path(opts.pop("folder", None) or spool_root(store, study) / "submitit")
         cluster = opts.pop("cluster", None)
-        timeout = float(getattr(runner, "timeout_s", config.runner.timeout_s))
-        return SlurmExecutor(folder, cluster=cluster, timeout_s=timeout, options=opts)
+        # the job must outlive every attempt the runner may make (and its back-offs), not one
+        return SlurmExecutor(folder, cluster=cluster, timeout_s=hard_timeout_for(runner, config), options=opts)
     from engine.dispatch.ray_exec import RayExecutor
 
     return RayExecutor(study=study, workers=workers, address=opts.get("address"),

@@ -15,7 +15,9 @@ dies (a segfault, the OOM killer, a hard timeout) must cost only its own trial -
   (SIGTERM) first kills the process groups of the programs its command runner started.
 - **Survives the dispatcher.** If the dispatcher is killed, a worker in the middle of a trial
   finishes it and spools the result (the restarted dispatcher re-attaches through the spool's
-  heartbeat), then exits instead of waiting for work that will never come.
+  heartbeat), then exits instead of waiting for work that will never come. Such an orphan can
+  still be stopped (a cancellation, the hard limit, a resubmission): :meth:`LocalExecutor.kill_orphan`
+  kills the process ``started.json`` names once its pid and start time show it is that worker.
 """
 
 from __future__ import annotations
@@ -28,13 +30,24 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.dispatch.base import Executor, JobState, JobStatus
+from engine.dispatch.spool import Spool, is_same_process
 from engine.dispatch.task import Task
 
+#: a previous dispatcher's worker is only killed while it still beats on the submission's spool
+ORPHAN_BEAT_S = 60.0
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 @dataclass
@@ -166,7 +179,7 @@ class LocalExecutor(Executor):
             return JobStatus(JobState.PENDING)
         return JobStatus(JobState.UNKNOWN)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, spool: Spool | None = None) -> None:
         for item in list(self._queue):
             if item[0] == job_id:
                 self._queue.remove(item)
@@ -177,6 +190,41 @@ class LocalExecutor(Executor):
             self._stop_worker(w)
             w.job = None
             self._ended[job_id] = "cancelled"
+            return
+        if spool is not None and self.kill_orphan(spool):
+            self._ended[job_id] = "cancelled (a previous dispatcher's worker, killed)"
+
+    def kill_orphan(self, spool: Spool) -> bool:
+        """Stop the worker of a previous dispatcher that runs ``spool``'s submission: the
+        process ``started.json`` names, if it is on this host and is still that very process
+        (same pid *and* start time, so a recycled pid is never hit). Its process group gets
+        SIGTERM (the worker then kills its command's programs), SIGKILL after the grace period.
+        True if such a process was found."""
+        st = spool.started()
+        if not is_same_process(st):
+            return False
+        age = spool.heartbeat_age()
+        if age is None or age > ORPHAN_BEAT_S:
+            return False  # that worker no longer runs this submission (it would still beat)
+        pid = int(st["pid"])
+        try:
+            group = os.getpgid(pid) == pid  # a pool worker leads its own session and group
+        except ProcessLookupError:
+            return False
+        for sig, wait in ((signal.SIGTERM, self.kill_grace_s), (signal.SIGKILL, 10.0)):
+            try:
+                if group:
+                    os.killpg(pid, sig)
+                else:
+                    os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and is_same_process(st) and not _zombie(pid):
+                time.sleep(0.05)
+            if not is_same_process(st) or _zombie(pid):
+                break
+        return True
 
     def shutdown(self, *, wait: bool = True) -> None:
         for w in self._pool:

@@ -2,14 +2,24 @@
 
 Each submission runs in a **detached, named** Ray actor (``mixplan-<study>-<token>`` in the
 ``mixplan`` namespace): detached, so the job outlives a dispatcher that dies, and named, so a
-restarted dispatcher re-attaches with :func:`ray.get_actor` and asks it how it is doing. The
+restarted dispatcher re-attaches with :func:`ray.get_actor` and asks it how it is doing.
+
+That holds on a cluster the dispatcher does not own (``address``: one started with ``ray start
+--head``, or a remote one). Without ``address`` the dispatcher starts a local Ray inside its
+own process (``ray.init``), and Ray fate-shares such a cluster with its driver: if the
+dispatcher is killed (``kill -9``, OOM), the cluster and its detached actors die with it
+(verified with Ray 2.60). The next ``mixplan run`` then finds the workers gone and submits
+those trials again -- nothing stored is lost or duplicated, but their work so far is redone.
+To keep jobs running through a dispatcher crash, start the cluster yourself
+(``ray start --head --num-cpus N``) and pass ``--address 127.0.0.1:6379``. The
 actor runs :func:`engine.dispatch.task.execute_task`, which writes the spool; the spool
 directory must therefore be on a filesystem the Ray workers share with the dispatcher (always
 true on a single machine; on a cluster put the database on shared storage). The actor is
 killed once its end has been seen.
 
-Options: ``address`` (a running cluster, e.g. ``ray://head:10001`` or ``auto``; default: start
-a local cluster with ``workers`` CPUs), ``num_cpus`` / ``num_gpus`` per trial (default 1 / 0),
+Options: ``address`` (a running cluster, e.g. ``127.0.0.1:6379``, ``ray://head:10001`` or
+``auto``; default: start a local cluster with ``workers`` CPUs that lives only as long as the
+dispatcher), ``num_cpus`` / ``num_gpus`` per trial (default 1 / 0),
 ``threads_per_worker`` (default 1), ``runtime_env`` (a table, passed to the actors).
 """
 
@@ -97,7 +107,9 @@ class RayExecutor(Executor):
             if self.address:
                 ray.init(address=self.address, **kwargs)
             else:
-                ray.init(num_cpus=self.workers or os.cpu_count() or 1, **kwargs)
+                # "local": always a fresh cluster of our own, never one a `ray start` on this
+                # machine left behind (or its stale address file); that one needs --address
+                ray.init(address="local", num_cpus=self.workers or os.cpu_count() or 1, **kwargs)
                 self._we_started = True
         if self._cls is None:
             self._cls = ray.remote(max_concurrency=2)(_TrialActor)
@@ -170,7 +182,7 @@ class RayExecutor(Executor):
             return self._release(job_id, "finished")
         return JobStatus(JobState.RUNNING if state == "running" else JobState.PENDING)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, spool=None) -> None:
         actor = self._actor(job_id)
         if actor is not None:
             try:

@@ -7,11 +7,14 @@ spool; the dispatcher only asks SLURM whether the job still exists, so a restart
 re-attaches by job id (``sacct``/``squeue`` through :class:`submitit.SlurmJob`).
 
 Options (the study's ``[runner]`` table, or ``mixplan run`` flags): ``partition``,
-``time_min`` (default: the runner's timeout plus 10 minutes), ``gpus_per_node``,
+``time_min`` (default: the submission's hard limit -- every attempt the runner may make, its
+back-offs and set-up, :func:`engine.dispatch.dispatcher.hard_timeout_for` -- plus 10 minutes), ``gpus_per_node``,
 ``cpus_per_task``, ``mem_gb``, ``account``, ``qos``, ``constraint``, ``setup`` (shell lines
 run before the job, e.g. ``module load``), ``slurm_*`` (passed to submitit as is),
 ``cluster`` (``slurm`` | ``local`` | ``debug``: submitit's own executors, for tests and
-laptops; ``local`` runs each job as a subprocess here, ``debug`` runs it inside the dispatcher).
+laptops; ``local`` runs each job as a subprocess here, ``debug`` runs it inside the dispatcher),
+``unknown_grace_s`` (default 300 on SLURM, else 0: how long a job that has not started is
+taken as pending while SLURM cannot be asked about it; then it is cancelled and resubmitted).
 """
 
 from __future__ import annotations
@@ -48,12 +51,17 @@ class SlurmExecutor(Executor):
 
     def __init__(self, folder: str | Path, *, cluster: str | None = None, timeout_s: float = 3600.0,
                  options: dict[str, Any] | None = None) -> None:
+        """``timeout_s``: the longest a submission may run, all attempts of its runner together
+        (the default ``time_min`` is that plus 10 minutes)."""
         self.folder = Path(folder)
         self.cluster = cluster or "slurm"
         if self.cluster not in ("slurm", "local", "debug"):
             raise ConfigError(f"slurm executor: cluster must be slurm, local or debug, got {self.cluster!r}.")
         self.options = dict(options or {})
         self.timeout_s = float(timeout_s)
+        # sacct/squeue can fail for a while (a busy or restarting controller): a job that has
+        # not started yet is taken as pending that long before it is resubmitted
+        self.unknown_grace_s = float(self.options.pop("unknown_grace_s", 300.0 if self.cluster == "slurm" else 0.0))
         self._jobs: dict[str, Any] = {}
         self._executor = None
 
@@ -132,7 +140,7 @@ class SlurmExecutor(Executor):
             return JobStatus(JobState.RUNNING)
         return JobStatus(JobState.UNKNOWN, state)
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, *, spool=None) -> None:
         job = self._job(job_id)
         if job is not None:
             job.cancel(check=False)

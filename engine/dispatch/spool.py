@@ -5,17 +5,21 @@ a trial gets a directory ``<root>/<study>/<trial_id>/<token>/`` into which its w
 every file atomically (temporary file + ``os.replace``, so a reader sees a whole file or none):
 
 ==================  ==============================================================
-``started.json``    the worker began: host, pid, time
+``started.json``    the worker began: host, pid, the process's start time, time
 ``heartbeat``       touched every few seconds while the worker lives (its mtime)
-``ck-NNNNNN.json``  one finished checkpoint each, numbered in order
-``final.json``      the end: ``{"status": "done", "result": {...}}`` or
+``ck-NNNNNN.json``  one finished checkpoint each, numbered in order, tagged with the
+                    runner's attempt (0-based) that measured it
+``final.json``      the end: ``{"status": "done", "attempt": k, "result": {...}}`` or
                     ``{"status": "failed", "reason": .., "log_tail": ..}``
 ``cancel``          written by the dispatcher: asks the worker to stop
 ==================  ==============================================================
 
 The dispatcher ingests checkpoints and the final result into the store idempotently (the
 store skips a checkpoint it already holds), so reading a spool twice -- e.g. after the
-dispatcher was killed between two writes -- stores nothing twice. A submission's directory
+dispatcher was killed between two writes -- stores nothing twice. Checkpoints of an attempt
+the runner gave up on are superseded by the next attempt's: the dispatcher ingests only the
+latest attempt's and replaces what the store holds when a new attempt's first checkpoint
+arrives, and the final result's set replaces all of them (see :class:`SpoolSink`). A submission's directory
 is removed only after its trial reached ``done``/``failed`` in the store.
 """
 
@@ -57,6 +61,31 @@ def result_from_dict(d: dict[str, Any]) -> RunResult:
                      dict(d.get("info") or {}))
 
 
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22);
+    None where there is no such process or no ``/proc``. Together with the pid it names one
+    process: a recycled pid has a different start time."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text()
+    except (OSError, ValueError):
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_same_process(started: dict[str, Any] | None) -> bool:
+    """True when the process a ``started.json`` names is alive on this host and is the same
+    process (its recorded start time matches), not a later one that got its pid."""
+    if not started or started.get("host") != socket.gethostname() or "pid" not in started:
+        return False
+    recorded = started.get("pid_start")
+    if recorded is None:
+        return False  # cannot tell: never act on a pid we cannot vouch for
+    return process_start_time(int(started["pid"])) == int(recorded)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with open(tmp, "wb") as f:
@@ -74,6 +103,16 @@ class Final:
     result: RunResult | None = None
     reason: str = ""
     log_tail: str = ""
+    attempt: int | None = None  # the runner's attempt that produced ``result`` (None: not said)
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """One spooled checkpoint: its file name, the attempt that measured it, the checkpoint."""
+
+    name: str
+    attempt: int
+    checkpoint: Checkpoint
 
 
 class Spool:
@@ -94,7 +133,8 @@ class Spool:
         _write_atomic(self.path / name, json.dumps(obj, default=str).encode("utf-8"))
 
     def mark_started(self, **info: Any) -> None:
-        self._json("started.json", {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time(), **info})
+        self._json("started.json", {"host": socket.gethostname(), "pid": os.getpid(),
+                                    "pid_start": process_start_time(os.getpid()), "time": time.time(), **info})
         self.beat()
 
     def beat(self) -> None:
@@ -106,14 +146,15 @@ class Spool:
         except FileNotFoundError:
             hb.touch()
 
-    def write_checkpoint(self, c: Checkpoint) -> None:
-        """Spool one checkpoint (numbered after those already there)."""
+    def write_checkpoint(self, c: Checkpoint, *, attempt: int = 0) -> None:
+        """Spool one checkpoint of attempt ``attempt`` (numbered after those already there)."""
         self.path.mkdir(parents=True, exist_ok=True)
         n = len(self.checkpoint_files())
-        self._json(f"ck-{n:06d}.json", checkpoint_to_dict(c))
+        self._json(f"ck-{n:06d}.json", {**checkpoint_to_dict(c), "attempt": int(attempt)})
 
-    def write_done(self, result: RunResult) -> None:
-        self._json("final.json", {"status": "done", "result": result_to_dict(result)})
+    def write_done(self, result: RunResult, *, attempt: int | None = None) -> None:
+        self._json("final.json", {"status": "done", "result": result_to_dict(result),
+                                  **({} if attempt is None else {"attempt": int(attempt)})})
 
     def write_failed(self, reason: str, log_tail: str = "") -> None:
         self._json("final.json", {"status": "failed", "reason": reason, "log_tail": log_tail[-4000:]})
@@ -145,14 +186,19 @@ class Spool:
         except FileNotFoundError:
             return []
 
-    def read_checkpoints(self, skip: set[str] | None = None) -> list[tuple[str, Checkpoint]]:
-        """(file name, checkpoint) of every spooled checkpoint not in ``skip``."""
+    def read_spooled(self, skip: set[str] | None = None) -> list[Spooled]:
+        """Every spooled checkpoint whose file is not in ``skip``, with its attempt."""
         out = []
         for p in self.checkpoint_files():
             if skip and p.name in skip:
                 continue
-            out.append((p.name, checkpoint_from_dict(json.loads(p.read_text(encoding="utf-8")))))
+            d = json.loads(p.read_text(encoding="utf-8"))
+            out.append(Spooled(p.name, int(d.get("attempt") or 0), checkpoint_from_dict(d)))
         return out
+
+    def read_checkpoints(self, skip: set[str] | None = None) -> list[tuple[str, Checkpoint]]:
+        """(file name, checkpoint) of every spooled checkpoint not in ``skip`` (any attempt)."""
+        return [(s.name, s.checkpoint) for s in self.read_spooled(skip)]
 
     def final(self) -> Final | None:
         try:
@@ -160,8 +206,24 @@ class Spool:
         except FileNotFoundError:
             return None
         if d.get("status") == "done":
-            return Final("done", result_from_dict(d["result"]))
+            attempt = d.get("attempt")
+            return Final("done", result_from_dict(d["result"]), attempt=None if attempt is None else int(attempt))
         return Final("failed", None, str(d.get("reason", "failed")), str(d.get("log_tail", "")))
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+class SpoolSink:
+    """What a worker hands its runner as ``on_checkpoint``: spools each checkpoint tagged with
+    the current attempt; :func:`engine.runners.base.begin_attempt` moves to the next one."""
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self.attempt = 0
+
+    def __call__(self, c: Checkpoint) -> None:
+        self.spool.write_checkpoint(c, attempt=self.attempt)
+
+    def begin_attempt(self, attempt: int) -> None:
+        self.attempt = int(attempt)

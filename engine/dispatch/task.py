@@ -17,7 +17,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.dispatch.spool import Spool
+from engine.dispatch.spool import Spool, SpoolSink
 from engine.records import Trial
 from engine.runners.base import Runner, RunFailed
 
@@ -71,14 +71,15 @@ def execute_task(task: Task, *, heartbeat_s: float = HEARTBEAT_S, parent_pid: in
     try:
         if spool.cancel_requested():
             raise RunFailed("cancelled")
-        result = task.runner.run(task.trial, Path(task.out_dir), cancel=cancel, on_checkpoint=spool.write_checkpoint)
+        sink = SpoolSink(spool)
+        result = task.runner.run(task.trial, Path(task.out_dir), cancel=cancel, on_checkpoint=sink)
         if not result.checkpoints:
             raise RunFailed("the runner reported no checkpoint")
         if result.wall_s is None:
             from dataclasses import replace
 
             result = replace(result, wall_s=time.monotonic() - t0)
-        spool.write_done(result)
+        spool.write_done(result, attempt=sink.attempt)
         return "done"
     except RunFailed as exc:
         spool.write_failed(exc.reason, exc.log_tail)

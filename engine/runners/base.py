@@ -18,6 +18,31 @@ from typing import ClassVar
 from engine.records import Checkpoint, RunResult, Trial
 
 
+def begin_attempt(on_checkpoint: Callable[[Checkpoint], None] | None, attempt: int) -> None:
+    """Tell a checkpoint sink that attempt ``attempt`` (0-based) of the run begins. A runner
+    that retries calls this before each attempt: the checkpoints earlier attempts streamed are
+    then void (the dispatcher replaces them with this attempt's, so a trial never mixes
+    checkpoints of two attempts). Sinks without a ``begin_attempt`` method (a plain function,
+    a list's ``append``) are left alone."""
+    hook = getattr(on_checkpoint, "begin_attempt", None)
+    if hook is not None:
+        hook(int(attempt))
+
+
+class MappedSink:
+    """A checkpoint sink that hands ``fn(checkpoint)`` on to ``inner``, forwarding
+    :func:`begin_attempt` (for runners that adjust checkpoints, e.g. their cost unit)."""
+
+    def __init__(self, inner: Callable[[Checkpoint], None], fn: Callable[[Checkpoint], Checkpoint]) -> None:
+        self.inner, self.fn = inner, fn
+
+    def __call__(self, checkpoint: Checkpoint) -> None:
+        self.inner(self.fn(checkpoint))
+
+    def begin_attempt(self, attempt: int) -> None:
+        begin_attempt(self.inner, attempt)
+
+
 class RunFailed(Exception):
     """A run that did not produce a usable result. ``log_tail`` is kept with the failed trial."""
 
@@ -42,7 +67,9 @@ class Runner(ABC):
         cancel: threading.Event | None = None,
         on_checkpoint: Callable[[Checkpoint], None] | None = None,
     ) -> RunResult:
-        """Run ``trial``, writing any files under ``out_dir``."""
+        """Run ``trial``, writing any files under ``out_dir``. Checkpoints may be streamed to
+        ``on_checkpoint`` as they are measured; a runner that retries calls
+        :func:`begin_attempt` on it before each attempt."""
 
     def true_value(self, weights: dict[str, float], model_params: int, steps: int | None,
                    objective: str) -> float | None:

@@ -17,6 +17,25 @@ space); the rung used is reported in ``RunResult.info`` (``size``, ``size_used``
 ``model_params`` actual vs ``requested_params``), which the store keeps in the trial's
 ``done`` event.
 
+**Cost** is reported in the study's unit, the one its proposals are priced in
+(:meth:`engine.config.StudyConfig.cost` of the steps actually trained): ``cost_per_step x
+steps`` where the trial's scale has a ``cost_per_step``, else ``6 x model_params x tokens``
+FLOPs with the *requested* ``model_params`` and the study's ``tokens_per_step`` (the trainer's
+``batch_size x context`` where the study has none). Checkpoints carry the cost so far in the
+same unit. What the run really took stays in ``info``: ``flops`` (6 x the rung's actual
+non-embedding parameters x tokens), ``wall_s``, ``train_s`` and ``cost_unit``.
+
+**Timeout.** ``timeout_s`` bounds each attempt's training (model build, steps, evaluation);
+its clock starts once the corpus is ready, because preparing missing built-in domains is not
+interruptible and has its own limit (each download or unpack command gives up after 600 s;
+the dispatcher's hard limit allows for it, :attr:`BuiltinRunner.setup_s`). With ``isolate =
+true`` the command runner's timeout covers the whole process, preparation included.
+Retries (``retries``) wait ``retry_backoff_s x 2**i`` (at most 60 s) before the ``i``-th.
+
+**Provenance.** ``info["corpus"]`` names the corpus root and, per domain, the manifest's
+``name``, ``package``, ``version``, ``source``, ``licence`` and recipe ``key``, so a stored run
+says exactly which data it was trained on.
+
 ``[runner]`` options: ``corpus`` (a prepared corpus directory; default ``$MIXPLAN_CACHE`` or
 ``~/.cache/mixplan/corpus``; missing built-in domains are prepared on first use),
 ``batch_size`` (16), ``context`` (128), ``lr``, ``checkpoints`` (4 evenly spaced; or
@@ -36,11 +55,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from engine.config import StudyConfig
 from engine.records import Checkpoint, RunResult, Trial
-from engine.runners.base import Runner, RunFailed
+from engine.runners.base import MappedSink, Runner, RunFailed, begin_attempt
 
 _CORPORA: dict[tuple[str, tuple[str, ...]], Any] = {}  # per-process cache of loaded corpora
 
@@ -81,15 +102,21 @@ class BuiltinRunner(Runner):
     kind = "builtin"
     #: modules a local worker imports at start-up (in parallel with its siblings)
     preload: ClassVar[tuple[str, ...]] = ("torch", "engine.training.trainer")
+    #: seconds a submission may spend before its first attempt's clock starts (preparing
+    #: missing corpus domains; see the module doc); the dispatcher's hard limit adds them
+    setup_s: ClassVar[float] = 600.0
 
     def __init__(self, *, eval_domains: tuple[str, ...] | list[str] | None = None, corpus: str | None = None,
                  batch_size: int = 16, context: int = 128, lr: float | None = None, checkpoints: int = 4,
                  eval_every: int | None = None, eval_batches: int = 4, threads: int = 1, device: str | None = None,
                  timeout_s: float = 3600.0, retries: int = 0, isolate: bool = False, default_seed: int = 0,
-                 tokens_per_step: int | None = None) -> None:
+                 tokens_per_step: int | None = None, retry_backoff_s: float = 5.0,
+                 study: StudyConfig | None = None) -> None:
         if batch_size < 1 or context < 1 or checkpoints < 1 or eval_batches < 1 or threads < 1 or timeout_s <= 0:
             raise ValueError("batch_size, context, checkpoints, eval_batches, threads must be >= 1 and "
                              "timeout_s > 0.")
+        if retry_backoff_s < 0:
+            raise ValueError("retry_backoff_s must be >= 0.")
         self.eval_domains = tuple(eval_domains or ())
         self.corpus = None if corpus is None else str(Path(corpus).expanduser())
         self.batch_size, self.context, self.lr = int(batch_size), int(context), lr
@@ -99,6 +126,9 @@ class BuiltinRunner(Runner):
         self.isolate = bool(isolate)
         self.default_seed = int(default_seed)
         self.tokens_per_step = tokens_per_step
+        self.retry_backoff_s = float(retry_backoff_s)
+        #: the study whose cost unit runs are reported in (None: FLOPs with the trainer's tokens)
+        self.study = study
 
     @classmethod
     def from_config(cls, config) -> "BuiltinRunner":
@@ -106,11 +136,10 @@ class BuiltinRunner(Runner):
 
         o = dict(config.runner.options)
         allowed = {"corpus", "batch_size", "context", "lr", "checkpoints", "eval_every", "eval_batches", "threads",
-                   "device", "isolate"}
-        executor_keys = {"workers", "threads_per_worker", "cluster", "folder", "partition", "time_min",
-                         "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb", "nodes", "tasks_per_node",
-                         "account", "qos", "constraint", "setup", "job_name", "address", "num_cpus", "num_gpus",
-                         "runtime_env"}
+                   "device", "isolate", "retry_backoff_s"}
+        from engine.dispatch.executors import EXECUTOR_KEYS
+
+        executor_keys = set().union(*EXECUTOR_KEYS.values())
         unknown = sorted(k for k in o if k not in allowed and k not in executor_keys and not k.startswith("slurm_"))
         if unknown:
             raise ConfigError(f"key 'runner.{unknown[0]}': not an option of the builtin runner.",
@@ -124,7 +153,8 @@ class BuiltinRunner(Runner):
                        eval_batches=int(o.get("eval_batches", 4)), threads=int(o.get("threads", 1)),
                        device=o.get("device"), timeout_s=config.runner.timeout_s, retries=config.runner.retries,
                        isolate=bool(o.get("isolate", False)), default_seed=config.seed,
-                       tokens_per_step=config.tokens_per_step)
+                       tokens_per_step=config.tokens_per_step,
+                       retry_backoff_s=float(o.get("retry_backoff_s", 5.0)), study=config)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"key 'runner': {exc}") from exc
 
@@ -145,6 +175,43 @@ class BuiltinRunner(Runner):
             return []
         n = min(self.checkpoints, steps)
         return sorted({max(1, round(steps * i / n)) for i in range(1, n + 1)})
+
+    def cost(self, model_params: int, steps: int) -> float:
+        """Cost of ``steps`` steps of a trial of ``model_params`` (requested) in the study's
+        unit: :meth:`StudyConfig.cost` where it can price the run, else 6 x model_params x the
+        trainer's tokens (FLOPs)."""
+        if self.study is not None:
+            c = self.study.cost(int(model_params), steps=int(steps))
+            if c is not None:
+                return float(c)
+        return 6.0 * float(model_params) * float(steps) * self.batch_size * self.context
+
+    def cost_unit(self, model_params: int) -> str:
+        scale = self.study.scale_for(int(model_params)) if self.study is not None else None
+        if scale is not None and scale.cost_per_step is not None:
+            return f"the study's cost_per_step ({scale.cost_per_step:g}) x steps"
+        tps = (self.study.tokens_per_step if self.study is not None else None) or self.batch_size * self.context
+        return f"FLOPs: 6 x requested model_params x tokens ({tps} tokens per step)"
+
+    def in_study_units(self, trial: Trial, result: RunResult) -> RunResult:
+        """``result`` with its cost and its checkpoints' costs in the study's unit; what the
+        run really took (``flops`` with the rung's parameters, ``wall_s``) kept in ``info``."""
+        cks = [dc_replace(c, cost=self.cost(trial.model_params, c.steps)) if c.steps is not None else c
+               for c in result.checkpoints]
+        steps = max((c.steps for c in result.checkpoints if c.steps is not None), default=self.steps_for(trial))
+        info = dict(result.info)
+        if result.cost is not None:
+            info.setdefault("flops", result.cost)
+        info["wall_s"] = result.wall_s
+        info["cost_unit"] = self.cost_unit(trial.model_params)
+        return RunResult(cks, self.cost(trial.model_params, steps), result.wall_s, info)
+
+    def _study_sink(self, trial: Trial, on_checkpoint: Callable[[Checkpoint], None] | None):
+        """``on_checkpoint`` fed checkpoints whose cost is in the study's unit."""
+        if on_checkpoint is None:
+            return None
+        return MappedSink(on_checkpoint, lambda c: dc_replace(c, cost=self.cost(trial.model_params, c.steps))
+                          if c.steps is not None else c)
 
     def corpus_root(self) -> Path:
         from engine.data.corpus import default_cache_dir
@@ -187,10 +254,12 @@ class BuiltinRunner(Runner):
         cancel = cancel or threading.Event()
         last: RunFailed | None = None
         for attempt in range(self.retries + 1):
-            if attempt and cancel.wait(min(60.0, 5.0 * 2 ** (attempt - 1))):
+            if attempt and cancel.wait(min(60.0, self.retry_backoff_s * 2 ** (attempt - 1))):
                 raise RunFailed("cancelled")
+            begin_attempt(on_checkpoint, attempt)  # a retry trains from scratch: earlier checkpoints are void
             try:
-                return self._attempt(trial, out_dir, cancel, on_checkpoint, attempt)
+                return self.in_study_units(trial, self._attempt(trial, out_dir, cancel,
+                                                                self._study_sink(trial, on_checkpoint), attempt))
             except RunFailed as exc:
                 last = exc
                 if exc.reason == "cancelled":
@@ -215,7 +284,7 @@ class BuiltinRunner(Runner):
             logf.flush()
             return log_tail(log_path)
 
-        deadline = time.monotonic() + self.timeout_s
+        deadline = math.inf  # set once the corpus is ready (preparing it has its own limits)
         done = threading.Event()
 
         def should_stop() -> str | None:
@@ -252,6 +321,7 @@ class BuiltinRunner(Runner):
                 f"{size.describe()}, {steps} steps, weights {trial.weights}")
             domains = sorted({*(d for d, w in trial.weights.items() if w > 0), *self.eval_domains})
             corpus = self.load_corpus(domains, log)
+            deadline = time.monotonic() + self.timeout_s
             spec = TrainSpec(weights={d: w for d, w in trial.weights.items() if w > 0}, model_params=trial.model_params,
                              steps=steps, seed=int(trial.seed) if trial.seed is not None else self.default_seed,
                              batch_size=self.batch_size, context=self.context, lr=self.lr,
@@ -306,10 +376,11 @@ class BuiltinRunner(Runner):
             argv += ["--eval-steps", ",".join(map(str, self.eval_steps(self.steps_for(trial))))]
         if self.device:
             argv += ["--device", self.device]
-        runner = CommandRunner(argv, timeout_s=self.timeout_s, retries=self.retries, default_seed=self.default_seed)
-        res = runner.run(trial, out_dir, cancel=cancel, on_checkpoint=on_checkpoint)
+        runner = CommandRunner(argv, timeout_s=self.timeout_s, retries=self.retries, default_seed=self.default_seed,
+                               retry_backoff_s=self.retry_backoff_s)
+        res = runner.run(trial, out_dir, cancel=cancel, on_checkpoint=self._study_sink(trial, on_checkpoint))
         from engine.training.model import nearest_size
 
         info = dict(res.info)
         info.update({"runner": "builtin", "isolated": True, "size_used": nearest_size(trial.model_params).describe()})
-        return RunResult(res.checkpoints, res.cost, res.wall_s, info)
+        return self.in_study_units(trial, RunResult(res.checkpoints, res.cost, res.wall_s, info))

@@ -21,7 +21,10 @@ What the runner does around the program:
 - **Timeout.** ``timeout_s`` per attempt; past it the program's whole process group gets
   SIGTERM, then SIGKILL after ``kill_grace_s`` (default 10).
 - **Retries.** ``retries`` more attempts after a failure (non-zero exit, timeout, malformed
-  result), waiting ``retry_backoff_s * 2**i`` (default 5 s) before the ``i``-th retry.
+  result), waiting ``retry_backoff_s * 2**i`` (default 5 s) before the ``i``-th retry. Each
+  attempt starts from scratch and streams its own checkpoints (announced with
+  :func:`engine.runners.base.begin_attempt`), so a failed attempt's early checkpoints are
+  replaced by the successful attempt's, never mixed with them.
 - **Cancellation.** Setting the ``cancel`` event stops the program the same way as a timeout.
 - **Partial results.** While the program runs, a ``progress.json`` or ``result.json`` it
   rewrites (same shape; ideally atomically: write a temporary file, then rename) is read
@@ -46,7 +49,7 @@ from string import Formatter
 from typing import Any
 
 from engine.records import Checkpoint, RunResult, Trial
-from engine.runners.base import Runner, RunFailed
+from engine.runners.base import Runner, RunFailed, begin_attempt
 
 PLACEHOLDERS = ("run_id", "weights_json", "model_params", "tokens", "steps", "out_dir", "seed")
 RESULT_FILE = "result.json"
@@ -299,12 +302,14 @@ class CommandRunner(Runner):
         write_json_atomic(out_dir / WEIGHTS_FILE, dict(trial.weights))
         argv = render_argv(self.argv, self.placeholder_values(trial, out_dir))
         cancel = cancel or threading.Event()
-        seen: set[tuple[int | None, float | None]] = set()
         last: RunFailed | None = None
         for attempt in range(self.retries + 1):
             if attempt:
                 if cancel.wait(self.retry_backoff_s * 2 ** (attempt - 1)):
                     raise RunFailed("cancelled", log_tail(out_dir / LOG_FILE))
+            # each attempt streams its own checkpoints; the failed attempt's are void
+            begin_attempt(on_checkpoint, attempt)
+            seen: set[tuple[int | None, float | None]] = set()
             try:
                 return self._attempt(argv, trial, out_dir, attempt, cancel, on_checkpoint, seen)
             except RunFailed as exc:

@@ -736,12 +736,22 @@ class Store:
         return ("tokens", float(tokens))
 
     @staticmethod
-    def _insert_checkpoints(con: duckdb.DuckDBPyConnection, trial_id: int, checkpoints: Sequence[Checkpoint]) -> int:
+    def _insert_checkpoints(con: duckdb.DuckDBPyConnection, trial_id: int, checkpoints: Sequence[Checkpoint],
+                            *, replace: bool = False) -> int:
         """Insert the checkpoints not already stored (same steps, or same tokens where there are
-        no steps: :meth:`_checkpoint_key`); returns how many."""
+        no steps: :meth:`_checkpoint_key`); returns how many. ``replace``: first delete every
+        checkpoint the trial has (they came from an attempt that was superseded), so the trial
+        holds exactly ``checkpoints``; returns how many of those were not stored before."""
         have = {Store._checkpoint_key(s, t) for s, t in con.execute(
             "SELECT steps, tokens FROM checkpoints WHERE trial_id = ?", [int(trial_id)]).fetchall()}
+        # ids are taken before a delete, so a replacement never reuses the id of a deleted row
         cid = Store._next_id(con, "checkpoints", "checkpoint_id")
+        before = set(have)
+        if replace and have:
+            con.execute("DELETE FROM checkpoint_values WHERE checkpoint_id IN "
+                        "(SELECT checkpoint_id FROM checkpoints WHERE trial_id = ?)", [int(trial_id)])
+            con.execute("DELETE FROM checkpoints WHERE trial_id = ?", [int(trial_id)])
+            have = set()
         ck_rows: list[list[Any]] = []
         val_rows: list[list[Any]] = []
         for c in checkpoints:
@@ -762,6 +772,9 @@ class Store:
             val_rows.extend([cid, k, float(v)] for k, v in values.items())
             have.add(key)
             cid += 1
+        if replace:
+            new_keys = {Store._checkpoint_key(c.steps, c.tokens) for c in checkpoints}
+            added = len(new_keys - before)
         # one multi-row INSERT per table: row-by-row inserts cost ~10 ms each in DuckDB
         for start in range(0, len(ck_rows), 500):
             chunk = ck_rows[start:start + 500]
@@ -771,16 +784,19 @@ class Store:
             chunk = val_rows[start:start + 1000]
             con.execute("INSERT INTO checkpoint_values VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk)),
                         [v for r in chunk for v in r])
-        return len(ck_rows)
+        return added if replace else len(ck_rows)
 
     def _register_values(self, con: duckdb.DuckDBPyConnection, sid: int, checkpoints: Sequence[Checkpoint]) -> None:
         self._add_domains(con, sid, "eval", [k for c in checkpoints for k in c.losses])
         self._add_domains(con, sid, "metric", [k for c in checkpoints for k in c.metrics])
 
-    def record_checkpoints(self, trial_id: int, checkpoints: Sequence[Checkpoint], *, actor: str = "worker") -> int:
+    def record_checkpoints(self, trial_id: int, checkpoints: Sequence[Checkpoint], *, actor: str = "worker",
+                           replace: bool = False) -> int:
         """Store checkpoints of a running trial as they arrive. Idempotent: a checkpoint already
         stored (same steps; same tokens where it has no steps) is skipped, so a worker's results
-        can be ingested twice."""
+        can be ingested twice. ``replace``: the trial's stored checkpoints are replaced by
+        ``checkpoints`` in the same transaction (a retried attempt's measurements supersede the
+        failed attempt's)."""
         with self._write() as con:
             row = _first(con.execute("SELECT state, study_id FROM trials WHERE trial_id = ?", [int(trial_id)]).fetchall())
             if row is None:
@@ -788,14 +804,17 @@ class Store:
             if TrialState(row[0]) not in (TrialState.RUNNING, TrialState.QUEUED, TrialState.DONE):
                 raise StateError(f"trial {trial_id} is {row[0]}; checkpoints are recorded for running trials.")
             self._register_values(con, int(row[1]), checkpoints)
-            added = self._insert_checkpoints(con, trial_id, checkpoints)
-            if added:
+            added = self._insert_checkpoints(con, trial_id, checkpoints, replace=replace)
+            if added or replace:
                 self._touch(con, int(row[1]))
             return added
 
-    def complete_trial(self, trial_id: int, result: RunResult, *, actor: str = "worker") -> bool:
+    def complete_trial(self, trial_id: int, result: RunResult, *, actor: str = "worker",
+                       replace: bool = False) -> bool:
         """Store a finished run: its remaining checkpoints, cost and wall time, and mark it done,
-        in one transaction. Idempotent: completing a done trial again changes nothing (False)."""
+        in one transaction. Idempotent: completing a done trial again changes nothing (False).
+        ``replace``: the result's checkpoints become the trial's only ones (checkpoints stored
+        earlier, e.g. streamed by a failed attempt, are dropped in the same transaction)."""
         with self._write() as con:
             row = self._trial_row(con, trial_id)
             state, sid = TrialState(row[0]), int(row[1])
@@ -804,7 +823,7 @@ class Store:
             if not result.checkpoints:
                 raise ValidationError(f"trial {trial_id}: the run reported no checkpoint.")
             self._register_values(con, sid, result.checkpoints)
-            self._insert_checkpoints(con, trial_id, result.checkpoints)
+            self._insert_checkpoints(con, trial_id, result.checkpoints, replace=replace)
             cfg = self._config_of(con, sid)
             cost = result.cost
             if cost is None:

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
         res = train(spec, corpus, on_checkpoint=on_checkpoint, device=args.device, log=log)
         info = dict(res.info)
-        info["corpus"] = str(root)
+        info.setdefault("corpus", {"root": str(root)})  # the trainer gives the full provenance
         _atomic_json(out / "result.json", result_dict(res.checkpoints, res.cost, res.wall_s, info))
         log(f"wrote {out / 'result.json'} ({info['size']}, {info['tokens_per_s']:.0f} tokens/s)")
         return 0

@@ -21,6 +21,11 @@ What a run does (:func:`train`):
   corpus and ``context``, not on the seed or the mixture, so losses compare across runs.
 - **Determinism**: same seed, corpus and spec -> identical losses on CPU (single-threaded runs
   are bitwise reproducible; with more threads results can differ in the last bits).
+- **Throughput**: ``info["tokens_per_s"]`` (and ``tokens_per_cpu_s``, ``mfu``) count only the
+  steps after the first ``timing_warmup_steps`` (default 1, or 3 with ``torch.compile``):
+  the first steps pay for compilation, allocator and optimiser-state set-up, which a long run
+  does not. Their time is ``warmup_s``; ``compile_s`` is what they took beyond steady-state
+  steps (compilation, mostly). ``train_s`` is the time of all steps.
 - **Devices**: CPU by default with ``torch.set_num_threads(threads)`` (default 1: two
   one-thread runs side by side beat one two-thread run, see FACTS.md); CUDA when present
   (bf16 autocast, TF32 matmuls, fused AdamW and ``torch.compile``).
@@ -86,6 +91,7 @@ class TrainSpec:
     eval_domains: Sequence[str] | None = None  # None: every corpus domain
     threads: int = 1
     compile: bool | None = None  # None: on CUDA only
+    timing_warmup_steps: int | None = None  # steps left out of tokens/s; None: 3 compiled, else 1
     extra: dict = field(default_factory=dict)
 
     def checkpoint_steps(self) -> list[int]:
@@ -96,6 +102,11 @@ class TrainSpec:
         if self.eval_steps:
             out.update(int(s) for s in self.eval_steps if 0 < int(s) <= self.steps)
         return sorted(out)
+
+    def timing_warmup(self, compiled: bool) -> int:
+        """How many first steps the throughput leaves out (never all of them)."""
+        w = self.timing_warmup_steps if self.timing_warmup_steps is not None else (3 if compiled else 1)
+        return int(max(0, min(w, self.steps - 1)))
 
     def warmup(self) -> int:
         w = self.warmup_steps if self.warmup_steps is not None else round(0.05 * self.steps)
@@ -181,6 +192,23 @@ def eval_windows(val: np.ndarray, n: int, context: int) -> np.ndarray:
     return np.stack([np.asarray(val[s:s + context + 1], dtype=np.int64) for s in starts])
 
 
+def corpus_provenance(corpus: Corpus, domains: Sequence[str]) -> dict | None:
+    """Where the run's data came from, from the corpus manifest: the root and, per domain used
+    (trained on or evaluated), its name, package, version, source, licence and recipe key --
+    enough to rebuild the same corpus. None for a corpus built in memory (no manifest)."""
+    info = corpus.info
+    if info is None:
+        return None
+    doms = {}
+    for d in domains:
+        di = info.domains.get(d)
+        if di is not None:
+            doms[d] = {"name": di.name, "kind": di.kind, "package": di.package, "version": di.version,
+                       "source": di.source, "licence": di.licence, "key": di.key,
+                       "train_tokens": di.train_tokens, "val_tokens": di.val_tokens}
+    return {"root": str(info.root), "format": info.format, "domains": doms}
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
@@ -242,6 +270,7 @@ def train(
         evalsets = {d: torch.from_numpy(eval_windows(corpus.val[d], n_eval, spec.context)).to(dev)
                     for d in eval_domains}
         ckpt_steps = set(spec.checkpoint_steps())
+        timing_warmup = spec.timing_warmup(bool(use_compile))
         tokens_per_step = spec.batch_size * spec.context
         flops_per_token = 6 * n_params
         say(f"{size.describe()}; {spec.steps} steps x {tokens_per_step} tokens on {dev}, "
@@ -265,6 +294,7 @@ def train(
         train_trace: list[dict] = []
         train_s = 0.0
         train_cpu_s = 0.0  # process CPU time of the steps: robust to a busy machine (1 thread)
+        warmup_s = warmup_cpu_s = 0.0  # the first timing_warmup steps (compilation, set-up)
         loss_sum = torch.zeros((), device=dev)
         loss_n = 0
         model.train()
@@ -286,10 +316,12 @@ def train(
             loss_sum += loss.detach()
             loss_n += 1
             done = step + 1
-            if cuda and done in ckpt_steps:
+            if cuda and (done in ckpt_steps or done == timing_warmup):
                 torch.cuda.synchronize()
             train_s += time.perf_counter() - t0
             train_cpu_s += time.process_time() - c0
+            if done == timing_warmup:
+                warmup_s, warmup_cpu_s = train_s, train_cpu_s
             if done in ckpt_steps:
                 train_trace.append({"steps": done, "train_loss": float(loss_sum) / loss_n, "lr": lr})
                 loss_sum.zero_()
@@ -305,7 +337,12 @@ def train(
                     on_checkpoint(ck)
         wall = time.perf_counter() - t_start
         total_tokens = spec.steps * tokens_per_step
-        tps = total_tokens / train_s if train_s > 0 else float("nan")
+        timed_steps = spec.steps - timing_warmup
+        timed_tokens = timed_steps * tokens_per_step
+        timed_s, timed_cpu_s = train_s - warmup_s, train_cpu_s - warmup_cpu_s
+        tps = timed_tokens / timed_s if timed_s > 0 else float("nan")
+        steady_step_s = timed_s / timed_steps if timed_steps > 0 else 0.0
+        compile_s = max(0.0, warmup_s - timing_warmup * steady_step_s) if use_compile else 0.0
         info = {
             "size": size.name,
             "model_params": n_params,
@@ -320,7 +357,11 @@ def train(
             "tokens_per_s": tps,
             "train_s": train_s,
             "train_cpu_s": train_cpu_s,
-            "tokens_per_cpu_s": total_tokens / train_cpu_s if train_cpu_s > 0 else float("nan"),
+            "tokens_per_cpu_s": timed_tokens / timed_cpu_s if timed_cpu_s > 0 else float("nan"),
+            "timed_steps": timed_steps,
+            "timing_warmup_steps": timing_warmup,
+            "warmup_s": warmup_s,
+            "compile_s": compile_s,
             "flops": float(flops_per_token * total_tokens),
             "lr": peak_lr, "warmup_steps": spec.warmup(), "min_lr_ratio": spec.min_lr_ratio,
             "schedule": SCHEDULE_NOTE,
@@ -330,6 +371,9 @@ def train(
             "loss_unit": "nats per byte" if corpus.vocab_size <= 256 else "nats per token",
             "train_trace": train_trace,
         }
+        provenance = corpus_provenance(corpus, sorted({*weights, *eval_domains}))
+        if provenance is not None:
+            info["corpus"] = provenance
         if cuda:
             name = torch.cuda.get_device_name(dev)
             peak = next((v for k, v in PEAK_FLOPS.items() if k in name), None)
