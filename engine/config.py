@@ -35,12 +35,16 @@ RUNNER_KEYS = {
 }
 #: [runner] keys the executors read (engine.dispatch.executors.EXECUTOR_KEYS, all executors),
 #: with any ``slurm_*`` key passed through to submitit.
-EXECUTOR_OPTION_KEYS = frozenset({
-    "workers", "threads_per_worker",
-    "cluster", "folder", "partition", "time_min", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
-    "nodes", "tasks_per_node", "account", "qos", "constraint", "setup", "job_name",
-    "address", "num_cpus", "num_gpus", "runtime_env",
-})
+#: The [runner] keys each executor reads (engine.dispatch.executors.make_executor): data only,
+#: so reading a config needs no dispatch code; the config accepts their union.
+EXECUTOR_KEYS: dict[str, frozenset[str]] = {
+    "local": frozenset({"workers", "threads_per_worker"}),
+    "slurm": frozenset({"cluster", "folder", "partition", "time_min", "timeout_min", "gpus_per_node",
+                        "cpus_per_task", "mem_gb", "nodes", "tasks_per_node", "account", "qos", "constraint",
+                        "setup", "job_name", "unknown_grace_s"}),
+    "ray": frozenset({"address", "num_cpus", "num_gpus", "threads_per_worker", "runtime_env", "workers"}),
+}
+EXECUTOR_OPTION_KEYS = frozenset().union(*EXECUTOR_KEYS.values())
 #: The largest integer DuckDB stores (BIGINT).
 _MAX_INT = 2**63 - 1
 TOP_KEYS = {

@@ -18,9 +18,13 @@ BASE = {"name": "s", "domains": ["web", "code"]}
 
 
 def test_executor_keys_match_the_executors() -> None:
-    from engine.dispatch.executors import EXECUTOR_KEYS
+    """Every key an executor reads is accepted under [runner], and the executors are the ones
+    make_executor knows."""
+    from engine.config import EXECUTOR_KEYS
+    from engine.dispatch.executors import EXECUTORS
 
     assert EXECUTOR_OPTION_KEYS == frozenset().union(*EXECUTOR_KEYS.values())
+    assert set(EXECUTORS) == {"local", "slurm", "ray"}
 
 
 def test_builtin_keys_match_the_builtin_runner() -> None:

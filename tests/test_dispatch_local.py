@@ -18,7 +18,6 @@ from engine.cli import app
 from engine.dispatch import Spool, run_approved
 from engine.dispatch.dispatcher import Dispatcher, _StudyLock, spool_root
 from engine.dispatch.local import LocalExecutor
-from engine.dispatch.spool import checkpoint_to_dict
 from engine.errors import StateError
 from engine.records import Checkpoint, RunResult, TrialState
 from engine.store import Store

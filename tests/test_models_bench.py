@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.bench.predict import LinearRegression, mfms_bench, read_regmix_pair, regmix_bench
+from engine.bench.predict import mfms_bench, read_regmix_pair, regmix_bench
 
 REGMIX = Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks" / "regmix"
 

@@ -4,7 +4,6 @@ failed trial keeps the checkpoints it stored."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest

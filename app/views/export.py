@@ -4,7 +4,6 @@ each with its provenance. Every download is logged as an `export` event."""
 
 from __future__ import annotations
 
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -87,7 +86,6 @@ def body() -> None:
         if trials.empty:
             st.info("This study has no run yet.")
             return
-        last = runs.groupby("trial_id").tail(1).set_index("trial_id") if len(runs) else pd.DataFrame()
         order = trials.sort_values("trial_id")
 
         def label(tid: int) -> str:

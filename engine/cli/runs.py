@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json, whole_number
-from engine.errors import ValidationError
 
 
 def import_(

@@ -5,19 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.config import StudyConfig
+from engine.config import EXECUTOR_KEYS, StudyConfig
 from engine.dispatch.base import Executor
 from engine.errors import ValidationError
 from engine.runners.base import Runner
 
-EXECUTORS = ("local", "slurm", "ray")
-#: [runner] keys that configure the executors (the rest belong to the runner).
-EXECUTOR_KEYS = {
-    "local": {"workers", "threads_per_worker"},
-    "slurm": {"cluster", "folder", "partition", "time_min", "timeout_min", "gpus_per_node", "cpus_per_task", "mem_gb",
-              "nodes", "tasks_per_node", "account", "qos", "constraint", "setup", "job_name", "unknown_grace_s"},
-    "ray": {"address", "num_cpus", "num_gpus", "threads_per_worker", "runtime_env", "workers"},
-}
+EXECUTORS = tuple(EXECUTOR_KEYS)
 
 
 def make_executor(name: str, *, store, study: str, config: StudyConfig, workers: int | None = None,

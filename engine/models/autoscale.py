@@ -515,7 +515,7 @@ class AutoScale(LossModel):
         return ddo(law, tokens), {"stage": 1, "budgets": [law.budget]}
 
     def optimum(self, model_params, *, steps=None, tokens=None, bounds=None, direction=None):
-        from engine.models.base import Optimum, check_bounds, compute_threads
+        from engine.models.base import compute_threads
 
         self._check_fitted()
         with compute_threads(self.num_threads):

@@ -379,7 +379,6 @@ class MFMSGP(LossModel):
 
     def _fit(self, prep: Prepared, *, warm_start: LossModel | None = None) -> None:
         from botorch.models import SingleTaskGP
-        from botorch.models.transforms.outcome import Standardize
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
         K = len(prep.domains)
@@ -647,7 +646,6 @@ class MFMSGP(LossModel):
         """Joint posterior (mean (..., q), cov (..., q, q)) at mixtures Wq (..., q, K) on one
         fidelity, objective units, differentiable in Wq (see :meth:`fidelity_model`)."""
         W_runs, beta, M, u, _ = self._slice_terms(model_params, z)
-        K = len(self.domains_)
         kw = self._kernel_w(Wq, W_runs)  # (..., q, R)
         X = torch.cat([Wq, u.expand(*Wq.shape[:-1], 2)], -1)
         mu = self.mean_module_(X) + kw @ beta

@@ -137,7 +137,7 @@ class BuiltinRunner(Runner):
         o = dict(config.runner.options)
         allowed = {"corpus", "batch_size", "context", "lr", "checkpoints", "eval_every", "eval_batches", "threads",
                    "device", "isolate", "retry_backoff_s"}
-        from engine.dispatch.executors import EXECUTOR_KEYS
+        from engine.config import EXECUTOR_KEYS
 
         executor_keys = set().union(*EXECUTOR_KEYS.values())
         unknown = sorted(k for k in o if k not in allowed and k not in executor_keys and not k.startswith("slurm_"))

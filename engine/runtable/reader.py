@@ -637,7 +637,7 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
     if kind is not None:
         other = "loss" if kind == "mixture" else "mixture"
         raise ValidationError(f"this is a RegMix {kind} file; it needs its {other} file.", file=str(path),
-                              fix=f"pass both files: mixplan import MIXTURE.csv LOSS.csv --study NAME.")
+                              fix="pass both files: mixplan import MIXTURE.csv LOSS.csv --study NAME.")
     _file_size_check(raw, str(path))
     if model_params is not None and "model_params" not in raw.columns:
         raw = raw.assign(model_params=int(model_params))
