@@ -408,6 +408,13 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", *, check_run
         raise _err(source, "runner.retries", f"expected an integer >= 0, got {retries!r}.")
     options = {k: v for k, v in r.items() if k not in {"kind", "argv", "timeout_s", "retries"}}
     runner = RunnerConfig(kind, tuple(argv), timeout, retries, options)
+    if r.get("kind") == "builtin" and tokens_per_step is None:
+        # a study that names the built-in trainer: it takes batch_size x context tokens a step,
+        # so without a tokens_per_step of its own the study uses that, and proposals are priced
+        # (6 x params x tokens) in the unit of the results the trainer reports. (A study with
+        # no [runner], e.g. one made by an import, keeps tokens_per_step unset.)
+        tokens_per_step = (_positive_int(options.get("batch_size", 16), source, "runner.batch_size")
+                           * _positive_int(options.get("context", 128), source, "runner.context"))
 
     budget = raw.get("budget")
     budget = None if budget is None else _positive_float(budget, source, "budget")

@@ -86,3 +86,18 @@ def test_stored_config_with_an_unchecked_runner_key_stays_readable(tmp_path: Pat
     assert [s.name for s in store.list_studies()] == ["s"]
     with pytest.raises(ConfigError, match="timeuot_s"):
         config_from_dict(old)
+
+
+def test_builtin_runner_sets_tokens_per_step() -> None:
+    """The built-in trainer takes batch_size x context tokens a step: a builtin study without
+    tokens_per_step gets that one, so proposals are priced in the unit of its results; a study
+    that gives its own keeps it, and one without a [runner] (an import) gets none."""
+    base = {**BASE, "scales": [{"model_params": 100_000, "steps": [100]}]}
+    cfg = config_from_dict({**base, "runner": {"kind": "builtin", "batch_size": 8, "context": 64}})
+    assert cfg.tokens_per_step == 512
+    assert cfg.cost(100_000, steps=100) == pytest.approx(6 * 100_000 * 512 * 100)
+    assert config_from_dict({**base, "runner": {"kind": "builtin"}}).tokens_per_step == 16 * 128
+    assert config_from_dict({**base, "tokens_per_step": 1000, "runner": {"kind": "builtin"}}).tokens_per_step == 1000
+    assert config_from_dict(base).tokens_per_step is None  # no [runner]: an imported study, say
+    cmd = config_from_dict({**base, "runner": {"kind": "command", "argv": ["x", "{out_dir}"]}})
+    assert cmd.tokens_per_step is None
