@@ -37,7 +37,7 @@ DEMO_DOMAINS = ("code", "docs", "books", "encyclopedia", "quotes", "latex")
 class DemoPlan:
     """How many mixtures at each size, and how long each run is."""
 
-    sizes: tuple[tuple[int, int], ...] = ((100_000, 30), (500_000, 14), (1_000_000, 6))
+    sizes: tuple[tuple[int, int], ...] = ((100_000, 36), (500_000, 18), (1_000_000, 10))
     steps: int = 500
     eval_every: int = 50
     seed: int = 0

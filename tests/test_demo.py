@@ -41,3 +41,14 @@ def test_tiny_demo_build_trains_stores_and_resumes(tmp_path):
     # a bigger plan adds only the missing runs
     more = DemoPlan(sizes=((100_000, 4),), steps=20, eval_every=10, domains=DOMAINS, context=32, batch_size=4)
     assert [p.run_id for p in plan_trials(store, more)] == ["0.1M-m03"]
+
+
+def test_the_default_plan_is_a_study_worth_modelling():
+    """The bundled demo's plan: 60-150 runs over three sizes, the same mixtures at each size
+    (the first n of one design), and the CLI's defaults are the plan's."""
+    from engine.cli.demo_cmd import _DEFAULT
+
+    plan = DemoPlan()
+    n = sum(k for _, k in plan.sizes)
+    assert 60 <= n <= 150 and len(plan.sizes) == 3
+    assert _DEFAULT == dict(plan.sizes)
