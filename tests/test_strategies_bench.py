@@ -42,7 +42,7 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     from engine.bench.optimize_report import format_summary
 
     res = run_benchmark(["loss_github"], ["mfms-bo", "random"], 1, tmp_path, budget=400.0, max_iter=3,
-                        max_iter_mfms=3, n_init=5, workers=1, weights_path=str(WEIGHTS), measure_latency=False,
+                        n_init=5, workers=1, weights_path=str(WEIGHTS), measure_latency=False,
                         log=lambda *_: None)
     runs = pd.read_csv(tmp_path / "optimize_runs.csv")
     assert set(runs["strategy"]) == {"mfms-bo", "random"}

@@ -75,6 +75,10 @@ def test_mfms_bo_uses_cheap_fidelities(store):
     props = get_strategy("mfms-bo", seed=3).ask(state, 3)
     target = state.target()
     assert any((p.model_params, p.steps) != (target.model_params, target.steps) for p in props)
+    assert "augmented EI" in props[0].reason and "corr with the target" in props[0].reason
+    # the per-fidelity-incumbent form too
+    props = get_strategy("mfms-bo", seed=3, acquisition="fidelity").ask(state, 3)
+    assert any((p.model_params, p.steps) != (target.model_params, target.steps) for p in props)
     assert "EI/cost" in props[0].reason and "corr with the target" in props[0].reason
 
 
@@ -138,7 +142,48 @@ def test_fast_marginals_match_the_gp_posterior(store):
 def test_plain_ei_per_cost_variant(store):
     """The paper's form (no target correlation) still proposes valid, distinct trials."""
     state = StudyState.from_store(store, "synth")
-    props = get_strategy("mfms-bo", seed=5, target_corr=False).ask(state, 2)
+    props = get_strategy("mfms-bo", seed=5, acquisition="fidelity", target_corr=False).ask(state, 2)
     for p in props:
         _valid(state, p)
     assert "log EI" in props[0].reason
+
+
+def test_augmented_scores_at_the_target_are_log_ei(store):
+    """At the target fidelity the augmented score is plain log EI there (corr 1, cost ratio 1);
+    elsewhere it adds log corr (<= 0) and subtracts the log cost ratio."""
+    import math
+
+    import torch
+
+    from engine.strategies.acquisition import augmented_scores, log_ei, marginals
+
+    state = StudyState.from_store(store, "synth")
+    strat = get_strategy("mfms-bo", seed=6)
+    sur = strat.fit(state)
+    t = state.target()
+    fids = state.fidelities()
+    C = np.random.default_rng(1).dirichlet(np.ones(3), 12)
+    best = float(state.observed_incumbent().pred_mean)
+    sc, lei_t, lcorr = augmented_scores(sur.gp, sur, C, fids, t, best, maximize=False, corr_power=2.0)
+    mu, sd = marginals(sur.gp, sur.encode(C, t.model_params, t.steps))
+    np.testing.assert_allclose(lei_t, log_ei(mu, sd, best, False).detach().numpy(), rtol=1e-6, atol=1e-9)
+    for j, f in enumerate(fids):
+        ratio = math.log(f.cost / t.cost)
+        np.testing.assert_allclose(sc[:, j], lei_t + 2.0 * lcorr[:, j] - ratio, rtol=1e-9, atol=1e-9)
+        if (f.model_params, f.steps) == (t.model_params, t.steps):
+            assert np.all(lcorr[:, j] == 0)
+    assert np.all(lcorr <= 1e-12)
+    assert torch.is_tensor(mu)
+
+
+def test_mfms_bo_augmented_acquisition(store):
+    """acquisition="augmented" proposes valid, distinct trials on offered fidelities and says why."""
+    state = StudyState.from_store(store, "synth")
+    props = get_strategy("mfms-bo", seed=8, acquisition="augmented", corr_power=2).ask(state, 3)
+    for p in props:
+        _valid(state, p)
+    keys = {(tuple(np.round([p.weights[d] for d in DOMAINS], 6)), p.model_params, p.steps) for p in props}
+    assert len(keys) == len(props)
+    assert "augmented EI" in props[0].reason and "corr with the target" in props[0].reason
+    with pytest.raises(Exception, match="unknown acquisition"):
+        get_strategy("mfms-bo", acquisition="nope")

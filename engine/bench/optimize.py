@@ -46,8 +46,6 @@ class BenchSpec:
     budget: float = 3000.0
     n_init: int = 20
     max_iter: int = 200
-    #: a tighter cap for mfms-bo: its runs are cheap, so the budget alone would allow thousands
-    max_iter_mfms: int = 60
     noise: float = 0.0
     weights_path: str | None = None
 
@@ -111,7 +109,7 @@ def run_strategy(name: str, spec: BenchSpec, seed: int, optimum: float, maximize
         return sgn * (v - optimum) if not maximize else optimum - v
 
     t_ask = 0.0
-    max_iter = spec.max_iter_mfms if base == "mfms-bo" else spec.max_iter
+    max_iter = spec.max_iter
     for it in range(max_iter + 1):
         state = StudyState(cfg, runs)
         strat.incumbent_ = None
@@ -328,7 +326,7 @@ def latency(n_runs: int = 500, n_ckpt: int = 20, q: int = 4, repeats: int = 3, s
 # Driver
 # ---------------------------------------------------------------------------------------------
 def run_benchmark(objectives: list[str], strategies: list[str], seeds: int, out: Path, *, budget: float = 3000.0,
-                  max_iter: int = 200, max_iter_mfms: int = 60, n_init: int = 20, workers: int = 2, noise: float = 0.0,
+                  max_iter: int = 200, n_init: int = 20, workers: int = 2, noise: float = 0.0,
                   weights_path: str | None = None, measure_latency: bool = True, log=print) -> dict:
     """Run the benchmark and write ``OUT/optimize_runs.csv`` (every iteration),
     ``OUT/optimize_speedups.csv`` (per seed), ``OUT/optimize_summary.csv``,
@@ -347,7 +345,7 @@ def run_benchmark(objectives: list[str], strategies: list[str], seeds: int, out:
         maximize = obj.startswith("metric_")
         w_opt, v_opt = cached_optimum(out / "true_optima.json", runner, obj, 1_000_000_000, 19500, maximize=maximize)
         optima[obj] = {"weights": w_opt.tolist(), "value": v_opt}
-        spec = BenchSpec(obj, budget, n_init, max_iter, max_iter_mfms, noise, weights_path)
+        spec = BenchSpec(obj, budget, n_init, max_iter, noise, weights_path)
         jobs = [(list(strategies), spec, s, v_opt, maximize) for s in range(seeds)]
         log(f"{obj}: optimum {v_opt:.4f} at {np.round(w_opt, 3).tolist()}; {seeds} seeds x {len(strategies)} "
             f"strategies on {workers} process(es)")
@@ -375,7 +373,7 @@ def run_benchmark(objectives: list[str], strategies: list[str], seeds: int, out:
         log(f"plot skipped: {exc}")
     lat = latency(weights_path=weights_path) if measure_latency else None
     res = {"objectives": objectives, "strategies": strategies, "seeds": seeds, "budget": budget,
-           "max_iter": max_iter, "max_iter_mfms": max_iter_mfms, "n_init": n_init, "optima": optima, "latency": lat,
+           "max_iter": max_iter, "n_init": n_init, "optima": optima, "latency": lat,
            "wall_s": time.perf_counter() - t_start,
            "summary": summary.to_dict(orient="records") if len(summary) else []}
     (out / "optimize_summary.json").write_text(json.dumps(res, indent=1, default=float))

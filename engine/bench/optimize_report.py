@@ -5,8 +5,8 @@ from __future__ import annotations
 
 def format_summary(res: dict) -> str:
     lines = [f"mfms-bo speed-up (cost for the baseline to reach its final regret / cost for mfms-bo to reach it); "
-             f"{res['seeds']} seeds, budget {res['budget']:g}, at most {res['max_iter']} runs per strategy "
-             f"({res.get('max_iter_mfms')} for mfms-bo); 'median' on cost incl. the shared initial design",
+             f"{res['seeds']} seeds, budget {res['budget']:g}, at most {res['max_iter']} runs per strategy; "
+             "'median' on cost incl. the shared initial design",
              f"{'objective':<22} {'baseline':<10} {'median':>7} {'25-75%':>13} {'min-max':>15} {'reached':>8} "
              f"{'regret b':>9} {'regret m':>9} {'own-cost median (25-75%)':>26}"]
     for r in res["summary"]:

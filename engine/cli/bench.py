@@ -110,8 +110,6 @@ def optimize(
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds per objective.")] = 10,
     budget: Annotated[float, typer.Option("--budget", help="Cost per strategy and seed (1B x 100 steps = 1).")] = 3000.0,
     max_iter: Annotated[int, typer.Option("--max-iter", help="At most this many runs per strategy and seed.")] = 200,
-    max_iter_mfms: Annotated[int, typer.Option("--max-iter-mfms", help="At most this many runs for mfms-bo (its "
-                                               "runs are cheap: the budget alone allows thousands).")] = 60,
     strategies: Annotated[str, typer.Option("--strategies", help="Comma-separated strategies.")] =
         "mfms-bo,random,hyperband,mf-bo,bo,autoscale",
     workers: Annotated[int, typer.Option("--workers", help="Processes (seeds run in parallel).")] = 2,
@@ -131,7 +129,7 @@ def optimize(
 
     res = run_benchmark([o.strip() for o in objective.split(",") if o.strip()],
                         [s.strip() for s in strategies.split(",") if s.strip()], seeds, Path(out), budget=budget,
-                        max_iter=max_iter, max_iter_mfms=max_iter_mfms, workers=workers, weights_path=sim, measure_latency=latency,
+                        max_iter=max_iter, workers=workers, weights_path=sim, measure_latency=latency,
                         log=(lambda *_: None) if as_json else console.print)
     if as_json:
         print_json(res)

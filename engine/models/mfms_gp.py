@@ -509,7 +509,7 @@ class MFMSGP(LossModel):
         else:
             # a decreasing (k > 0, t < 0 along the scale axes) and an increasing start
             t0 = np.zeros(d)
-            t0[K:] = -1.0
+            t0[int(cols[:K].sum()):] = -1.0  # the scale axes follow the (active) mixture columns
             starts += [np.r_[-1.0, 1.0, t0], np.r_[1.0, -1.0, t0]]
         best = None
         for p0 in starts:

@@ -19,13 +19,10 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from engine.records import Proposal
-from engine.strategies import space
-from engine.strategies.base import Fidelity, Strategy, StudyState, register, weights_dict
+from engine.strategies.base import Fidelity, StudyState, register
 from engine.strategies.mfms_bo import GPStrategy
 from engine.strategies.surrogate import torch_threads
 
@@ -70,7 +67,7 @@ class BO(GPStrategy):
                              maxiter=self.maxiter)
         return self.to_proposals(state, sur, picks, inc)
 
-    def reason(self, p, incumbent) -> str:
+    def reason(self, p, incumbent, state: StudyState) -> str:
         return (f"LogEI best at the target {p.fidelity.label()}: logEI {p.log_ei:.3g} vs incumbent "
                 f"{p.best_f:.4g} (single-fidelity BO)")
 
@@ -92,7 +89,7 @@ class MFBO(BO):
         return [f for f in state.fidelities() if f.model_params == t.model_params]
 
     def _ask(self, state: StudyState, q: int) -> list[Proposal]:
-        from engine.strategies.acquisition import believe
+        from engine.strategies.acquisition import select_augmented
 
         fids = self.offered(state)
         t = state.target()
@@ -103,64 +100,19 @@ class MFBO(BO):
         W_obs = self.observed_mixtures(state, self.run_summary(state))
         inc = self.model_incumbent(state, sur, W_obs)
         self.incumbent_ = inc
-        best_f = inc.pred_mean
-        rng = self.rng(state)
-        bounds = state.bounds()
-        gp = believe(sur.gp, self.pending_X(state, sur))
-        picks = []
-        around = np.array([inc.weights[d] for d in state.domains])[None]
-        for _ in range(q):
-            C = space.candidates(self.n_screen, bounds, rng, around=around)
-            best = None
-            for _round in range(2):
-                sc, info = self._scores(gp, sur, C, fids, t, best_f, state.maximize)
-                i, j = np.unravel_index(np.argmax(sc), sc.shape)
-                if best is None or sc[i, j] > best[0]:
-                    best = (float(sc[i, j]), C[i], fids[j], info[0][i], info[1][j][i])
-                # second round: local perturbations of the best mixtures
-                top = C[np.argsort(-sc.max(axis=1))[:8]]
-                C = space.candidates(64, bounds, rng, around=top, local_scale=0.03)
-            score, w, f, lei_t, lcorr = best
-            picks.append((w, f, score, lei_t, lcorr))
-            gp = believe(gp, sur.encode(w, f.model_params, f.steps))
-        W = np.array([p[0] for p in picks])
-        mu, sd = sur.predict(W, [p[1].model_params for p in picks], [p[1].steps for p in picks])
-        out = []
-        for k, (w, f, score, lei_t, lcorr) in enumerate(picks):
-            out.append(Proposal(weights_dict(state.domains, w), f.model_params, steps=f.steps, strategy=self.name,
-                                acq_value=score if math.isfinite(score) else None, pred_mean=float(mu[k]),
-                                pred_std=float(sd[k]), cost=f.cost,
-                                reason=(f"augmented EI best at {f.label()}: logEI at target {lei_t:.3g}, "
-                                        f"log corr {lcorr:.3g}, cost {f.cost:.3g} vs target {t.cost:.3g}; "
-                                        f"incumbent {best_f:.4g}")))
-        return out
+        picks = select_augmented(sur, fids, t, inc.pred_mean, q, state.bounds(), self.rng(state),
+                                 maximize=state.maximize, pending_X=self.pending_X(state, sur),
+                                 around=np.array([inc.weights[d] for d in state.domains])[None],
+                                 n_screen=self.n_screen)
+        return self.to_proposals(state, sur, picks, inc)
 
-    @staticmethod
-    def _scores(gp, sur, C, fids, t, best_f, maximize):
-        import torch
+    def reason(self, p, incumbent, state: StudyState) -> str:
+        return augmented_reason(p, state.target(), incumbent)
 
-        from engine.strategies.acquisition import kernel_matrix, kernel_pairs, log_ei, view
 
-        v = view(gp)
-        with torch.no_grad():
-            Xt = sur.encode(C, t.model_params, t.steps)
-            Kt = kernel_matrix(v.covar, Xt, v.X)
-            Vt = torch.linalg.solve_triangular(v.L, Kt.T, upper=False)
-            mu_t = (v.mean(Xt) + (Kt @ v.alpha).squeeze(-1)) * v.y_std + v.y_mean
-            var_t = (v.prior - (Vt * Vt).sum(0)).clamp_min(1e-18)
-            lei_t = log_ei(mu_t, var_t.sqrt() * v.y_std, best_f, maximize).numpy()
-            cols, lcorrs = [], []
-            for f in fids:
-                Xf = sur.encode(C, f.model_params, f.steps)
-                Kf = kernel_matrix(v.covar, Xf, v.X)
-                Vf = torch.linalg.solve_triangular(v.L, Kf.T, upper=False)
-                var_f = (v.prior - (Vf * Vf).sum(0)).clamp_min(1e-18)
-                # prior cross-covariance k((w, z), (w, target)), row by row
-                k_ft = kernel_pairs(v.covar, Xf, Xt)
-                cov = k_ft - (Vf * Vt).sum(0)
-                corr = (cov / (var_f.sqrt() * var_t.sqrt())).clamp(1e-6, 1.0)
-                lc = torch.log(corr).numpy()
-                lcorrs.append(lc)
-                cols.append(lei_t + lc - math.log(f.cost / t.cost))
-        return np.column_stack(cols), (lei_t, lcorrs)
-
+def augmented_reason(p, target: Fidelity, incumbent) -> str:
+    """Why an augmented-EI pick was chosen (mf-bo, and mfms-bo with acquisition="augmented")."""
+    f = p.fidelity
+    return (f"augmented EI best at {f.label()}: log(EI at the target x corr with the target) {p.log_ei:.3g}, "
+            f"cost {f.cost:.3g} vs target {target.cost:.3g}, score {p.score:.3g}; target incumbent "
+            f"{incumbent.pred_mean:.4g}")
