@@ -187,3 +187,17 @@ def test_mfms_bo_augmented_acquisition(store):
     assert "augmented EI" in props[0].reason and "corr with the target" in props[0].reason
     with pytest.raises(Exception, match="unknown acquisition"):
         get_strategy("mfms-bo", acquisition="nope")
+
+
+def test_mfms_bo_waits_for_k_plus_2_runs(store):
+    """With fewer than K + 2 runs (what the GP's mixture-law mean needs) mfms-bo proposes its
+    random initial design; from K + 2 on it fits the GP."""
+    full = StudyState.from_store(store, "synth")
+    ids = list(dict.fromkeys(full.runs["run_id"]))
+    few = StudyState(full.config, full.runs[full.runs["run_id"].isin(ids[:len(DOMAINS) + 1])])
+    strat = get_strategy("mfms-bo", seed=9)
+    props = strat.ask(few, 2)
+    assert strat.model_ is None and all("initial design" in p.reason for p in props)
+    enough = StudyState(full.config, full.runs[full.runs["run_id"].isin(ids[:len(DOMAINS) + 2])])
+    strat.ask(enough, 1)
+    assert strat.model_ is not None

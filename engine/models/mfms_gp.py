@@ -156,6 +156,31 @@ def _make_mean(d: int, mean: str):
     return _Linear(d) if mean == "linear" else _Scaling(d)
 
 
+def _is_loss(objective: str) -> bool:
+    """A cross-entropy objective (``loss_<domain>``, ``mean_loss``): non-negative, falling with scale."""
+    return objective == "mean_loss" or objective.startswith("loss_")
+
+
+def _physical_bounds(floor: float | None, n_mix: int, n_scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares bounds on ``[c, k, t_mix..., t_scale...]``: none for a metric; for a loss
+    ``c >= floor`` (the irreducible loss is not negative), ``k >= 0`` and ``t_scale <= 0``."""
+    n = 2 + n_mix + n_scale
+    lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+    if floor is not None:
+        lo[0], lo[1] = floor, 0.0
+        hi[2 + n_mix:] = 0.0
+    return lo, hi
+
+
+def _project_scaling_mean(mean, floor: float, K: int) -> None:
+    """Put a loss's scaling mean back inside :func:`_physical_bounds` after the marginal
+    likelihood moved it (the exponents of the size and length columns, K and K + 1)."""
+    with torch.no_grad():
+        mean.c.clamp_(min=floor)
+        mean.k.clamp_(min=0.0)
+        mean.t[K:K + 2].clamp_(max=0.0)
+
+
 def _make_covar(K: int):
     from gpytorch.constraints import GreaterThan
     from gpytorch.kernels import MaternKernel, ScaleKernel
@@ -408,6 +433,9 @@ class MFMSGP(LossModel):
         else:
             maxiter = self.maxiter
         ys = (y - y_mean) / y_std
+        # a loss (cross-entropy) is never negative and falls with scale: the scaling mean keeps
+        # to that, so a few runs cannot extrapolate it below zero at a larger target
+        floor = -y_mean / y_std if _is_loss(prep.objective) else None
         if self.mean == "linear" and not warm:
             coef, *_ = np.linalg.lstsq(X, ys, rcond=None)
             with torch.no_grad():
@@ -416,7 +444,7 @@ class MFMSGP(LossModel):
             # the mixture exponents only where the runs identify them (>= K + 2 mixtures)
             self.mean_mixture_terms_ = len(np.unique(prep.W.round(6), axis=0)) >= K + 2
             self._fit_scaling_mean(mean, X, ys, prev.hypers_["mean"] if warm else None,
-                                   mixture=self.mean_mixture_terms_)
+                                   mixture=self.mean_mixture_terms_, floor=floor)
 
         # hyperparameters on a subset, in standardised units
         rng = np.random.default_rng(self.seed)
@@ -444,6 +472,8 @@ class MFMSGP(LossModel):
                 warnings.warn(f"mfms-gp: {self.fit_message_}. Predictions use the starting hyperparameters "
                               "(fit_ok_ is False); refit with more data, a larger maxiter or another seed.",
                               stacklevel=3)
+        if self.mean != "linear" and floor is not None:
+            _project_scaling_mean(mean, floor, K)
         self.hypers_ = {"K": K, "covar": {k: v.clone() for k, v in covar.state_dict().items()},
                         "mean": {k: v.clone() for k, v in mean.state_dict().items()},
                         "lik": {k: v.clone() for k, v in lik.state_dict().items()}}
@@ -483,10 +513,13 @@ class MFMSGP(LossModel):
         self.covar_, self.mean_module_ = covar, mean
 
     def _fit_scaling_mean(self, mean, X: np.ndarray, ys: np.ndarray, prev: dict | None, *,
-                          mixture: bool = True) -> None:
+                          mixture: bool = True, floor: float | None = None) -> None:
         """Least squares of ``c + k exp(X @ t)`` on the standardised design (axes the data does
         not vary get t = 0, and so do the mixture columns when ``mixture`` is False: too few
-        distinct mixtures to identify them); warm-started from ``prev``."""
+        distinct mixtures to identify them); warm-started from ``prev``. With ``floor`` (a
+        loss: the standardised value of a zero loss) the law is a loss's: ``c >= floor``,
+        ``k >= 0`` and non-positive size and length exponents, so it decreases with scale
+        towards an irreducible loss that is not negative (:func:`_physical_bounds`)."""
         from scipy.optimize import least_squares
 
         K = X.shape[1] - 2
@@ -503,18 +536,23 @@ class MFMSGP(LossModel):
             J = np.column_stack([np.ones(len(F)), e, p[1] * e[:, None] * F])
             return np.vstack([J, np.column_stack([np.zeros((d, 2)), lam * np.eye(d)])])
 
+        n_mix = int(cols[:K].sum())
+        lo, hi = _physical_bounds(floor, n_mix, d - n_mix)
         starts = []
         if prev is not None:
             starts.append(np.r_[float(prev["c"]), float(prev["k"]), prev["t"].numpy()[cols]])
         else:
-            # a decreasing (k > 0, t < 0 along the scale axes) and an increasing start
+            # a decreasing (k > 0, t < 0 along the scale axes) and, for a metric, an increasing start
             t0 = np.zeros(d)
-            t0[int(cols[:K].sum()):] = -1.0  # the scale axes follow the (active) mixture columns
-            starts += [np.r_[-1.0, 1.0, t0], np.r_[1.0, -1.0, t0]]
+            t0[n_mix:] = -1.0  # the scale axes follow the (active) mixture columns
+            starts.append(np.r_[-1.0 if floor is None else max(-1.0, floor + 0.5), 1.0, t0])
+            if floor is None:
+                starts.append(np.r_[1.0, -1.0, t0])
         best = None
         for p0 in starts:
             try:
-                r = least_squares(res, p0, jac=jac, method="trf", max_nfev=200 if prev is None else 50)
+                r = least_squares(res, np.clip(p0, lo, hi), jac=jac, method="trf", bounds=(lo, hi),
+                                  max_nfev=200 if prev is None else 50)
             except (ValueError, FloatingPointError):
                 continue
             if best is None or r.cost < best.cost:

@@ -26,8 +26,10 @@ The incumbent is judged at the target fidelity: the best posterior mean there
 single-target ``bo`` / ``mf-bo`` baselines do with beta = 1) over the observed mixtures and,
 with ``incumbent="optimum"`` (the default here), a random screen of the simplex.
 
-Until the study has ``min_runs`` runs with the objective, proposals are random mixtures at
-random cheap fidelities (an initial design).
+Until the study has ``min_runs`` runs with the objective (default K + 2 for K domains: what the
+GP's mixture-law mean needs to identify its mixture exponents; with fewer, its extrapolation to
+the target is a guess, seen here predicting negative losses from 4 runs), proposals are random
+mixtures at random cheap fidelities (an initial design).
 """
 
 from __future__ import annotations
@@ -88,10 +90,14 @@ class GPStrategy(Strategy):
     def offered(self, state: StudyState) -> list[Fidelity]:
         return state.fidelities()
 
+    def needed_runs(self, state: StudyState) -> int:
+        """Runs the GP waits for (``min_runs``)."""
+        return self.min_runs
+
     # ---- plumbing ------------------------------------------------------------------------
     def fit(self, state: StudyState) -> Surrogate | None:
         runs = self.training_runs(state)
-        if runs.empty or runs["run_id"].nunique() < self.min_runs:
+        if runs.empty or runs["run_id"].nunique() < self.needed_runs(state):
             return None
         if self.surrogate_ is None:
             self.surrogate_ = Surrogate(max_points=self.max_points, max_fit_points=self.max_fit_points,
@@ -196,8 +202,9 @@ class MFMSBO(GPStrategy):
 
     def __init__(self, *, max_fidelities: int | None = None, target_corr: bool = True,
                  incumbent: str = "optimum", acquisition: str = "augmented", corr_power: float = 2.0,
-                 incumbent_beta: float = 0.0, **kw) -> None:
-        super().__init__(incumbent_beta=incumbent_beta, **kw)
+                 incumbent_beta: float = 0.0, min_runs: int | None = None, **kw) -> None:
+        super().__init__(incumbent_beta=incumbent_beta, min_runs=min_runs or 0, **kw)
+        self.min_runs = min_runs
         if incumbent not in ("observed", "optimum"):
             raise ValidationError(f"mfms-bo: unknown incumbent '{incumbent}'.", fix="use 'observed' or 'optimum'.")
         if acquisition not in ACQUISITIONS:
@@ -208,6 +215,9 @@ class MFMSBO(GPStrategy):
         self.incumbent_mode = incumbent
         self.acquisition = acquisition
         self.corr_power = float(corr_power)
+
+    def needed_runs(self, state: StudyState) -> int:
+        return self.min_runs if self.min_runs is not None else len(state.domains) + 2
 
     def ask(self, state: StudyState, q: int = 1) -> list[Proposal]:
         with torch_threads(self.threads):
