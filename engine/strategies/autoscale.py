@@ -21,7 +21,6 @@ import math
 
 import numpy as np
 
-from engine.errors import NotAvailableError
 from engine.records import Proposal
 from engine.strategies import space
 from engine.strategies.base import Incumbent, Strategy, StudyState, register, weights_dict
@@ -79,10 +78,8 @@ class AutoScaleStrategy(Strategy):
         return out
 
     def _fit(self, state: StudyState, design_ids: set[str]):
-        try:
-            from engine.models.autoscale import AutoScale
-        except ImportError as exc:  # pragma: no cover - the models issue ships it
-            raise NotAvailableError("the autoscale strategy needs engine.models.autoscale.") from exc
+        from engine.models.autoscale import AutoScale
+
         runs = state.usable_runs()
         runs = runs[runs["run_id"].astype(str).isin(design_ids)]
         tps = state.config.tokens_per_step or 1

@@ -34,14 +34,9 @@ def torch_threads(n: int | None = 1):
 
 
 def _make_model(**kw):
-    try:  # the registry, once the models engineer ships it
-        from engine.models import get_model  # type: ignore[attr-defined]
+    from engine.models import get_model
 
-        return get_model("mfms-gp", **kw)
-    except (ImportError, AttributeError, TypeError):
-        from engine.models.mfms_gp import MFMSGP
-
-        return MFMSGP(**kw)
+    return get_model("mfms-gp", **kw)
 
 
 class Surrogate:
