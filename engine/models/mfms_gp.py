@@ -779,15 +779,21 @@ class MFMSGP(LossModel):
         return self.mean_module_(X) + ((kw @ A) * kmz).sum(-1) * self.outputscale_
 
     @staticmethod
-    def _matern(A: torch.Tensor, B: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
-        """Matern-5/2 correlation between rows of A (..., q, d) and B (r, d), lengthscales ls."""
+    def _distance(A: torch.Tensor, B: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+        """sqrt(5) x the scaled distance between rows of A (..., q, d) and B (r, d): what a
+        Matern-5/2 factor with lengthscales ls reads."""
         a, b = A / ls, B / ls
         if a.shape[-1] == 1:
             d = (a - b.transpose(-1, -2)).abs()
         else:
             d2 = (a * a).sum(-1, keepdim=True) + (b * b).sum(-1).unsqueeze(-2) - 2.0 * a @ b.transpose(-1, -2)
             d = d2.clamp_min(1e-30).sqrt()
-        d = d * math.sqrt(5.0)
+        return d * math.sqrt(5.0)
+
+    @staticmethod
+    def _matern(A: torch.Tensor, B: torch.Tensor, ls: torch.Tensor) -> torch.Tensor:
+        """Matern-5/2 correlation between rows of A (..., q, d) and B (r, d), lengthscales ls."""
+        d = MFMSGP._distance(A, B, ls)
         return (1.0 + d * (1.0 + d / 3.0)) * torch.exp(-d)
 
     def _kernel(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
@@ -797,15 +803,7 @@ class MFMSGP(LossModel):
         base = self.covar_.base_kernel
         poly = dsum = None
         for kern, sl in zip(base.kernels, (slice(0, K), slice(K, K + 1), slice(K + 1, K + 2))):
-            ls = kern.lengthscale.reshape(-1)
-            a = A[..., sl] / ls
-            b = B[..., sl] / ls
-            if a.shape[-1] == 1:
-                d = (a - b.transpose(-1, -2)).abs()
-            else:
-                d2 = (a * a).sum(-1, keepdim=True) + (b * b).sum(-1).unsqueeze(-2) - 2.0 * a @ b.transpose(-1, -2)
-                d = d2.clamp_min(1e-30).sqrt()
-            d = d * math.sqrt(5.0)
+            d = self._distance(A[..., sl], B[..., sl], kern.lengthscale.reshape(-1))
             p = 1.0 + d * (1.0 + d / 3.0)
             poly = p if poly is None else poly * p
             dsum = d if dsum is None else dsum + d

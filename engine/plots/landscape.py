@@ -102,8 +102,7 @@ def plot_line(grid: pd.DataFrame, domains: Sequence[str], *, objective: str = "l
                              hovertemplate=f"{a} %{{x:.3f}}, {b} %{{customdata[0]:.3f}}<br>predicted %{{y:.4f}}"
                                            " ± %{customdata[1]:.3g}<extra></extra>"))
     if observed is not None and len(observed):
-        text = [f"run {r}: observed {y:.4f}" for r, y in zip(observed.get("run_id", [""] * len(observed)),
-                                                              observed["objective"])]
+        text = _observed_text(observed)
         fig.add_trace(go.Scatter(
             x=observed[weight_col(a)], y=observed["objective"], mode="markers", name="observed runs", text=text,
             hovertemplate="%{text}<extra></extra>",
@@ -144,8 +143,7 @@ def plot_ternary(grid: pd.DataFrame, domains: Sequence[str], *, value: str = "pr
         hovertemplate=f"{domains[0]} %{{a:.2f}}<br>{domains[1]} %{{b:.2f}}<br>{domains[2]} %{{c:.2f}}"
                       "<br>%{marker.color:.4f}<extra></extra>"))
     if observed is not None and len(observed):
-        text = [f"run {r}: observed {y:.4f}" for r, y in zip(observed.get("run_id", [""] * len(observed)),
-                                                              observed["objective"])]
+        text = _observed_text(observed)
         fig.add_trace(go.Scatterternary(
             a=observed[a], b=observed[b], c=observed[c], mode="markers", name="observed runs", text=text,
             hovertemplate="%{text}<extra></extra>",
@@ -186,8 +184,7 @@ def plot_slice(grid: pd.DataFrame, x_domain: str, y_domain: str, *, value: str =
         colorbar={"title": {"text": "std" if value == "pred_std" else "predicted"}},
         hovertemplate=f"{x_domain} %{{x:.2f}}<br>{y_domain} %{{y:.2f}}<br>%{{z:.4f}}<extra></extra>"))
     if observed is not None and len(observed):
-        text = [f"run {r}: observed {y:.4f}" for r, y in zip(observed.get("run_id", [""] * len(observed)),
-                                                              observed["objective"])]
+        text = _observed_text(observed)
         fig.add_trace(go.Scatter(
             x=observed[weight_col(x_domain)], y=observed[weight_col(y_domain)], mode="markers",
             name="observed runs", text=text, hovertemplate="%{text}<extra></extra>",
@@ -239,3 +236,9 @@ def scale_label(model_params: int, steps: float | None = None, tokens: float | N
     elif tokens is not None:
         s += f", {human(tokens)} tokens"
     return s
+
+
+def _observed_text(observed: pd.DataFrame) -> list[str]:
+    """Hover labels of the observed runs drawn on a landscape."""
+    ids = observed["run_id"] if "run_id" in observed else [""] * len(observed)
+    return [f"run {r}: observed {y:.4f}" for r, y in zip(ids, observed["objective"])]
