@@ -99,8 +99,9 @@ def plot_parallel_coordinates(runs: pd.DataFrame, domains: list[str], objective:
     dims.append({"label": objective, "values": y})
     scale = VALUE_SCALE if direction == "minimize" else VALUE_SCALE + "_r"
     fig = go.Figure(go.Parcoords(line={"color": y, "colorscale": scale, "showscale": True,
-                                       "colorbar": {"title": {"text": objective}}},
+                                       "colorbar": {"title": {"text": objective}, "x": 1.06}},
                                  dimensions=dims))
-    fig.update_layout(template=TEMPLATE, height=height, margin={"l": 60, "r": 60, "t": 70, "b": 30},
+    # the colorbar sits clear of the last axis' tick labels, the axis names below the title
+    fig.update_layout(template=TEMPLATE, height=height, margin={"l": 60, "r": 110, "t": 100, "b": 30},
                       title=f"Observed runs ({len(df)}): mixture, scale and {objective} at the last checkpoint")
     return fig
