@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,6 +127,31 @@ def test_module_entry_point_prints_message_not_traceback(tmp_path: Path) -> None
                         "--db", str(tmp_path / "x.duckdb")], cwd=repo, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "did you mean 'objective'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_usage_errors_print_a_message_not_a_traceback(tmp_path: Path) -> None:
+    """typer vendors its own click: its usage errors must still print as click's do (exit 2)."""
+    repo = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "import", "--bogus"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(repo)})
+    assert r.returncode == 2, r.stderr
+    assert "No such option: --bogus" in r.stderr and "mixplan import --help" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_db_before_the_command(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mixplan --db F cmd` works like `mixplan cmd --db F`; a command's own --db still wins."""
+    monkeypatch.delenv("MIXPLAN_DB", raising=False)  # restored after the test
+    monkeypatch.chdir(tmp_path)
+    first, second = tmp_path / "first.duckdb", tmp_path / "second.duckdb"
+    r = cli("--db", first, "study", "create", "--config", data_dir / "study_small.toml")
+    assert r.exit_code == 0, r.output
+    assert first.exists() and not (tmp_path / "runs.duckdb").exists()
+    r = cli("--db", first, "study", "create", "--config", data_dir / "study_small.toml", "--db", second)
+    assert r.exit_code == 0, r.output
+    assert second.exists()
+    listed = json.loads(cli("--db", first, "study", "list", "--json").output)
+    assert [s["name"] for s in listed] == ["small"]
 
 
 @pytest.mark.parametrize("command", ["import", "optimum"])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
+from typing import Annotated, Optional
 
 # Before anything imports torch or BLAS: an OpenMP thread that spins while the other core is
 # busy made two-thread runs 10-17x slower on 2-core machines (FACTS.md). Passive waiting costs
@@ -36,6 +38,32 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+@app.callback()
+def _root(db: Annotated[Optional[Path], typer.Option(
+        "--db", help="The mixplan database for the command that follows (the same as giving --db after it; "
+                     "default ./runs.duckdb or $MIXPLAN_DB).", show_default=False)] = None) -> None:
+    """Plan the data mixture of an LLM pre-training run."""
+    # every command's own --db reads $MIXPLAN_DB as its default: `mixplan --db F cmd` sets it,
+    # and an explicit `cmd --db G` still wins
+    if db is not None:
+        os.environ["MIXPLAN_DB"] = str(db)
+
+
+def _click_exceptions() -> tuple[type[BaseException], ...]:
+    """The usage-error classes of click and of the copy of click that typer vendors (typer >=
+    0.25 raises its own ``typer._click`` exceptions, which are not click's)."""
+    import click
+
+    classes: list[type[BaseException]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+    except ImportError:  # an older typer on plain click
+        pass
+    else:
+        classes.append(VendoredClickException)
+    return tuple(classes)
+
+
 for module in (study, runs, models, propose, trials, run, export, bench, app_cmd, data_cmd, demo_cmd):
     module.register(app)
 
@@ -43,7 +71,7 @@ for module in (study, runs, models, propose, trials, run, export, bench, app_cmd
 def main() -> None:
     """Entry point: run the CLI, turning user errors into a message and exit status 2."""
     try:
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="mixplan")  # also under `python -m engine.cli`
     except MixplanError as exc:
         console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -52,13 +80,9 @@ def main() -> None:
     except typer.Abort:
         console_err.print("aborted")
         sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except _click_exceptions() as exc:  # usage errors: unknown option, missing argument, bad value
+        exc.show()
+        sys.exit(exc.exit_code)
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
