@@ -4,8 +4,11 @@ One entry per finished trial (state ``done``), in finishing order (the order of 
 ``done`` events; imported runs, which have none, come first in trial order)::
 
     {"trial_id", "weights", "model_params", "steps", "tokens", "cost", "cumulative_cost",
-     "incumbent_weights", "incumbent_pred"[, "incumbent_true"], "incumbent_source",
-     "incumbent_basis"}
+     "incumbent_weights", "incumbent_pred", "incumbent_std"[, "incumbent_true"],
+     "incumbent_source", "incumbent_basis"}
+
+``incumbent_std`` is the model's std of ``incumbent_pred`` (None for an observed value): with
+few runs a model's best mixture at the target is an extrapolation, and its std says so.
 
 The incumbent after a trial is the ``incumbent`` event autopilot recorded once the strategy
 had seen that trial's result (or a later one's, with nothing else finishing in between).
@@ -91,6 +94,7 @@ def trajectory(store, study: str, *, with_truth: bool = True) -> list[dict[str, 
         source = None
         if inc is not None:
             w, pred, source = inc["weights"], inc.get("pred_mean"), inc.get("source", "model")
+            std = inc.get("pred_std") if source != "observed" else None
             true = inc.get("true")
             if source == "observed":  # a model-free strategy's best run: at the target only if one exists
                 basis = observed.current()[2] or OBSERVED_AT_TARGET
@@ -98,18 +102,19 @@ def trajectory(store, study: str, *, with_truth: bool = True) -> list[dict[str, 
                 basis = MODEL_AT_TARGET
         else:
             w, pred, basis = observed.current()
-            source = "observed"
+            source, std = "observed", None
             true = None
             if w is None and last_inc is not None:
-                w, pred, basis = last_inc["weights"], last_inc["pred"], last_inc["basis"]
+                w, pred, basis, std = last_inc["weights"], last_inc["pred"], last_inc["basis"], last_inc["std"]
         if true is None and w is not None:
             true = true_of(w)
         entry = {"trial_id": tid, "weights": tr.weights, "model_params": tr.model_params, "steps": tr.steps,
                  "tokens": tr.tokens, "cost": tr.cost, "cumulative_cost": cum, "incumbent_weights": w,
-                 "incumbent_pred": pred, "incumbent_source": source, "incumbent_basis": basis}
+                 "incumbent_pred": pred, "incumbent_std": std, "incumbent_source": source,
+                 "incumbent_basis": basis}
         if runner is not None or true is not None:
             entry["incumbent_true"] = true
-        last_inc = {"weights": w, "pred": pred, "basis": basis}
+        last_inc = {"weights": w, "pred": pred, "basis": basis, "std": std}
         out.append(entry)
     return out
 

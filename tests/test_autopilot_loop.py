@@ -74,3 +74,17 @@ def test_cli_propose_and_trajectory(store, tmp_path):
     assert r.exit_code == 0, r.output
     traj = json.loads(r.output)
     assert len(traj) == 2 and KEYS <= set(traj[0])
+
+
+def test_model_incumbent_carries_its_std(store):
+    """A model's incumbent comes with the model's std (few runs: an extrapolation says so);
+    an observed one has none."""
+    autopilot(store, "ap", "mfms-bo", budget=1e9, max_trials=9, runner=SynthRunner(), seed=4)
+    traj = trajectory(store, "ap")
+    model = [e for e in traj if e["incumbent_source"] == "model"]
+    assert model, "mfms-bo fits its GP after K + 2 runs"
+    events = {int(t): json.loads(d) for t, d, k in store.events("ap")[["trial_id", "detail", "kind"]].itertuples(
+        index=False) if k == "incumbent"}
+    for e in model:
+        assert e["incumbent_std"] == pytest.approx(events[e["trial_id"]]["pred_std"]) and e["incumbent_std"] > 0
+    assert all(e["incumbent_std"] is None for e in traj if e["incumbent_source"] == "observed")

@@ -92,7 +92,9 @@ def autopilot_cmd(
                   f"{len(res.done)} done, {len(res.failed)} failed.")
     if res.incumbent is not None:
         mix = " ".join(f"{d}={w:.3f}" for d, w in res.incumbent.weights.items())
-        console.print(f"incumbent at the target: {mix} (predicted {res.incumbent.pred_mean:.4g})")
+        sd = res.incumbent.pred_std
+        pm = f"{res.incumbent.pred_mean:.4g}" + (f" +- {sd:.2g}" if sd is not None and sd > 0 else "")
+        console.print(f"incumbent at the target: {mix} (predicted {pm}; {res.incumbent.source})")
 
 
 def trajectory_cmd(
@@ -114,7 +116,8 @@ def trajectory_cmd(
         mix = " ".join(f"{w:.2f}" for w in (e["incumbent_weights"] or {}).values())
         table.add_row(str(e["trial_id"]), f"{e['model_params']:,}", str(e["steps"] or ""),
                       "" if e["cost"] is None else f"{e['cost']:.3g}", f"{e['cumulative_cost']:.4g}", mix,
-                      "" if e["incumbent_pred"] is None else f"{e['incumbent_pred']:.4g}",
+                      "" if e["incumbent_pred"] is None else f"{e['incumbent_pred']:.4g}"
+                      + (f" +- {e['incumbent_std']:.2g}" if e.get("incumbent_std") else ""),
                       "" if e.get("incumbent_true") is None else f"{e['incumbent_true']:.4g}")
     console.print(table)
 
