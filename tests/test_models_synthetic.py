@@ -347,3 +347,23 @@ def test_mfms_gp_loss_law_stays_a_loss_far_beyond_its_runs():
     mean, K_ = gp.mean_module_, len(gp.domains_)
     assert float(mean.k) >= 0 and (mean.t[K_:K_ + 2] <= 0).all()
     assert float(mean.c) * gp.y_std_ + gp.y_mean_ >= -1e-9
+
+
+def test_mfms_gp_warm_start_without_relearning_keeps_the_mean():
+    """warm_maxiter = 0 (hyperparameters not re-learned): the previous fit's scaling mean is
+    kept, re-expressed in the new standardisation (the same law in objective units), instead
+    of being re-fitted by least squares on the new data alone."""
+    gp = get_model("mfms-gp").fit(runs_table(20), "loss_x")
+    bigger = runs_table(24)
+    gp2 = get_model("mfms-gp", warm_maxiter=0).fit(bigger, "loss_x", warm_start=gp)
+    assert gp2.y_mean_ != gp.y_mean_  # new data, new standardisation
+    X = gp.transform(query(50, 3e8, 2000)[0])  # far beyond the runs: the mean dominates there
+    with torch.no_grad():
+        m1 = gp.mean_module_(X) * gp.y_std_ + gp.y_mean_
+        m2 = gp2.mean_module_(X) * gp2.y_std_ + gp2.y_mean_
+    assert torch.allclose(m1, m2, atol=1e-9)
+    # re-learning (warm_maxiter > 0) refits the mean as before
+    gp3 = get_model("mfms-gp", warm_maxiter=5).fit(bigger, "loss_x", warm_start=gp)
+    with torch.no_grad():
+        m3 = gp3.mean_module_(X) * gp3.y_std_ + gp3.y_mean_
+    assert not torch.allclose(m1, m3, atol=1e-6)

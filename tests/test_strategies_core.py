@@ -201,3 +201,32 @@ def test_mfms_bo_waits_for_k_plus_2_runs(store):
     enough = StudyState(full.config, full.runs[full.runs["run_id"].isin(ids[:len(DOMAINS) + 2])])
     strat.ask(enough, 1)
     assert strat.model_ is not None
+
+
+def test_surrogate_small_study_refit_keeps_the_better_of_warm_and_cold(tmp_path):
+    """While a study is small, a hyperparameter refit fits cold too and keeps the better
+    likelihood of the same data, so the first runs' hyperparameters do not stick."""
+    from engine.strategies.surrogate import Surrogate
+
+    store = Store(tmp_path / "runs.duckdb")
+    store.create_study(study_config("s"))
+    seed_runs(store, "s", n=6, seed=3)
+    sur = Surrogate(refit_every=1, max_points=300, max_fit_points=300)
+    cfg = store.get_config("s")
+
+    def fit():
+        state = StudyState(cfg, store.runs_frame("s"))
+        sur.fit(state.runs, state.objective, state.domains, cfg.tokens_per_step, key="k")
+        return sur.last_fit_
+
+    assert fit() == {"warm": False, "hyper": True}
+    seed_runs(store, "s", n=3, seed=4)
+    f = fit()
+    assert f["warm"] and f["hyper"] and f["chosen"] in ("warm", "cold")
+    assert sur.model_.neg_mll_ == pytest.approx(min(f["warm_neg_mll"], f["cold_neg_mll"]))
+    assert f["chosen"] == ("cold" if f["cold_neg_mll"] < f["warm_neg_mll"] else "warm")
+    big = Surrogate(refit_every=1, max_points=300, max_fit_points=10)  # larger than the fit subset: warm only
+    state = StudyState(cfg, store.runs_frame("s"))
+    big.fit(state.runs, state.objective, state.domains, cfg.tokens_per_step, key="k")
+    big.fit(state.runs, state.objective, state.domains, cfg.tokens_per_step, key="k")
+    assert big.last_fit_ == {"warm": True, "hyper": True}
