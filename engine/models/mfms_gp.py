@@ -42,10 +42,10 @@ the exact solve on all of them. A fit that raises or lowers the likelihood keeps
 hyperparameters, says so in a warning and sets ``fit_ok_ = False`` (``fit_message_`` says why);
 a training covariance that no jitter up to 1e-2 makes positive definite is an error. A refit
 given ``warm_start`` (a fitted MFMSGP) starts from its
-hyperparameters and runs ``warm_maxiter`` steps; with ``warm_maxiter = 0`` nothing is re-learned,
-the scaling mean included (kept as the same law, re-expressed in the new standardisation).
-``neg_mll_`` is the fitted subset's negative log likelihood per point. ``exact=True`` skips the binning and fits every
-checkpoint (only for small tables; ``mfms-gp-exact`` in the registry).
+hyperparameters and runs ``warm_maxiter`` steps; with ``warm_maxiter = 0`` nothing is
+re-learned, the scaling mean included (kept as the same law, re-expressed in the new
+standardisation). ``neg_mll_`` is the fitted subset's negative log likelihood per point.
+``exact=True`` skips the binning and fits every checkpoint (only for small tables; ``mfms-gp-exact`` in the registry).
 Predictions reuse one Cholesky of the training covariance (:meth:`MFMSGP.predict_tensor`):
 O(n) per point for the mean, O(n^2) for the variance, in chunks of 512 rows; ``predict_mean``
 skips the variance (measured at 100k rows against 2,565 GP points: see engine.bench.predict).
@@ -181,6 +181,14 @@ def _project_scaling_mean(mean, floor: float, K: int) -> None:
         mean.c.clamp_(min=floor)
         mean.k.clamp_(min=0.0)
         mean.t[K:K + 2].clamp_(max=0.0)
+
+
+def _mean_columns(X: np.ndarray, mixture: bool) -> np.ndarray:
+    """Which columns of the design ``[w_1..w_K, u_m, u_z]`` the scaling mean fits an exponent
+    for: the mixture columns where ``mixture`` (enough distinct mixtures), each scale axis
+    where the data varies it."""
+    K = X.shape[1] - 2
+    return np.r_[np.full(K, bool(mixture)), np.ptp(X[:, K]) > 0, np.ptp(X[:, K + 1]) > 0]
 
 
 def _make_covar(K: int):
@@ -530,10 +538,9 @@ class MFMSGP(LossModel):
         shaped, and its least-squares refit alone, on a few runs, swung a 9-run study's
         prediction at a 1B target from 1.18 to 0.58 with one more run. False (refit) where the
         axes the data varies or the use of the mixture terms changed."""
-        K = X.shape[1] - 2
-        cols = np.r_[np.full(K, bool(self.mean_mixture_terms_)), np.ptp(X[:, K]) > 0, np.ptp(X[:, K + 1]) > 0]
+        # the mask's first K entries are the mixture-terms flag: equal masks, same law shape
         old_mask = prev.hypers_["mean"]["mask"].numpy().astype(bool)
-        if not np.array_equal(cols, old_mask) or getattr(prev, "mean_mixture_terms_", None) != self.mean_mixture_terms_:
+        if not np.array_equal(_mean_columns(X, self.mean_mixture_terms_), old_mask):
             return False
         # objective = y_mean + y_std (c + k e): the same law in the new units
         c_old, k_old = float(prev.hypers_["mean"]["c"]), float(prev.hypers_["mean"]["k"])
@@ -553,7 +560,7 @@ class MFMSGP(LossModel):
         from scipy.optimize import least_squares
 
         K = X.shape[1] - 2
-        cols = np.r_[np.full(K, bool(mixture)), np.ptp(X[:, K]) > 0, np.ptp(X[:, K + 1]) > 0]
+        cols = _mean_columns(X, mixture)
         F = X[:, cols]
         d = F.shape[1]
         lam = 1e-3

@@ -4,8 +4,8 @@
 re-learning hyperparameters every ``refit_every`` asks, so a refit at 500 runs costs about a
 second; while the study is small enough that its hyperparameters are learned on all of it, a
 cold fit competes with the warm one and the better likelihood wins, so the first few runs'
-hyperparameters do not stick), and exposes what the acquisition code needs: the BoTorch model, the encoding of
-(mixtures, model size, steps) into its inputs, and mean/std arrays. Predictions stored with a
+hyperparameters do not stick), and exposes what the acquisition code needs: the BoTorch
+model, the encoding of (mixtures, model size, steps) into its inputs, and mean/std arrays. Predictions stored with a
 proposal come from :meth:`predict`, i.e. from the model's own ``predict``, so they match it.
 """
 
@@ -78,9 +78,9 @@ class Surrogate:
         model = fitted(prev, self.warm_maxiter if hyper else 0)
         self.last_fit_ = {"warm": prev is not None, "hyper": hyper}
         if prev is not None and hyper and model.n_train_ <= self.max_fit_points:
-            # a small study: warm starts would keep what its first few runs' likelihood chose
-            # (seen: an incumbent predicted 0.62 where a fresh fit of the same runs says 0.87);
-            # a cold fit is cheap at this size, and the better likelihood of the same data wins
+            # a small study: warm starts would keep the optimum its first few runs' likelihood
+            # chose; a cold fit is cheap at this size, and the better likelihood of the same
+            # data wins
             cold = fitted(None, self.warm_maxiter)
             w_nll, c_nll = float(model.neg_mll_), float(cold.neg_mll_)
             better = math.isfinite(c_nll) and (not math.isfinite(w_nll) or c_nll < w_nll)
