@@ -367,3 +367,33 @@ def test_mfms_gp_warm_start_without_relearning_keeps_the_mean():
     with torch.no_grad():
         m3 = gp3.mean_module_(X) * gp3.y_std_ + gp3.y_mean_
     assert not torch.allclose(m1, m3, atol=1e-6)
+
+
+def test_mfms_gp_far_noise_grows_below_the_largest_scale():
+    """noise="far": every design point is one observation whose noise grows with its distance
+    below the largest (size, steps); where the early checkpoints are the noisy ones, the
+    learned growth over steps is large and the fit at the largest scale beats the
+    count-scaled noise, whose one sigma is set by the early checkpoints."""
+    from engine.errors import ValidationError
+
+    df = runs_table(24, max_steps=2000, every=50)
+    # noise the kernel cannot follow, large early and fading (std 0.1 at 50 steps, 0.005 at 2,000)
+    noise = np.random.default_rng(3).normal(0.0, 1.0, len(df)) * 0.1 * (df["steps"].to_numpy() / 50.0) ** -0.8
+    df["loss_x"] += noise
+    far = get_model("mfms-gp", noise="far").fit(df, "loss_x")
+    count = get_model("mfms-gp").fit(df, "loss_x")
+    assert float(far._lik.far[1]) > 1.0  # the steps term: early checkpoints are the noisy ones
+    u = far.X_train_[:, -2:]
+    with torch.no_grad():
+        noise_var = far._lik.train_noise(len(u)).numpy()
+    top = (u == u.max(0).values).all(-1).numpy()
+    assert top.any() and np.allclose(noise_var[top], float(far._lik.noise), rtol=1e-9)  # sigma^2 there
+    assert noise_var[~top].min() >= float(far._lik.noise) * (1 - 1e-9) and noise_var.max() > 2 * noise_var[top].min()
+    # held-out mixtures at the largest size and length, against the noiseless law
+    q, y = query(200, 1e8, 2000)
+    err = {name: float(np.sqrt(np.mean((m.predict(q)[0] - y) ** 2))) for name, m in (("far", far), ("count", count))}
+    assert err["far"] < err["count"], err
+    # a warm start never crosses noise models; an unknown one is refused
+    assert get_model("mfms-gp", noise="far").fit(df, "loss_x", warm_start=count).fit_ok_
+    with pytest.raises(ValidationError, match="noise model"):
+        get_model("mfms-gp", noise="gaussian")

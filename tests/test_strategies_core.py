@@ -11,7 +11,7 @@ from engine.strategies import StudyState, get_strategy, propose, strategy_names
 from tests.test_strategies_helpers import DOMAINS, seed_runs, study_config
 
 BOUNDS = {"web": [0.1, 0.8], "default": [0.0, 0.9]}
-ALL = ["mfms-bo", "autoscale", "random", "hyperband", "mf-bo", "bo"]
+ALL = ["mfms-bo", "autoscale", "random", "hyperband", "mf-bo", "bo", "mf-kg"]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,55 @@ def test_stored_prediction_matches_model(store, name):
     np.testing.assert_allclose([p.pred_mean for p in props], mu, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose([p.pred_std for p in props], sd, rtol=1e-4, atol=1e-9)
     assert all(p.acq_value is not None for p in props)
+
+
+def test_mf_kg_is_botorchs_multi_fidelity_gp_and_kg(store):
+    """mf-kg: a SingleTaskMultiFidelityGP on the target size's checkpoints only; its stored
+    prediction is that GP's posterior at the proposal; the incumbent is judged at the target."""
+    import torch
+    from botorch.models import SingleTaskMultiFidelityGP
+
+    from engine.strategies.mf_kg import _MFData
+
+    state = StudyState.from_store(store, "synth")
+    strat = get_strategy("mf-kg", seed=4)
+    props = strat.ask(state, 2)
+    assert isinstance(strat.model_, SingleTaskMultiFidelityGP)
+    t = state.target()
+    assert all(p.model_params == t.model_params for p in props)
+    n_target_rows = int((state.usable_runs()["model_params"] == t.model_params).sum())
+    assert 0 < strat.model_.train_inputs[0].shape[0] <= n_target_rows
+    data = _MFData(state, strat.offered(state), strat.per_run, strat.max_points)
+    for p in props:
+        x = data.X(np.array([p.weights[d] for d in DOMAINS]), data.fidelity(p.steps))
+        with torch.no_grad():
+            post = strat.model_.posterior(x)
+        assert p.pred_mean == pytest.approx(-float(post.mean), rel=1e-6)  # loss: the GP models -y
+        assert p.acq_value is not None and "KG per unit cost" in p.reason
+    inc = strat.incumbent_
+    with torch.no_grad():
+        mu = -strat.model_.posterior(data.X(np.array([inc.weights[d] for d in DOMAINS]), 1.0)).mean
+    assert inc.pred_mean == pytest.approx(float(mu), rel=1e-6)
+
+
+def test_mfms_bo_incumbent_refines_the_screened_optimum(store):
+    """The incumbent is the best predicted mixture at the target, found beyond the random
+    screen's resolution: better (by the model) than every screened or observed mixture."""
+    from engine.strategies import space
+
+    state = StudyState.from_store(store, "synth")
+    strat = get_strategy("mfms-bo", seed=1)
+    sur = strat.fit(state)
+    W_obs = strat.observed_mixtures(state)
+    inc = strat.model_incumbent(state, sur, W_obs)
+    t = state.target()
+    screen = np.vstack([W_obs, space.sample(2048, state.bounds(), np.random.default_rng(strat.seed))])
+    mu_screen, _ = sur.predict(screen, t.model_params, t.steps)
+    w = np.array([inc.weights[d] for d in DOMAINS])
+    mu_inc, _ = sur.predict(w, t.model_params, t.steps)
+    assert inc.pred_mean == pytest.approx(float(mu_inc[0]), rel=1e-9)
+    assert inc.pred_mean < mu_screen.min()
+    assert space.in_bounds(w, state.bounds()).all()
 
 
 def test_mfms_bo_uses_cheap_fidelities(store):

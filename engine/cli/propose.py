@@ -8,7 +8,7 @@ import typer
 
 from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, open_store, print_json
 
-STRATEGIES = "mfms-bo, autoscale, random, hyperband, mf-bo, bo"
+STRATEGIES = "mfms-bo, autoscale, random, hyperband, mf-bo, bo, mf-kg"
 StrategyOption = Annotated[str, typer.Option("--strategy", help=f"Strategy: {STRATEGIES}.")]
 SeedOption = Annotated[int, typer.Option("--seed", help="Random seed of the strategy.")]
 

@@ -1,7 +1,7 @@
 """Strategies that propose the next runs (Optuna-style ask; results "tell" through the store).
 
 ``get_strategy(name, seed=...)`` with name in ``mfms-bo``, ``autoscale``, ``random``,
-``hyperband``, ``mf-bo``, ``bo``; ``propose(store, study, strategy, q, seed)`` asks and stores.
+``hyperband``, ``mf-bo``, ``bo``, ``mf-kg``; ``propose(store, study, strategy, q, seed)`` asks and stores.
 Importing this package does not import torch (the GP strategies import it when asked).
 """
 

@@ -266,7 +266,7 @@ def strategy_names() -> list[str]:
 
 def get_strategy(name: str, **options) -> Strategy:
     """A strategy by registry name (``mfms-bo``, ``autoscale``, ``random``, ``hyperband``,
-    ``mf-bo``, ``bo``) with its options (``seed=...``)."""
+    ``mf-bo``, ``bo``, ``mf-kg``) with its options (``seed=...``)."""
     _load_all()
     if name not in _REGISTRY:
         import difflib
@@ -285,7 +285,7 @@ def _load_all() -> None:
         importlib.import_module(f"engine.strategies.{mod}")
 
 
-_MODULES = ("mfms_bo", "autoscale", "random_search", "hyperband", "bo")
+_MODULES = ("mfms_bo", "autoscale", "random_search", "hyperband", "bo", "mf_kg")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ Measured on the MFMS simulator (``mixplan bench optimize``, 4 seeds, StackExchan
 the 1B one, and its incumbent stalls at regret 0.0029 on most seeds; ``augmented`` with p = 1
 spends the budget but its pessimistic incumbent stays there too; p = 2 with the posterior-mean
 incumbent reaches a final regret of 0.0003 (median), and mf-bo's final regret on every seed.
+With the incumbent refined beyond the random screen and the surrogate's ``noise="far"``, it
+reaches mf-bo's final regret 2.85x cheaper (median of 10 seeds; 2.63x on GitHub, 3.95x on
+ArXiv, 0.95x on ARC-Easy; README, benchmark figures).
 
 The incumbent is judged at the target fidelity: the best posterior mean there
 (``incumbent_beta = 0``; a positive beta judges by mean + beta std, pessimistically, as the
@@ -120,13 +123,31 @@ class GPStrategy(Strategy):
         if getattr(self, "incumbent_mode", "observed") == "optimum":
             # the best predicted mixture anywhere on the simplex (observed ones + a random screen)
             W_obs = np.vstack([W_obs, space.sample(2048, state.bounds(), np.random.default_rng(self.seed))])
-        mu, sd = _no_grad_marginals(sur.gp, sur.encode(W_obs, t.model_params, t.steps))
-        mu, sd = mu.numpy(), sd.numpy()
         # the recommendation: best pessimistic value (mean + beta * std for a loss), so a
         # mixture whose good prediction at the target is an extrapolation does not win
         beta = float(getattr(self, "incumbent_beta", 0.0))
-        score = mu - beta * sd if state.maximize else mu + beta * sd
-        i = int(np.argmax(score) if state.maximize else np.argmin(score))
+        sgn = -1.0 if state.maximize else 1.0
+
+        def scored(W):
+            mu, sd = _no_grad_marginals(sur.gp, sur.encode(W, t.model_params, t.steps))
+            mu, sd = mu.numpy(), sd.numpy()
+            return mu, sd, sgn * mu + beta * sd
+
+        mu, sd, score = scored(W_obs)
+        if getattr(self, "incumbent_mode", "observed") == "optimum":
+            # a random screen of K >= 4 domains is coarse (2,048 draws lie ~0.15 apart), and a
+            # screen-resolution miss of the predicted optimum is regret the model did not
+            # cause: shrinking local searches around the best screened mixtures refine it
+            # (MFMS simulator, StackExchange, 10 seeds: speed-up over mf-bo 1.84 -> 2.49)
+            rng = np.random.default_rng([self.seed, len(W_obs)])
+            for scale in (0.03, 0.01, 0.003):
+                top = W_obs[np.argsort(score)[:8]]
+                P = np.repeat(top, 32, axis=0)
+                C = space.project(P + rng.normal(0.0, scale, size=P.shape), state.bounds())
+                m2, s2, sc2 = scored(C)
+                W_obs, mu, sd, score = (np.vstack([W_obs, C]), np.concatenate([mu, m2]), np.concatenate([sd, s2]),
+                                        np.concatenate([score, sc2]))
+        i = int(np.argmin(score))
         return Incumbent(weights_dict(state.domains, W_obs[i]), float(mu[i]), float(sd[i]), "model")
 
     def incumbent(self, state: StudyState) -> Incumbent | None:
