@@ -219,7 +219,7 @@ def _make_covar(K: int):
     return ScaleKernel(kw * km * kz, outputscale_prior=GammaPrior(2.0, 0.5))
 
 
-def _make_likelihood(noise_floor: float, far_init: float = -4.0):
+def _make_likelihood(noise_floor: float):
     """A Gaussian likelihood whose noise at training point i is ``sigma^2 / n_i``.
 
     ``n_i`` is the effective number of checkpoints behind point i (a bin's value averages its
@@ -244,7 +244,7 @@ def _make_likelihood(noise_floor: float, far_init: float = -4.0):
             # with set_reference (noise="far"): misfit grows with the distance below the
             # largest scales, the log noise rising by far_m per unit of u_m and far_z per unit
             # of u_z below them (both learned, positive)
-            self.register_parameter("raw_far", torch.nn.Parameter(torch.full((2,), float(far_init), dtype=DTYPE)))
+            self.register_parameter("raw_far", torch.nn.Parameter(torch.zeros(2, dtype=DTYPE)))
             self.register_constraint("raw_far", Positive())
             self._ref: torch.Tensor | None = None
             self._dist: torch.Tensor | None = None
@@ -457,19 +457,24 @@ class MFMSGP(LossModel):
         X, y, counts = self._design(prep)
         self.n_train_ = len(y)
         self.counts_ = counts
-        scale = torch.as_tensor(1.0 / counts, dtype=DTYPE)  # noise variance sigma^2 / n_eff
+        Xt = torch.as_tensor(X, dtype=DTYPE)
+        if self.noise == "far":  # every design point is one observation; the noise grows below the largest scales
+            scale = torch.ones(len(y), dtype=DTYPE)
+        else:
+            scale = torch.as_tensor(1.0 / counts, dtype=DTYPE)  # noise variance sigma^2 / n_eff
         W_obs = prep.W[prep.final_rows()]
         self.observed_mixtures_ = np.unique(W_obs.round(6), axis=0)[:256]
         y_mean = float(y.mean())
         y_std = float(y.std(ddof=1)) if len(y) > 1 else 1.0
         if not np.isfinite(y_std) or y_std < 1e-12:
             y_std = 1.0
-        Xt = torch.as_tensor(X, dtype=DTYPE)
         Yt = torch.tensor(y, dtype=DTYPE).unsqueeze(-1)
 
         covar = _make_covar(K)
         mean = _make_mean(K + 2, self.mean)
-        lik = _make_likelihood(self.noise_floor, far_init=0.0 if self.noise == "far" else -4.0)
+        lik = _make_likelihood(self.noise_floor)
+        if self.noise == "far":
+            lik.set_reference(Xt[:, K:].max(0).values)
         prev = warm_start if isinstance(warm_start, MFMSGP) and hasattr(warm_start, "hypers_") else None
         warm = (prev is not None and prev.hypers_["K"] == K and prev.mean == self.mean
                 and getattr(prev, "noise", "count") == self.noise)
@@ -512,10 +517,6 @@ class MFMSGP(LossModel):
         self.neg_mll_ = math.nan
         self.fit_message_ = ("hyperparameters not re-learned (maxiter 0): the warm start's are used" if maxiter <= 0
                              else "")
-        if self.noise == "far":
-            # every design point is one observation; the noise grows below the largest scales
-            lik.set_reference(Xt[:, K:].max(0).values)
-            scale = torch.ones_like(scale)
         if maxiter > 0:
             lik.set_train(Xt[sub], scale[sub])
             m_sub = SingleTaskGP(Xt[sub], Ys, likelihood=lik, covar_module=covar, mean_module=mean,

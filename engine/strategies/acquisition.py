@@ -457,8 +457,8 @@ def select_augmented(sur, fids: list[Fidelity], target: Fidelity, best_f: float,
     ``n_screen`` mixtures (Dirichlet draws and perturbations of ``around``), then ``rounds - 1``
     rounds of local perturbations of the best mixtures, each 3x tighter (std 0.03, 0.01,
     0.003: differences between good mixtures at the target are a few thousandths of a loss).
-    Batches and pending trials by the kriging believer (the GP believes each pick at its posterior mean, so its correlation with
-    the target, and so its score, drops there). ``Pick.log_ei`` is log EI at the target plus
+    Batches and pending trials by the kriging believer (the GP believes each pick at its
+    posterior mean, so its correlation with the target, and so its score, drops there). ``Pick.log_ei`` is log EI at the target plus
     log corr."""
     gp = believe(sur.gp, pending_X)
     picks: list[Pick] = []

@@ -135,7 +135,9 @@ class MFKG(Strategy):
         self.model_ = model
         return model, data
 
-    def _best_at_target(self, state: StudyState, model, data: _MFData) -> tuple[np.ndarray, float, float]:
+    def _best_at_target(self, state: StudyState, model, data: _MFData) -> Incumbent:
+        """The best posterior mean at the target fidelity over the observed mixtures and a
+        random screen."""
         import torch
 
         rng = np.random.default_rng([self.seed, len(state.runs)])
@@ -145,7 +147,7 @@ class MFKG(Strategy):
             mu = post.mean.reshape(-1).numpy()
             sd = post.variance.clamp_min(0).sqrt().reshape(-1).numpy()
         i = int(np.argmax(mu))
-        return W[i], float(mu[i]), float(sd[i])
+        return Incumbent(weights_dict(state.domains, W[i]), -float(mu[i]), float(sd[i]), "model")
 
     # ---- the interface -------------------------------------------------------------------
     def incumbent(self, state: StudyState) -> Incumbent | None:
@@ -153,14 +155,15 @@ class MFKG(Strategy):
             model, data = self.fit(state)
             if model is None:
                 return state.observed_incumbent()
-            w, mu, sd = self._best_at_target(state, model, data)
-        return Incumbent(weights_dict(state.domains, w), -mu, sd, "model")
+            return self._best_at_target(state, model, data)
 
     def ask(self, state: StudyState, q: int = 1) -> list[Proposal]:
         with torch_threads(self.threads):
             return self._ask(state, q)
 
     def _ask(self, state: StudyState, q: int) -> list[Proposal]:
+        import torch
+
         fids = self.offered(state)
         model, data = self.fit(state)
         rng = self.rng(state)
@@ -173,24 +176,23 @@ class MFKG(Strategy):
                                     reason=f"initial design (fewer than {self.min_runs} runs at the target size): "
                                            f"random mixture at {f.label()}"))
             return out
-        w_inc, mu_inc, sd_inc = self._best_at_target(state, model, data)
-        self.incumbent_ = Incumbent(weights_dict(state.domains, w_inc), -mu_inc, sd_inc, "model")
+        inc = self._best_at_target(state, model, data)
+        self.incumbent_ = inc
+        w_inc = np.array([inc.weights[d] for d in state.domains])
         out = []
         pending: list = [data.X(np.array([p.weights.get(d, 0.0) for d in state.domains]),
                                 data.fidelity(p.steps)) for p in state.pending if p.steps is not None]
         for _ in range(q):
-            w, f, value = self._best_pick(state, model, data, fids, mu_inc, w_inc, rng, pending)
+            w, f, value = self._best_pick(state, model, data, fids, -inc.pred_mean, w_inc, rng, pending)
             x = data.X(w, data.fidelity(f.steps))
             pending.append(x)
-            import torch
-
             with torch.no_grad():
                 post = model.posterior(x)
             out.append(Proposal(weights_dict(state.domains, w), f.model_params, steps=f.steps, strategy=self.name,
                                 acq_value=value, pred_mean=-float(post.mean.reshape(-1)[0]),
                                 pred_std=float(post.variance.clamp_min(0).sqrt().reshape(-1)[0]), cost=f.cost,
                                 reason=f"multi-fidelity KG per unit cost best at {f.label()}: {value:.3g} "
-                                       f"(cost {f.cost:.3g}); target incumbent {-mu_inc:.4g}"))
+                                       f"(cost {f.cost:.3g}); target incumbent {inc.pred_mean:.4g}"))
         return out
 
     def _best_pick(self, state: StudyState, model, data: _MFData, fids: list[Fidelity], current: float,

@@ -38,11 +38,16 @@ def candidates(n: int, bounds: np.ndarray, rng: np.random.Generator, *, around: 
     parts.append(sample(max(1, n // 4), bounds, rng, 3.0))
     if around is not None and len(around):
         A = np.atleast_2d(around)
-        reps = max(1, n // (2 * len(A)))
-        P = np.repeat(A, reps, axis=0) + rng.normal(0, local_scale, size=(len(A) * reps, K))
         parts.append(A)
-        parts.append(project(P, bounds))
+        parts.append(perturb(A, max(1, n // (2 * len(A))), local_scale, bounds, rng))
     return np.vstack(parts)
+
+
+def perturb(A: np.ndarray, reps: int, scale: float, bounds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``reps`` Gaussian perturbations (std ``scale``) of every row of A, projected back
+    onto the bounded simplex: the local moves of the screening searches."""
+    P = np.repeat(np.atleast_2d(A), reps, axis=0)
+    return project(P + rng.normal(0, scale, size=P.shape), bounds)
 
 
 def unique_rows(W: np.ndarray, decimals: int = 6) -> np.ndarray:
