@@ -98,6 +98,41 @@ def test_mf_kg_is_botorchs_multi_fidelity_gp_and_kg(store):
     assert inc.pred_mean == pytest.approx(float(mu), rel=1e-6)
 
 
+def test_mf_kg_reports_a_maximised_metric_in_its_own_units():
+    """The GP models -sign * objective (BoTorch maximises): for a metric to maximise its
+    predictions and incumbent come back in the metric's units, not negated."""
+    from engine.config import config_from_dict
+    from tests.test_strategies_helpers import surface
+
+    cfg = config_from_dict({
+        "name": "acc", "domains": DOMAINS, "objective": "metric_acc", "direction": "maximize",
+        "scales": [{"model_params": 10_000_000, "steps": [300, 900], "cost_per_step": 0.01}],
+        "target": {"model_params": 10_000_000, "steps": 900}})
+    rng = np.random.default_rng(0)
+    rows = []
+    for r, w in enumerate(rng.dirichlet(np.ones(len(DOMAINS)), 6)):
+        for st in range(100, 901 if r % 2 else 301, 100):
+            rows.append({"run_id": f"a{r}", "model_params": 10_000_000, "steps": st,
+                         **{f"w_{d}": x for d, x in zip(DOMAINS, w)}, "metric_acc": -surface(w, 10_000_000, st)})
+    import torch
+
+    from engine.strategies.mf_kg import _MFData
+
+    state = StudyState(cfg, pd.DataFrame(rows))
+    assert state.maximize
+    strat = get_strategy("mf-kg", seed=0)
+    p = strat.ask(state, 1)[0]
+    inc = strat.incumbent_
+    data = _MFData(state, strat.offered(state), strat.per_run, strat.max_points)
+    assert (data.y < 0).all()  # the GP's targets are the metric itself (-sign * metric, sign = -1)
+    with torch.no_grad():
+        mu_p = float(strat.model_.posterior(data.X(np.array([p.weights[d] for d in DOMAINS]),
+                                                   data.fidelity(p.steps))).mean)
+        mu_i = float(strat.model_.posterior(data.X(np.array([inc.weights[d] for d in DOMAINS]), 1.0)).mean)
+    assert p.pred_mean == pytest.approx(mu_p, rel=1e-9)  # not negated
+    assert inc.pred_mean == pytest.approx(mu_i, rel=1e-9)
+
+
 def test_mfms_bo_incumbent_refines_the_screened_optimum(store):
     """The incumbent is the best predicted mixture at the target, found beyond the random
     screen's resolution: better (by the model) than every screened or observed mixture."""

@@ -70,7 +70,12 @@ class _MFData:
             pts = pd.concat([last, rest.sample(max(0, max_points - len(last)), random_state=0)])
         self.W = state.W(pts)
         self.s = self.fidelity(pts["steps"].to_numpy(float))
-        self.y = -pts["y"].to_numpy(float)  # BoTorch maximises
+        self.sign = state.sign
+        self.y = -pts["y"].to_numpy(float)  # BoTorch maximises: the GP models -sign * objective
+
+    def value(self, gp_mean: float) -> float:
+        """A GP mean (of -sign * objective) back in the objective's units."""
+        return -self.sign * float(gp_mean)
 
     def fidelity(self, steps) -> np.ndarray:
         span = math.log(self.hi / self.lo) if self.hi > self.lo else 1.0
@@ -147,7 +152,7 @@ class MFKG(Strategy):
             mu = post.mean.reshape(-1).numpy()
             sd = post.variance.clamp_min(0).sqrt().reshape(-1).numpy()
         i = int(np.argmax(mu))
-        return Incumbent(weights_dict(state.domains, W[i]), -float(mu[i]), float(sd[i]), "model")
+        return Incumbent(weights_dict(state.domains, W[i]), data.value(mu[i]), float(sd[i]), "model")
 
     # ---- the interface -------------------------------------------------------------------
     def incumbent(self, state: StudyState) -> Incumbent | None:
@@ -183,13 +188,13 @@ class MFKG(Strategy):
         pending: list = [data.X(np.array([p.weights.get(d, 0.0) for d in state.domains]),
                                 data.fidelity(p.steps)) for p in state.pending if p.steps is not None]
         for _ in range(q):
-            w, f, value = self._best_pick(state, model, data, fids, -inc.pred_mean, w_inc, rng, pending)
+            w, f, value = self._best_pick(state, model, data, fids, data.value(inc.pred_mean), w_inc, rng, pending)
             x = data.X(w, data.fidelity(f.steps))
             pending.append(x)
             with torch.no_grad():
                 post = model.posterior(x)
             out.append(Proposal(weights_dict(state.domains, w), f.model_params, steps=f.steps, strategy=self.name,
-                                acq_value=value, pred_mean=-float(post.mean.reshape(-1)[0]),
+                                acq_value=value, pred_mean=data.value(post.mean.reshape(-1)[0]),
                                 pred_std=float(post.variance.clamp_min(0).sqrt().reshape(-1)[0]), cost=f.cost,
                                 reason=f"multi-fidelity KG per unit cost best at {f.label()}: {value:.3g} "
                                        f"(cost {f.cost:.3g}); target incumbent {inc.pred_mean:.4g}"))
