@@ -1,8 +1,10 @@
 """Autopilot: propose, approve, run, repeat until the cost budget is spent.
 
-Each round asks the strategy for ``batch`` proposals on the study's current runs, stores and
-approves them (actor ``autopilot``), runs them and records the results in the store like any
-other run. Simulated runners (``mfms-sim``, ``table``) run synchronously in this process;
+Each round asks the strategy for ``batch`` proposals on the study's current state
+(:class:`engine.study.Study`: the same ask as ``mixplan propose``, so a fresh process asking
+next gets the same answer), stores and approves them (actor ``autopilot``), runs them and
+records the results in the store like any other run. ``mixplan bench optimize`` runs this same
+loop on an in-memory store. Simulated runners (``mfms-sim``, ``table``) run synchronously in this process;
 other runners go through the dispatch layer (:func:`engine.dispatch.run_approved`) for the
 round's trials. A failing trial is recorded as failed (reason and log tail) and the loop goes
 on.
@@ -21,15 +23,16 @@ strategy has looked at new results (the strategies compute it while asking anywa
 from __future__ import annotations
 
 import tempfile
-import traceback
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import MixplanError
 from engine.records import Trial, TrialState
-from engine.runners.base import Runner, RunFailed
-from engine.strategies.base import Incumbent, Strategy, StudyState, get_strategy, propose
+from engine.runners.base import Runner
+from engine.strategies.base import Incumbent, Strategy, StudyState, get_strategy
+from engine.study import Study
 
 #: runner kinds autopilot runs in-process (cheap, synchronous)
 IN_PROCESS_KINDS = ("mfms-sim", "table")
@@ -79,19 +82,8 @@ def _runner_for(config) -> Runner:
 def record_incumbent(store, study: str, strategy: Strategy, state: StudyState, inc: Incumbent | None,
                      runner: Runner | None, trial_id: int | None) -> None:
     """Store the incumbent (as of the state's runs) as an ``incumbent`` event of ``trial_id``
-    (the last trial whose result the state includes)."""
-    if inc is None:
-        return
-    t = state.target()
-    true = None
-    if runner is not None:
-        try:
-            true = runner.true_value(inc.weights, t.model_params, t.steps, state.objective)
-        except Exception:  # noqa: BLE001 - the truth is optional
-            true = None
-    store.log_event(study, "incumbent", actor="autopilot", trial_id=trial_id, detail={
-        "strategy": strategy.name, "weights": inc.weights, "pred_mean": inc.pred_mean, "pred_std": inc.pred_std,
-        "source": inc.source, "true": true, "runs": int(state.runs["run_id"].nunique()) if not state.runs.empty else 0})
+    (:meth:`engine.study.Study.record_incumbent`)."""
+    Study(store, study).record_incumbent(strategy.name, state, inc, runner, trial_id)
 
 
 def _last_finished(state: StudyState) -> int | None:
@@ -100,36 +92,40 @@ def _last_finished(state: StudyState) -> int | None:
 
 
 def run_trial_in_process(store, trial: Trial, runner: Runner, out_root: Path, *, actor: str = "autopilot") -> TrialState:
-    """approved -> queued -> running -> done | failed, with the runner called here."""
-    store.transition([trial.trial_id], TrialState.QUEUED, actor=actor)
-    store.start_trial(trial.trial_id, actor=actor, job_id=f"inprocess:{trial.trial_id}")
-    out_dir = out_root / f"trial-{trial.trial_id}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        result = runner.run(trial, out_dir)
-        store.complete_trial(trial.trial_id, result, actor=actor)
-        return TrialState.DONE
-    except RunFailed as exc:
-        store.fail_trial(trial.trial_id, exc.reason, log_tail=exc.log_tail, actor=actor)
-    except MixplanError as exc:  # e.g. the store rejected the result
-        store.fail_trial(trial.trial_id, str(exc), actor=actor)
-    except Exception as exc:  # noqa: BLE001 - a crashing runner fails the trial, not the loop
-        store.fail_trial(trial.trial_id, f"{type(exc).__name__}: {exc}", log_tail=traceback.format_exc(), actor=actor)
-    return TrialState.FAILED
+    """approved -> queued -> running -> done | failed, with the runner called here
+    (:meth:`engine.study.Study.run`)."""
+    return Study(store, trial.study).run(trial, runner, out_root, actor=actor)
+
+
+@dataclass(frozen=True)
+class Round:
+    """What the ``on_round`` callback receives each time the strategy has looked at the study:
+    the incumbent it judged (and its true value where the runner knows it), the spend before
+    this round's runs, the trials it proposed (those kept within the budget first), and how
+    long the ask took. The last round has no proposals (the incumbent after the last results)."""
+
+    incumbent: Incumbent | None
+    true: float | None
+    spent: float
+    proposed: tuple[Trial, ...]
+    ask_seconds: float
+    runs: int
 
 
 def autopilot(store, study: str, strategy: str | Strategy, budget: float, *, max_trials: int | None = None,
               batch: int = 1, seed: int = 0, runner: Runner | None = None, max_failures: int = 5,
               progress: Callable[[AutopilotEvent], None] | None = None, runs_dir: Path | None = None,
-              executor: str = "local") -> AutopilotResult:
+              executor: str = "local", on_round: Callable[[Round], None] | None = None) -> AutopilotResult:
     """Run the propose / approve / run loop until ``budget`` (in the study's cost unit) is
-    spent; see the module docstring. ``runner`` overrides the study's runner (tests)."""
+    spent; see the module docstring. ``store``: any :class:`~engine.store.base.StudyStore`;
+    ``runner`` overrides the study's runner (tests, benchmarks)."""
     if budget <= 0:
         raise MixplanError(f"budget must be > 0, got {budget}.")
     if batch < 1:
         raise MixplanError(f"batch must be >= 1, got {batch}.")
     strat = get_strategy(strategy, seed=seed) if isinstance(strategy, str) else strategy
-    config = store.get_config(study)
+    s = Study(store, study)
+    config = s.config
     in_process = runner is not None or config.runner.kind in IN_PROCESS_KINDS
     if runner is None and in_process:
         runner = _runner_for(config)
@@ -140,23 +136,22 @@ def autopilot(store, study: str, strategy: str | Strategy, budget: float, *, max
         runs_dir = Path(tmp.name)
     res = AutopilotResult(study, strat.name, 0.0, float(budget))
     fails_in_row = 0
+    recorded_at: int | None = -1  # the last finished trial the recorded incumbent had seen
     try:
         while True:
             if max_trials is not None and len(res.done) + len(res.failed) >= max_trials:
                 res.stopped = f"max trials ({max_trials}) reached"
                 break
-            state = StudyState.from_store(store, study)
+            state = s.state()
             strat.incumbent_ = None
             q = batch if max_trials is None else min(batch, max_trials - len(res.done) - len(res.failed))
-            trials = propose(store, study, strat, q, seed, actor="autopilot", state=state)
-            inc = getattr(strat, "incumbent_", None)
-            if inc is None:
-                inc = strat.incumbent(state)
-            record_incumbent(store, study, strat, state, inc, truth_runner, _last_finished(state))
+            t0 = time.perf_counter()
+            trials = s.ask(strat, q, seed=seed, actor="autopilot", state=state)
+            ask_s = time.perf_counter() - t0
+            inc = strat.incumbent_ if strat.incumbent_ is not None else s.incumbent(strat, state=state)
+            recorded_at = _last_finished(state)
+            true = s.record_incumbent(strat.name, state, inc, truth_runner, recorded_at)
             res.incumbent = inc
-            if not trials:
-                res.stopped = "the strategy has nothing more to propose"
-                break
             # keep the spend within the budget: drop proposals that would exceed it
             keep, remaining = [], budget - res.spent
             for t in trials:
@@ -164,17 +159,20 @@ def autopilot(store, study: str, strategy: str | Strategy, budget: float, *, max
                 if c <= remaining + 1e-9:
                     keep.append(t)
                     remaining -= c
+            if on_round is not None:
+                on_round(Round(inc, true, res.spent, tuple(keep), ask_s, _n_runs(state)))
+            if not trials:
+                res.stopped = "the strategy has nothing more to propose"
+                break
             drop = [t.trial_id for t in trials if t not in keep]
             if drop:
-                store.reject(study, drop, actor="autopilot", reason="would exceed the autopilot budget")
+                s.reject(drop, actor="autopilot", reason="would exceed the autopilot budget")
             if not keep:
                 res.stopped = "budget spent (the next proposal would exceed it)"
                 break
-            store.approve(study, [t.trial_id for t in keep], actor="autopilot")
+            s.approve([t.trial_id for t in keep], actor="autopilot")
             if in_process:
-                outcomes = []
-                for t in keep:
-                    outcomes.append((t, run_trial_in_process(store, t, runner, runs_dir)))
+                outcomes = [(t, s.run(t, runner, runs_dir)) for t in keep]
             else:
                 from engine.dispatch import run_approved
 
@@ -198,14 +196,20 @@ def autopilot(store, study: str, strategy: str | Strategy, budget: float, *, max
             if res.spent >= budget - 1e-9:
                 res.stopped = "budget spent"
                 break
-        # the incumbent after the last results
-        state = StudyState.from_store(store, study)
+        # the incumbent after the last results (unless the last round already judged them)
+        state = s.state()
         last = _last_finished(state)
-        if last is not None:
-            inc = strat.incumbent(state)
-            record_incumbent(store, study, strat, state, inc, truth_runner, last)
+        if last is not None and last != recorded_at:
+            inc = s.incumbent(strat, state=state)
+            true = s.record_incumbent(strat.name, state, inc, truth_runner, last)
             res.incumbent = inc
+            if on_round is not None:
+                on_round(Round(inc, true, res.spent, (), 0.0, _n_runs(state)))
     finally:
         if tmp is not None:
             tmp.cleanup()
     return res
+
+
+def _n_runs(state: StudyState) -> int:
+    return int(state.runs["run_id"].nunique()) if not state.runs.empty else 0

@@ -45,8 +45,29 @@ EXECUTOR_KEYS: dict[str, frozenset[str]] = {
     "ray": frozenset({"address", "num_cpus", "num_gpus", "threads_per_worker", "runtime_env", "workers"}),
 }
 EXECUTOR_OPTION_KEYS = frozenset().union(*EXECUTOR_KEYS.values())
+
+
+def register_runner_kind(kind: str, keys=()) -> None:
+    """Accept ``[runner] kind = "<kind>"`` with these option keys in study configs (called by
+    :func:`engine.runners.registry.register_runner`)."""
+    global RUNNER_KINDS
+    if kind not in RUNNER_KINDS:
+        RUNNER_KINDS = RUNNER_KINDS + (kind,)
+    RUNNER_KEYS[kind] = frozenset(keys)
+
+
+def register_executor_keys(name: str, keys=()) -> None:
+    """Accept an executor's ``[runner]`` option keys (called by
+    :func:`engine.dispatch.executors.register_executor`)."""
+    global EXECUTOR_OPTION_KEYS
+    EXECUTOR_KEYS[name] = frozenset(keys)
+    EXECUTOR_OPTION_KEYS = frozenset().union(*EXECUTOR_KEYS.values())
 #: The largest integer DuckDB stores (BIGINT).
 _MAX_INT = 2**63 - 1
+#: how to price a study whose runs cannot be priced (config validation and the strategies)
+UNPRICED_FIX = ("give every [[scales]] table a cost_per_step (any unit: GPU-hours, dollars), or the study a "
+                "tokens_per_step (runs are then priced 6 x model_params x tokens FLOPs); `mixplan study edit` "
+                "adds either to an existing study.")
 TOP_KEYS = {
     "name", "domains", "eval_domains", "objective", "direction", "tokens_per_step", "scales",
     "target", "bounds", "runner", "budget", "seed", "description",
@@ -134,8 +155,10 @@ class StudyConfig:
         return sorted(pairs, key=lambda p: self.cost(p[0], steps=p[1]) or 0.0)
 
     def cost(self, model_params: int, *, steps: float | None = None, tokens: float | None = None) -> float | None:
-        """Cost of a run: ``cost_per_step * steps`` where the scale has one, else
-        ``6 * model_params * tokens`` FLOPs; None when neither can be computed."""
+        """Cost of a run, the one pricing rule of the product (strategies, the store, autopilot's
+        budget): ``cost_per_step * steps`` where the scale has one, else ``6 * model_params *
+        tokens`` FLOPs; None when neither can be computed (a run at a size not on offer, with no
+        tokens_per_step to count its tokens). A runner's own reported cost overrides it."""
         scale = self.scale_for(model_params)
         if steps is None and tokens is not None:
             steps = self.steps_for(tokens)
@@ -146,6 +169,16 @@ class StudyConfig:
         if tokens is None:
             return None
         return 6.0 * float(model_params) * float(tokens)
+
+    def require_cost(self, model_params: int, *, steps: float | None = None, tokens: float | None = None) -> float:
+        """:meth:`cost`, or a ConfigError saying how to price the study where it cannot be
+        computed (what the strategies need: EI per unit cost has no meaning without a cost)."""
+        c = self.cost(model_params, steps=steps, tokens=tokens)
+        if c is None or not math.isfinite(c):
+            raise ConfigError(f"study '{self.name}' cannot price a run of {model_params:,} parameters for "
+                              f"{steps if steps is not None else tokens} {'steps' if steps is not None else 'tokens'}: "
+                              "its scale has no cost_per_step and the study no tokens_per_step.", fix=UNPRICED_FIX)
+        return float(c)
 
     def direction_for(self, objective: str | None) -> str:
         """Which way to optimise ``objective`` in this study (see :func:`objective_direction`)."""
@@ -336,6 +369,15 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", *, check_run
             raise _err(source, where + "model_params", f"size {mp} is listed twice.", fix="merge the two [[scales]].")
         scales.append(Scale(mp, st, cps))
     scales.sort(key=lambda s: s.model_params)
+    if check_runner_keys and tokens_per_step is None and any(sc.cost_per_step is None for sc in scales) \
+            and not (isinstance(r_raw := raw.get("runner"), dict) and r_raw.get("kind") == "builtin"):
+        # a run offered here could not be priced: strategies weigh information per unit of cost
+        # and autopilot spends a budget, so refuse now rather than propose unpriced runs (the
+        # built-in trainer's studies get tokens_per_step from it below)
+        i = next(i for i, sc in enumerate(scales_raw) if isinstance(sc, dict) and sc.get("cost_per_step") is None)
+        raise _err(source, f"scales[{i}].cost_per_step",
+                   f"scale of {scales_raw[i].get('model_params')} parameters has no cost_per_step and the study "
+                   "gives no tokens_per_step, so its runs cannot be priced.", fix=UNPRICED_FIX)
 
     target = None
     t = raw.get("target")

@@ -28,7 +28,7 @@ class Length:
         if self.steps is not None:
             return f"{int(self.steps):,} steps"
         if self.tokens is not None:
-            from engine.plots._common import human
+            from engine.numbers import human
 
             return f"{human(self.tokens)} tokens"
         return "-"

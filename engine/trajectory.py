@@ -127,10 +127,21 @@ NO_TARGET_RUN = "(no target run yet)"
 
 def fallback_basis(model_params: int, length: float, axis: str) -> str:
     """'observed at 150M / 20K steps (no target run yet)'."""
-    from engine.plots._common import human
+    from engine.numbers import human
 
     unit = "steps" if axis == "steps" else "tokens"
     return f"observed at {human(model_params)} / {human(length)} {unit} {NO_TARGET_RUN}"
+
+
+def cost_to_reach(costs, values, goal: float, *, sign: float = 1.0) -> float:
+    """The first cumulative cost at which ``sign * value <= sign * goal`` (values in cost order;
+    inf where it never does): what every speed-up here is a ratio of (the app's trajectory
+    table, ``mixplan bench optimize``)."""
+    v = sign * np.asarray(values, dtype=float)
+    ok = v <= sign * float(goal) + 1e-12
+    if not ok.any():
+        return float("inf")
+    return float(np.asarray(costs, dtype=float)[np.argmax(ok)])
 
 
 def is_at_target(basis: str | None) -> bool:

@@ -72,7 +72,7 @@ def server(tmp_path_factory):
     if bundled.exists() and "demo" in Store(bundled, create=False).study_names():
         # the screenshots show the bundled study of real trainer runs (a copy: the test writes)
         shutil.copy(bundled, db)
-        from engine.strategies.base import propose
+        from engine.study import propose
 
         propose(Store(db), "demo", "random", q=2, seed=0)
     else:

@@ -98,6 +98,10 @@ def test_builtin_runner_sets_tokens_per_step() -> None:
     assert cfg.cost(100_000, steps=100) == pytest.approx(6 * 100_000 * 512 * 100)
     assert config_from_dict({**base, "runner": {"kind": "builtin"}}).tokens_per_step == 16 * 128
     assert config_from_dict({**base, "tokens_per_step": 1000, "runner": {"kind": "builtin"}}).tokens_per_step == 1000
-    assert config_from_dict(base).tokens_per_step is None  # no [runner]: an imported study, say
-    cmd = config_from_dict({**base, "runner": {"kind": "command", "argv": ["x", "{out_dir}"]}})
+    assert config_from_dict(BASE).tokens_per_step is None  # no [runner]: an imported study, say
+    cmd = config_from_dict({**base, "scales": [{"model_params": 100_000, "steps": [100], "cost_per_step": 0.1}],
+                            "runner": {"kind": "command", "argv": ["x", "{out_dir}"]}})
     assert cmd.tokens_per_step is None
+    # scales that neither the study (tokens_per_step) nor the scale (cost_per_step) prices: refused
+    with pytest.raises(ConfigError, match="cannot be priced"):
+        config_from_dict({**base, "runner": {"kind": "command", "argv": ["x", "{out_dir}"]}})

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from engine.store import Store
-from engine.strategies import StudyState, get_strategy, propose, strategy_names
+from engine.strategies import StudyState, get_strategy, strategy_names
+from engine.study import propose
 from tests.test_strategies_helpers import DOMAINS, seed_runs, study_config
 
 BOUNDS = {"web": [0.1, 0.8], "default": [0.0, 0.9]}
@@ -305,28 +306,33 @@ def test_mfms_bo_waits_for_k_plus_2_runs(store):
 
 def test_surrogate_small_study_refit_keeps_the_better_of_warm_and_cold(tmp_path):
     """While a study is small, a hyperparameter refit fits cold too and keeps the better
-    likelihood of the same data, so the first runs' hyperparameters do not stick."""
+    likelihood of the same data, so the first runs' hyperparameters do not stick. Whether a fit
+    re-learns comes from the saved state alone: runs arrived since it last did."""
     from engine.strategies.surrogate import Surrogate
 
     store = Store(tmp_path / "runs.duckdb")
     store.create_study(study_config("s"))
     seed_runs(store, "s", n=6, seed=3)
-    sur = Surrogate(refit_every=1, max_points=300, max_fit_points=300)
     cfg = store.get_config("s")
 
-    def fit():
-        state = StudyState(cfg, store.runs_frame("s"))
-        sur.fit(state.runs, state.objective, state.domains, cfg.tokens_per_step, key="k")
-        return sur.last_fit_
+    def fit(sur, state=None):
+        st = StudyState(cfg, store.runs_frame("s"))
+        return sur.fit(st.runs, st.objective, st.domains, cfg.tokens_per_step, state=state)
 
-    assert fit() == {"warm": False, "hyper": True}
+    sur = Surrogate(refit_every=1, max_points=300, max_fit_points=300)
+    mem = fit(sur)
+    assert sur.last_fit_ == {"warm": False, "hyper": True} and mem["relearned_at"] == mem["runs"] == 6
+    again = fit(sur, mem)  # the same runs: nothing new to learn from
+    assert sur.last_fit_ == {"warm": True, "hyper": False} and again["relearned_at"] == 6
     seed_runs(store, "s", n=3, seed=4)
-    f = fit()
-    assert f["warm"] and f["hyper"] and f["chosen"] in ("warm", "cold")
+    f_state = fit(sur, mem)
+    f = sur.last_fit_
+    assert f["warm"] and f["hyper"] and f["chosen"] in ("warm", "cold") and f_state["relearned_at"] == 9
     assert sur.model_.neg_mll_ == pytest.approx(min(f["warm_neg_mll"], f["cold_neg_mll"]))
     assert f["chosen"] == ("cold" if f["cold_neg_mll"] < f["warm_neg_mll"] else "warm")
     big = Surrogate(refit_every=1, max_points=300, max_fit_points=10)  # larger than the fit subset: warm only
-    state = StudyState(cfg, store.runs_frame("s"))
-    big.fit(state.runs, state.objective, state.domains, cfg.tokens_per_step, key="k")
-    big.fit(state.runs, state.objective, state.domains, cfg.tokens_per_step, key="k")
+    fit(big, mem)
     assert big.last_fit_ == {"warm": True, "hyper": True}
+    slow = Surrogate(refit_every=5, max_points=300, max_fit_points=300)  # 3 new runs < 5: not re-learned yet
+    fit(slow, mem)
+    assert slow.last_fit_ == {"warm": True, "hyper": False}

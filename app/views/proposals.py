@@ -14,7 +14,8 @@ import streamlit as st
 from app import common
 from engine.errors import ValidationError
 from engine.plots import human
-from engine.strategies import propose, strategy_names
+from engine.strategies import strategy_names
+from engine.study import propose
 
 st.title("Proposals")
 EXECUTORS = ("local", "slurm", "ray")

@@ -18,9 +18,11 @@ regret; ``speedup`` on cumulative cost including the initial design (conservativ
 baseline's final regret counts as speed-up 0 (a loss). Reported: median over seeds with the
 25-75% range and min-max, and how many seeds mfms-bo reached the baseline's regret.
 
-The loop runs in memory (a StudyState grown run by run; no database), which is what makes 10
-seeds x 6 strategies feasible on 2 cores; seeds run in ``workers`` processes, one torch thread
-each. Proposal latency (fit + acquisition for q = 4, 500 runs x 20 checkpoints) is measured
+The loop is autopilot's (:func:`engine.autopilot.autopilot`: the same ask / approve / run /
+tell as ``mixplan autopilot``, through :class:`engine.study.Study`) on an in-memory store
+(:class:`engine.store.memory.MemoryStore`: no database), which is what makes 10 seeds x 6
+strategies feasible on 2 cores; seeds run in ``workers`` processes, one torch thread each.
+Proposal latency (fit + acquisition for q = 4, 500 runs x 20 checkpoints) is measured
 separately by :func:`latency`.
 """
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,73 +68,51 @@ def _initial_design(cfg, runner, n: int, seed: int) -> pd.DataFrame:
     return df
 
 
-def _evaluate(runner, proposals, k0: int, seed: int) -> tuple[pd.DataFrame, float]:
-    from engine.simulators.mfms_sim import DOMAINS
+def _bench_study(spec: BenchSpec, seed: int, init: pd.DataFrame, runner):
+    """A MemoryStore holding the seed's study with the shared initial design imported."""
+    from engine.runners.mfms_sim import mfms_study_config
+    from engine.store.memory import MemoryStore
 
-    W = np.array([[p.weights[d] for d in DOMAINS] for p in proposals])
-    sizes = [p.model_params / 1e6 for p in proposals]
-    steps = [int(p.steps) for p in proposals]
-    df = runner.sim.run_table(W, sizes, steps, 100, noise=runner.noise, seed=seed * 100003 + k0,
-                              run_prefix=f"b{k0}")
-    # keep the proposals' own run ids (hyperband and autoscale name their runs)
-    ids = {f"b{k0}-{i}": (p.run_id or f"r{k0 + i}") for i, p in enumerate(proposals)}
-    df["run_id"] = df["run_id"].map(ids)
-    cost = float(sum(p.cost for p in proposals))
-    return df, cost
+    cfg = mfms_study_config(f"bench-{seed}", spec.objective, path=runner.path, noise=spec.noise, seed=seed)
+    store = MemoryStore()
+    store.create_study(cfg)
+    store.import_runs(cfg.name, init, source="initial design")
+    return store, cfg
 
 
 def run_strategy(name: str, spec: BenchSpec, seed: int, optimum: float, maximize: bool,
                  init: pd.DataFrame | None = None) -> list[dict]:
-    """One strategy, one seed: the regret after every result (list of rows)."""
+    """One strategy, one seed: autopilot on an in-memory copy of the study, the regret of the
+    incumbent after every round (list of rows)."""
+    from engine.autopilot import autopilot
     from engine.runners.mfms_sim import MFMSSimRunner, mfms_study_config
-    from engine.strategies.base import StudyState, get_strategy
+    from engine.strategies.base import get_strategy
 
     runner = MFMSSimRunner(spec.weights_path, noise=spec.noise, seed=seed)
-    cfg = mfms_study_config(f"bench-{seed}", spec.objective, path=runner.path, noise=spec.noise)
     if init is None:
-        init = _initial_design(cfg, runner, spec.n_init, seed)
+        init = _initial_design(mfms_study_config("init", spec.objective, path=runner.path), runner, spec.n_init, seed)
     init_cost = float(init.groupby("run_id")["cost"].max().sum())
-    runs = init.copy()
+    store, cfg = _bench_study(spec, seed, init, runner)
     base, _, opts = name.partition(":")  # "mfms-bo:target_corr=1,incumbent=optimum" (variants)
     kw = {}
     for kv in filter(None, opts.split(",")):
         k, v = kv.split("=")
         kw[k] = v if not v.replace(".", "").isdigit() else (float(v) if "." in v else int(v))
     strat = get_strategy(base, seed=seed, **kw)
-    t = StudyState(cfg, runs).target()
+    rounds = []
+    autopilot(store, cfg.name, strat, spec.budget, max_trials=spec.max_iter, seed=seed, runner=runner,
+              on_round=rounds.append)
+    t_ask = sum(r.ask_seconds for r in rounds)
     rows = []
-    spent = 0.0
-    k = 0
-    sgn = -1.0 if maximize else 1.0
-
-    def regret_of(inc) -> float:
-        v = runner.true_value(inc.weights, t.model_params, t.steps, spec.objective)
-        return sgn * (v - optimum) if not maximize else optimum - v
-
-    t_ask = 0.0
-    max_iter = spec.max_iter
-    for it in range(max_iter + 1):
-        state = StudyState(cfg, runs)
-        strat.incumbent_ = None
-        stop = it == max_iter
-        props = []
-        if not stop:
-            t0 = time.perf_counter()
-            props = strat.ask(state, 1)
-            t_ask += time.perf_counter() - t0
-        inc = strat.incumbent_ if strat.incumbent_ is not None else strat.incumbent(state)
-        rows.append({"strategy": name, "seed": seed, "iteration": it, "cost": spent, "total_cost": init_cost + spent,
-                     "regret": regret_of(inc) if inc is not None else math.nan,
-                     "incumbent_pred": None if inc is None else inc.pred_mean,
-                     "fidelity": "" if not props else f"{props[0].model_params // 1_000_000}M/{props[0].steps}"})
-        if stop or not props or spent + float(props[0].cost) > spec.budget + 1e-9:
-            break
-        df, c = _evaluate(runner, props, k, seed)
-        k += len(props)
-        runs = pd.concat([runs, df], ignore_index=True)
-        spent += c
-    for r in rows:
-        r["ask_seconds_total"] = t_ask
+    for it, r in enumerate(rounds):
+        regret = math.nan
+        if r.true is not None:
+            regret = optimum - r.true if maximize else r.true - optimum
+        p = r.proposed[0] if r.proposed else None
+        rows.append({"strategy": name, "seed": seed, "iteration": it, "cost": r.spent, "total_cost": init_cost + r.spent,
+                     "regret": regret, "incumbent_pred": None if r.incumbent is None else r.incumbent.pred_mean,
+                     "fidelity": "" if p is None else f"{p.model_params // 1_000_000}M/{p.steps}",
+                     "ask_seconds_total": t_ask})
     return rows
 
 
@@ -165,10 +146,9 @@ def run_seed(args) -> list[dict]:
 # Speed-ups
 # ---------------------------------------------------------------------------------------------
 def _first_cost(traj: pd.DataFrame, level: float) -> float:
-    ok = traj["regret"].to_numpy() <= level + 1e-12
-    if not ok.any():
-        return math.inf
-    return float(traj["total_cost"].to_numpy()[np.argmax(ok)])
+    from engine.trajectory import cost_to_reach
+
+    return cost_to_reach(traj["total_cost"].to_numpy(), traj["regret"].to_numpy(), level)
 
 
 def speedups(df: pd.DataFrame, reference: str = "mfms-bo") -> pd.DataFrame:
@@ -256,21 +236,13 @@ def regret_curves(df: pd.DataFrame, grid_n: int = 200) -> pd.DataFrame:
 
 
 def plot(curves: pd.DataFrame, path: Path) -> Path:
-    """Regret vs cumulative cost (log-log), one panel per objective, as plotly HTML."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
+    """Regret vs cumulative cost (log-log), one panel per objective, as plotly HTML (the app's
+    figure, :func:`engine.plots.trajectory.plot_regret_curves`)."""
+    from engine.plots.trajectory import plot_regret_curves
 
-    objs = list(dict.fromkeys(curves["objective"]))
-    fig = make_subplots(rows=1, cols=len(objs), subplot_titles=objs)
-    colors = {"mfms-bo": "#d62728", "random": "#7f7f7f", "hyperband": "#1f77b4", "mf-bo": "#2ca02c",
-              "bo": "#9467bd", "autoscale": "#ff7f0e"}
-    for j, obj in enumerate(objs, start=1):
-        for name, g in curves[curves["objective"] == obj].groupby("strategy"):
-            fig.add_trace(go.Scatter(x=g["cost"], y=g["regret_median"], name=name, legendgroup=name,
-                                     showlegend=j == 1, line={"color": colors.get(name)}), row=1, col=j)
-        fig.update_xaxes(type="log", title_text="cumulative cost (1B x 100 steps = 1)", row=1, col=j)
-        fig.update_yaxes(type="log", title_text="regret at 1B / 19,500 steps (median of seeds)", row=1, col=j)
-    fig.update_layout(title="mixplan bench optimize: MFMS simulator", height=450, width=480 * len(objs))
+    fig = plot_regret_curves(curves)
+    fig.update_layout(title="mixplan bench optimize: MFMS simulator, median regret at 1B / 19,500 steps "
+                            "(band: 25-75% of seeds)", width=480 * max(1, curves["objective"].nunique()))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(str(path), include_plotlyjs="cdn")
     return path
@@ -287,11 +259,13 @@ def latency(n_runs: int = 500, n_ckpt: int = 20, q: int = 4, repeats: int = 3, s
     import torch
 
     from engine.runners.mfms_sim import MFMSSimRunner, mfms_study_config
+    from engine.store.memory import MemoryStore
     from engine.strategies.base import StudyState, get_strategy
+    from engine.study import Study
 
     torch.set_num_threads(1)
     runner = MFMSSimRunner(weights_path)
-    cfg = mfms_study_config("latency")
+    cfg = mfms_study_config("latency", path=runner.path)
     rng = np.random.default_rng(seed)
     fids = StudyState(cfg, pd.DataFrame()).fidelities()
     W = rng.dirichlet(np.ones(5), n_runs)
@@ -304,19 +278,23 @@ def latency(n_runs: int = 500, n_ckpt: int = 20, q: int = 4, repeats: int = 3, s
         every = max(1, steps[i] // n_ckpt)
         d = runner.sim.run_table(W[i:i + 1], sizes[i], steps[i], every, run_prefix=f"L{i}")
         parts.append(d.tail(n_ckpt))
-    runs = pd.concat(parts, ignore_index=True)
+    store = MemoryStore()
+    store.create_study(cfg)
+    store.import_runs(cfg.name, pd.concat(parts, ignore_index=True), source="latency")
+    study = Study(store, cfg.name)
     strat = get_strategy("mfms-bo", seed=seed)
     times = []
-    for r in range(repeats + 1):
-        state = StudyState(cfg, runs)
-        t0 = time.perf_counter()
-        props = strat.ask(state, q)
-        times.append(time.perf_counter() - t0)
-        # a new result arrives before the next ask
-        p = props[0]
-        d = runner.sim.run_table(np.array([[p.weights[x] for x in cfg.domains]]), p.model_params / 1e6, p.steps,
-                                 max(1, p.steps // n_ckpt), run_prefix=f"N{r}").tail(n_ckpt)
-        runs = pd.concat([runs, d], ignore_index=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats + 1):
+            t0 = time.perf_counter()
+            trials = study.ask(strat, q)
+            times.append(time.perf_counter() - t0)
+            # a new result arrives before the next ask (the other proposals are declined)
+            study.approve([trials[0].trial_id])
+            study.reject([t.trial_id for t in trials[1:]])
+            every = MFMSSimRunner(weights_path, checkpoint_every=max(1, trials[0].steps // n_ckpt))
+            study.run(trials[0], every, Path(tmp))
+    runs = study.runs()
     return {"runs": n_runs, "checkpoints_per_run": n_ckpt, "rows": int(len(runs)), "q": q,
             "cold_s": times[0], "warm_s": times[1:], "warm_median_s": float(np.median(times[1:])),
             "gp_points": int(getattr(strat.model_, "n_train_", -1))}

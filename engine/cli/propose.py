@@ -29,7 +29,7 @@ def propose_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Propose the next trials with a strategy; they are stored as `proposed` for approval."""
-    from engine.strategies import propose
+    from engine.study import propose
     from engine.strategies.surrogate import torch_threads
 
     store = open_store(db)

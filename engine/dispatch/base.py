@@ -19,10 +19,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from engine.dispatch.spool import Spool
 from engine.dispatch.task import Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.config import StudyConfig
+    from engine.runners.base import Runner
 
 
 class JobState(str, Enum):
@@ -92,3 +96,17 @@ class Executor(ABC):
 
     def __exit__(self, *exc) -> None:
         self.shutdown(wait=exc[0] is None)
+
+
+def hard_timeout_for(runner: "Runner", config: "StudyConfig", margin_s: float = 120.0) -> float:
+    """The dispatcher's own limit on one submission: the runner's set-up allowance
+    (``setup_s``, e.g. preparing a corpus), every attempt it may make, its back-offs, and a
+    margin (the runner enforces ``timeout_s`` itself; this is the backstop). Runners without
+    ``retry_backoff_s`` are charged the command runner's default back-off (5 s)."""
+    timeout = float(getattr(runner, "timeout_s", config.runner.timeout_s))
+    retries = int(getattr(runner, "retries", config.runner.retries))
+    backoff = float(getattr(runner, "retry_backoff_s", config.runner.options.get("retry_backoff_s", 5.0)))
+    setup = float(getattr(runner, "setup_s", 0.0))
+    return setup + timeout * (retries + 1) + backoff * (2 ** retries - 1) + margin_s
+
+

@@ -31,9 +31,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engine.config import StudyConfig
-from engine.dispatch.base import Executor, JobState
-from engine.dispatch.spool import RUNS_DIRNAME, SPOOL_DIRNAME, Spool, process_start_time
+from engine.dispatch.base import Executor, JobState, hard_timeout_for
+from engine.dispatch.spool import Spool, process_start_time, runs_root, spool_root
 from engine.dispatch.task import STALE_AFTER_S, Task
 from engine.errors import MixplanError, StateError, ValidationError
 from engine.records import Trial, TrialState
@@ -106,14 +105,6 @@ class _Sub:
     unknown_since: float | None = None  # monotonic: since when the executor cannot say (grace)
 
 
-def spool_root(store: Store, study: str) -> Path:
-    return store.path.resolve().parent / SPOOL_DIRNAME / study
-
-
-def runs_root(store: Store, study: str) -> Path:
-    return store.path.resolve().parent / RUNS_DIRNAME / study
-
-
 def _pid_alive(pid: int) -> bool:
     """A live (non-zombie) Python process with this pid on this machine."""
     try:
@@ -168,18 +159,6 @@ class _StudyLock:
     def __exit__(self, *exc) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
-
-
-def hard_timeout_for(runner: Runner, config: StudyConfig, margin_s: float = 120.0) -> float:
-    """The dispatcher's own limit on one submission: the runner's set-up allowance
-    (``setup_s``, e.g. preparing a corpus), every attempt it may make, its back-offs, and a
-    margin (the runner enforces ``timeout_s`` itself; this is the backstop). Runners without
-    ``retry_backoff_s`` are charged the command runner's default back-off (5 s)."""
-    timeout = float(getattr(runner, "timeout_s", config.runner.timeout_s))
-    retries = int(getattr(runner, "retries", config.runner.retries))
-    backoff = float(getattr(runner, "retry_backoff_s", config.runner.options.get("retry_backoff_s", 5.0)))
-    setup = float(getattr(runner, "setup_s", 0.0))
-    return setup + timeout * (retries + 1) + backoff * (2 ** retries - 1) + margin_s
 
 
 class Dispatcher:

@@ -95,6 +95,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+
+def spool_root(store, study: str) -> Path:
+    """Where a study's spools live: ``<database folder>/<SPOOL_DIRNAME>/<study>``."""
+    return store.path.resolve().parent / SPOOL_DIRNAME / study
+
+
+def runs_root(store, study: str) -> Path:
+    """Where a study's run folders live: ``<database folder>/<RUNS_DIRNAME>/<study>``."""
+    return store.path.resolve().parent / RUNS_DIRNAME / study
+
 @dataclass(frozen=True)
 class Final:
     """The end of a submission as its worker wrote it."""

@@ -6,7 +6,8 @@
     best = model.optimum(1_000_000_000, steps=19_500)
 
 Names (``MODELS``): ``mfms-gp``, ``mfms-gp-exact``, ``autoscale``, ``mixing-law``, ``regmix``,
-``uniform``, ``natural``. See :mod:`engine.models.base` for the interface.
+``uniform``, ``natural``; :func:`register_model` adds one (``engine.registry``). See
+:mod:`engine.models.base` for the interface.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import os
 # effective where torch is not imported yet. Set it in the environment to be sure.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from engine.errors import NotFoundError  # noqa: E402
 from engine.models.base import LossModel, Optimum  # noqa: E402
+from engine.registry import Registry  # noqa: E402
 
 _MODELS: dict[str, tuple[str, str]] = {
     "mfms-gp": ("engine.models.mfms_gp", "MFMSGP"),
@@ -33,17 +34,24 @@ _MODELS: dict[str, tuple[str, str]] = {
 MODELS: tuple[str, ...] = tuple(_MODELS)
 
 
+#: the models by name (its storage is ``_MODELS``: entries may be lazy ``(module, class)`` pairs)
+REGISTRY = Registry("model", _MODELS)
+
+
+def register_model(name: str, target=None):
+    """Make a :class:`LossModel` subclass available as ``get_model(name)`` (directly, as a class
+    decorator, or lazily as ``"package.module:Class"``)."""
+    global MODELS
+    if target is None:
+        return lambda cls: register_model(name, cls)
+    REGISTRY.register(name, target)
+    MODELS = tuple(REGISTRY.names())
+    return target
+
+
 def model_class(name: str) -> type[LossModel]:
     """The class registered under ``name``."""
-    import difflib
-    import importlib
-
-    if name not in _MODELS:
-        close = difflib.get_close_matches(name, MODELS, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise NotFoundError(f"unknown model '{name}'.{hint} Models: {', '.join(MODELS)}.")
-    mod, cls = _MODELS[name]
-    return getattr(importlib.import_module(mod), cls)
+    return REGISTRY.get(name)
 
 
 def get_model(name: str, **kwargs) -> LossModel:
@@ -51,4 +59,4 @@ def get_model(name: str, **kwargs) -> LossModel:
     return model_class(name)(**kwargs)
 
 
-__all__ = ["LossModel", "Optimum", "MODELS", "get_model", "model_class"]
+__all__ = ["LossModel", "MODELS", "Optimum", "REGISTRY", "get_model", "model_class", "register_model"]

@@ -51,7 +51,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from engine.errors import ValidationError
 from engine.models.base import LossModel, Prepared
 from engine.models.gp import settings as gp_settings
 from engine.models.gp.binning import bin_checkpoints, design, fit_subset

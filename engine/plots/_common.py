@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from plotly.colors import sample_colorscale
 
+from engine.numbers import human  # noqa: F401 - re-exported (engine.plots.human)
 from engine.runtable.schema import WEIGHT_PREFIX, loss_columns, metric_columns, objective_values
 
 #: Colour scale for predicted/observed loss (low = dark = good for minimised objectives).
@@ -66,17 +67,6 @@ def colors_for(values: np.ndarray, scale: str, lo: float = 0.0, hi: float = 1.0)
 
 def weight_col(domain: str) -> str:
     return WEIGHT_PREFIX + domain
-
-
-def human(n: float | int | None) -> str:
-    """1.2e9 -> '1.2B', 20_000_000 -> '20M'."""
-    if n is None or (isinstance(n, float) and not np.isfinite(n)):
-        return "-"
-    n = float(n)
-    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{unit}"
-    return f"{n:.3g}"
 
 
 def empty_figure(message: str, height: int = 300):

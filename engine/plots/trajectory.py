@@ -55,8 +55,10 @@ def speedups(df: pd.DataFrame, *, reference: str | None = None, value: str = "in
 
 
 def _cost_to_reach(df: pd.DataFrame, value: str, goal: float, sign: float) -> float:
-    hit = df[(sign * df[value].astype(float)) <= goal + 1e-12]
-    return float(hit["cumulative_cost"].iloc[0]) if len(hit) else float("nan")
+    from engine.trajectory import cost_to_reach
+
+    c = cost_to_reach(df["cumulative_cost"], df[value].astype(float), sign * goal, sign=sign)
+    return c if np.isfinite(c) else float("nan")
 
 
 def plot_trajectory(df: pd.DataFrame, *, objective: str = "loss", target_label: str = "",

@@ -11,6 +11,10 @@ dependencies, e.g. torch for ``builtin``):
 A runner module offers one of, in this order: a module-level ``make_runner(config)``, or a
 :class:`~engine.runners.base.Runner` subclass whose ``kind`` is the study's kind, built with
 its ``from_config(config)`` classmethod (else ``cls(config)``).
+
+:func:`register_runner` adds a kind (a Runner subclass, a factory ``config -> Runner``, or a
+module as above; ``engine.registry``) and tells the config parser to accept it with its
+``[runner]`` option keys.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from engine.config import StudyConfig
+from collections.abc import Iterable
+
+from engine.config import StudyConfig, register_runner_kind
 from engine.errors import ConfigError, NotAvailableError
+from engine.registry import Registry
 from engine.runners.base import Runner
 
 #: kind -> module holding it.
@@ -29,11 +36,26 @@ RUNNER_MODULES: dict[str, str] = {
     "mfms-sim": "engine.runners.mfms_sim",
     "table": "engine.runners.table",
 }
+#: kind -> its module (lazily, as ``(module, "")``), or a registered class / factory
+REGISTRY = Registry("runner kind", {kind: (mod, "") for kind, mod in RUNNER_MODULES.items()})
+
+
+def register_runner(kind: str, target, *, keys: Iterable[str] = ()) -> None:
+    """Make ``[runner] kind = "<kind>"`` build ``target``: a :class:`Runner` subclass (its
+    ``from_config(config)``, else ``cls(config)``), a factory ``config -> Runner``, or
+    ``"package.module:"`` (a module offering ``make_runner`` or such a class). ``keys``: the
+    ``[runner]`` options it reads (any other key is refused as a typo)."""
+    if isinstance(target, str) and target.endswith(":"):
+        target = (target[:-1], "")
+    REGISTRY.register(kind, target)
+    register_runner_kind(kind, keys)
 
 
 def runner_class(kind: str) -> type[Runner] | None:
     """The Runner subclass of ``kind`` in its module (None if the module builds it otherwise)."""
     module = _module(kind)
+    if not inspect.ismodule(module):
+        return module if isinstance(module, type) and issubclass(module, Runner) else None
     for _, obj in inspect.getmembers(module, inspect.isclass):
         if issubclass(obj, Runner) and obj is not Runner and getattr(obj, "kind", None) == kind \
                 and obj.__module__ == module.__name__:
@@ -42,10 +64,13 @@ def runner_class(kind: str) -> type[Runner] | None:
 
 
 def _module(kind: str):
-    if kind not in RUNNER_MODULES:
+    if kind not in REGISTRY:
         raise ConfigError(f"key 'runner.kind': unknown runner {kind!r}.",
-                          fix=f"use one of {', '.join(sorted(RUNNER_MODULES))}.")
-    name = RUNNER_MODULES[kind]
+                          fix=f"use one of {', '.join(sorted(REGISTRY.names()))}.")
+    ref = REGISTRY.reference(kind)
+    if ref is None or ref[1]:
+        return REGISTRY.get(kind)
+    name = ref[0]
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -59,6 +84,11 @@ def make_runner(config: StudyConfig) -> Runner:
     """The runner for ``config.runner.kind``, configured from the study config."""
     kind = config.runner.kind
     module = _module(kind)
+    if not inspect.ismodule(module):  # a registered class or factory
+        runner = module.from_config(config) if hasattr(module, "from_config") else module(config)
+        if not isinstance(runner, Runner):
+            raise NotAvailableError(f"the runner registered as '{kind}' built {type(runner).__name__}, not a Runner.")
+        return runner
     factory = getattr(module, "make_runner", None)
     if callable(factory):
         runner = factory(config)

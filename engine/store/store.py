@@ -40,6 +40,7 @@ from engine.records import (
 )
 from engine.runtable import schema as rt
 from engine.runtable.reader import Locator
+from engine.store.base import STRATEGY_STATE
 from engine.store.connection import _file_lock, connect, transaction
 from engine.store.schema import LATEST_VERSION, MIGRATIONS
 
@@ -855,6 +856,24 @@ class Store:
         with self._write() as con:
             sid, _ = self._study_row(con, study)
             self._event(con, sid, trial_id, kind, actor, detail)
+
+    def save_strategy_state(self, study: str, key: str, state: dict[str, Any], *, actor: str = "strategy") -> None:
+        """Save what a strategy keeps between asks (e.g. its GP's learned hyperparameters) as part
+        of the study's state, so any process asking next starts from it (an event of kind
+        ``strategy_state:<key>``; the latest one counts)."""
+        with self._write() as con:
+            sid, _ = self._study_row(con, study)
+            self._event(con, sid, None, f"{STRATEGY_STATE}:{key}", actor, state)
+
+    def strategy_states(self, study: str) -> dict[str, dict[str, Any]]:
+        """The latest saved state of every strategy key of the study."""
+        with self._read() as con:
+            sid, _ = self._study_row(con, study)
+            rows = con.execute(
+                "SELECT kind, detail FROM events WHERE study_id = ? AND starts_with(kind, ?) "
+                "QUALIFY row_number() OVER (PARTITION BY kind ORDER BY event_id DESC) = 1",
+                [sid, STRATEGY_STATE + ":"]).fetchall()
+        return {kind[len(STRATEGY_STATE) + 1:]: json.loads(detail) for kind, detail in rows}
 
     def events(self, study: str, *, limit: int | None = None, trial_id: int | None = None) -> pd.DataFrame:
         """The study's event log, newest first."""

@@ -1,7 +1,8 @@
 """Strategies that propose the next runs (Optuna-style ask; results "tell" through the store).
 
 ``get_strategy(name, seed=...)`` with name in ``mfms-bo``, ``autoscale``, ``random``,
-``hyperband``, ``mf-bo``, ``bo``, ``mf-kg``; ``propose(store, study, strategy, q, seed)`` asks and stores.
+``hyperband``, ``mf-bo``, ``bo``, ``mf-kg``. Asking a study and storing the proposals is
+:meth:`engine.study.Study.ask` (``engine.study.propose``).
 Importing this package does not import torch (the GP strategies import it when asked).
 """
 
@@ -11,8 +12,8 @@ from engine.strategies.base import (  # noqa: F401
     Strategy,
     StudyState,
     get_strategy,
-    propose,
+    register,
     strategy_names,
 )
 
-__all__ = ["Fidelity", "Incumbent", "Strategy", "StudyState", "get_strategy", "propose", "strategy_names"]
+__all__ = ["Fidelity", "Incumbent", "Strategy", "StudyState", "get_strategy", "register", "strategy_names"]

@@ -59,7 +59,7 @@ class AutoScaleStrategy(Strategy):
         for steps in self.budgets(state):
             out.append(Proposal(weights_dict(state.domains, base), t.model_params, steps=int(steps),
                                 strategy=self.name, run_id=f"as{steps}-base",
-                                cost=state.config.cost(t.model_params, steps=steps),
+                                cost=state.config.require_cost(t.model_params, steps=steps),
                                 reason=f"AutoScale DDO base run at {steps} steps (uniform mixture)"))
             for i, d in enumerate(state.domains):
                 for c in FACTORS:
@@ -72,7 +72,7 @@ class AutoScaleStrategy(Strategy):
                         continue
                     out.append(Proposal(weights_dict(state.domains, w), t.model_params, steps=st,
                                         strategy=self.name, run_id=f"as{steps}-{d}-x{c:g}",
-                                        cost=state.config.cost(t.model_params, steps=st),
+                                        cost=state.config.require_cost(t.model_params, steps=st),
                                         reason=f"AutoScale DDO perturbation at budget {steps} steps: "
                                                f"{d} tokens x{c:g}, the rest unchanged ({st} steps)"))
         return out

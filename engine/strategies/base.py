@@ -10,9 +10,13 @@ Every proposal carries ``strategy``, ``acq_value``, ``pred_mean`` / ``pred_std``
 strategy's model at the proposal, in objective units; None for model-free strategies),
 ``cost`` and a human-readable ``reason``.
 
-A strategy object may keep state between asks to go faster (a warm-started GP), but never
-relies on it: everything it needs to resume is in the store (hyperband, for example, names its
-trials ``hb<bracket>-r<rung>-c<config>`` and reads its schedule back from them).
+A strategy's answer depends on the study's state only, never on the object's history: its
+random generator is seeded from (seed, trials, checkpoints) (:meth:`Strategy.rng`), and what it
+learns between asks (a GP's hyperparameters) goes back to the store through
+:attr:`Strategy.states_` and comes in again as :attr:`StudyState.strategy_states`
+(:class:`engine.study.Study` does both). So a fresh ``mixplan propose`` and a long-running
+autopilot give the same proposal for the same study and seed. Schedules live in the store too
+(hyperband names its trials ``hb<bracket>-r<rung>-c<config>`` and reads them back).
 
 Strategies also say which mixture they currently believe best at the target scale
 (:meth:`Strategy.incumbent`), which autopilot records after every result for the trajectory.
@@ -21,20 +25,21 @@ Strategies also say which mixture they currently believe best at the target scal
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from engine.config import StudyConfig
-from engine.errors import NotFoundError, ValidationError
+from engine.errors import ValidationError
 from engine.records import PENDING_STATES, Proposal, Trial, TrialState
+from engine.registry import Registry
 from engine.runtable.schema import objective_values
 
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.store import Store
+    from engine.store.base import StudyStore
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,12 +77,15 @@ class StudyState:
     stored checkpoint, with ``trial_id`` where it comes from the store. ``pending``: trials
     that are proposed, approved, queued or running (their results are not in yet).
     ``trials``: every trial (any state), oldest first, for strategies that keep a schedule.
+    ``strategy_states``: what strategies saved after their last ask, by key (a GP's learned
+    hyperparameters; :attr:`Strategy.states_`).
     """
 
     config: StudyConfig
     runs: pd.DataFrame
     pending: tuple[Proposal, ...] = ()
     trials: tuple[Trial, ...] = ()
+    strategy_states: Mapping[str, dict] = field(default_factory=dict)
 
     # ---- derived -------------------------------------------------------------------------
     @property
@@ -103,10 +111,8 @@ class StudyState:
 
     def fidelities(self) -> list[Fidelity]:
         """Every (model size, steps) on offer, cheapest first, with its cost."""
-        out = []
-        for mp, st in self.config.fidelities():
-            c = self.config.cost(mp, steps=st)
-            out.append(Fidelity(int(mp), int(st), float(c) if c is not None else float(6 * mp * st)))
+        out = [Fidelity(int(mp), int(st), self.config.require_cost(mp, steps=st))
+               for mp, st in self.config.fidelities()]
         if not out:
             raise ValidationError(f"study '{self.config.name}' offers no scale to run at.",
                                   fix="add [[scales]] with model_params and steps to the study config.")
@@ -122,8 +128,7 @@ class StudyState:
         if steps is None:
             raise ValidationError("the target gives tokens but the study has no tokens_per_step.",
                                   fix="give [target] steps, or tokens_per_step.")
-        c = self.config.cost(t.model_params, steps=steps)
-        return Fidelity(int(t.model_params), int(round(steps)), float(c) if c is not None else float("nan"))
+        return Fidelity(int(t.model_params), int(round(steps)), self.config.require_cost(t.model_params, steps=steps))
 
     def y(self) -> np.ndarray:
         """The objective on every run-table row (NaN where missing)."""
@@ -178,12 +183,12 @@ class StudyState:
 
     # ---- construction --------------------------------------------------------------------
     @classmethod
-    def from_store(cls, store: "Store", study: str) -> "StudyState":
+    def from_store(cls, store: "StudyStore", study: str) -> "StudyState":
         config = store.get_config(study)
         runs = store.runs_frame(study, meta=True)
         trials = tuple(store.trials(study))
         pending = tuple(trial_to_proposal(t) for t in trials if t.state in PENDING_STATES)
-        return cls(config, runs, pending, trials)
+        return cls(config, runs, pending, trials, store.strategy_states(study))
 
 
 def trial_to_proposal(t: Trial) -> Proposal:
@@ -214,8 +219,10 @@ def weights_dict(domains: Sequence[str], w: np.ndarray) -> dict[str, float]:
 # The interface
 # ---------------------------------------------------------------------------------------------
 class Strategy(ABC):
-    """Proposes the next runs. Options go to ``__init__`` (``seed`` always); state learned
-    while asking lives in attributes ending in ``_`` (e.g. ``model_``, the last fitted model)."""
+    """Proposes the next runs. Options go to ``__init__`` (``seed`` always); what the last ask
+    computed lives in attributes ending in ``_`` (``model_``, ``incumbent_``), for callers to
+    look at, never read by the next ask. ``states_``: what the last ask or incumbent learned that
+    the next should start from, by key, for the caller to save in the store (module docstring)."""
 
     name: ClassVar[str] = "base"
     #: whether the strategy judges its incumbent with a model (else: observed values)
@@ -223,14 +230,14 @@ class Strategy(ABC):
 
     def __init__(self, *, seed: int = 0) -> None:
         self.seed = int(seed)
-        self._asks = 0
         #: the incumbent computed during the last ask, where the strategy computes one anyway
         self.incumbent_: Incumbent | None = None
+        self.states_: dict[str, dict] = {}
 
     def rng(self, state: StudyState) -> np.random.Generator:
-        """A generator that differs per ask but is reproducible from (seed, study size)."""
-        self._asks += 1
-        return np.random.default_rng([self.seed, len(state.trials), len(state.runs), self._asks])
+        """The ask's generator: from (seed, trials, checkpoints) only, so the same study state
+        gives the same draws in any process, and every new trial or result new ones."""
+        return np.random.default_rng([self.seed, len(state.trials), len(state.runs)])
 
     @abstractmethod
     def ask(self, state: StudyState, q: int = 1) -> list[Proposal]:
@@ -246,74 +253,36 @@ class Strategy(ABC):
 
 
 # ---------------------------------------------------------------------------------------------
-# Registry
+# Registry (engine.registry): the built-in strategies, imported on first use (torch with them)
 # ---------------------------------------------------------------------------------------------
-_REGISTRY: dict[str, Callable[..., Strategy]] = {}
+REGISTRY = Registry("strategy", {
+    "mfms-bo": "engine.strategies.mfms_bo:MFMSBO",
+    "autoscale": "engine.strategies.autoscale:AutoScaleStrategy",
+    "random": "engine.strategies.random_search:RandomSearch",
+    "hyperband": "engine.strategies.hyperband:Hyperband",
+    "mf-bo": "engine.strategies.bo:MFBO",
+    "bo": "engine.strategies.bo:BO",
+    "mf-kg": "engine.strategies.mf_kg:MFKG",
+})
 
 
-def register(name: str) -> Callable[[type[Strategy]], type[Strategy]]:
-    def deco(cls: type[Strategy]) -> type[Strategy]:
-        _REGISTRY[name] = cls
-        return cls
-
-    return deco
+def register(name: str, target: type[Strategy] | str | None = None):
+    """Make a :class:`Strategy` subclass available as ``get_strategy(name)`` (a class decorator,
+    or ``register(name, cls)``, or lazily ``register(name, "package.module:Class")``)."""
+    return REGISTRY.register(name, target)
 
 
 def strategy_names() -> list[str]:
-    _load_all()
-    return list(_REGISTRY)
+    return REGISTRY.names()
 
 
 def get_strategy(name: str, **options) -> Strategy:
     """A strategy by registry name (``mfms-bo``, ``autoscale``, ``random``, ``hyperband``,
     ``mf-bo``, ``bo``, ``mf-kg``) with its options (``seed=...``)."""
-    _load_all()
-    if name not in _REGISTRY:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        raise NotFoundError(f"no strategy named '{name}'. Strategies: {', '.join(_REGISTRY)}."
-                            + (f" Did you mean '{close[0]}'?" if close else ""))
-    return _REGISTRY[name](**options)
-
-
-def _load_all() -> None:
-    # importing the modules registers their classes (torch is imported lazily inside them)
-    import importlib
-
-    for mod in _MODULES:
-        importlib.import_module(f"engine.strategies.{mod}")
-
-
-_MODULES = ("mfms_bo", "autoscale", "random_search", "hyperband", "bo", "mf_kg")
-
-
-# ---------------------------------------------------------------------------------------------
-# Propose: ask and store
-# ---------------------------------------------------------------------------------------------
-def propose(store: "Store", study: str, strategy: str | Strategy, q: int = 1, seed: int | None = None,
-            *, actor: str = "strategy", state: StudyState | None = None) -> list[Trial]:
-    """Ask ``strategy`` for ``q`` proposals on the study's current runs and store them as
-    trials in state ``proposed``; returns the stored trials (empty when it has nothing more)."""
-    if q < 1:
-        raise ValidationError(f"asked for {q} proposals.", fix="ask for at least one (-n 1).")
-    strat = get_strategy(strategy, seed=0 if seed is None else seed) if isinstance(strategy, str) else strategy
-    st = state if state is not None else StudyState.from_store(store, study)
-    proposals = strat.ask(st, q)
-    if not proposals:
-        return []
-    if seed is not None:
-        proposals = [p if p.seed is not None else _with(p, seed=seed) for p in proposals]
-    return store.add_trials(study, proposals, actor=actor)
-
-
-def _with(p: Proposal, **kw) -> Proposal:
-    from dataclasses import replace
-
-    return replace(p, **kw)
+    return REGISTRY.get(name)(**options)
 
 
 __all__ = [
-    "Fidelity", "Incumbent", "StudyState", "Strategy", "get_strategy", "strategy_names", "propose",
+    "Fidelity", "Incumbent", "StudyState", "Strategy", "get_strategy", "strategy_names",
     "register", "trial_to_proposal", "weights_dict", "TrialState",
 ]

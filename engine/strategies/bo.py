@@ -12,9 +12,8 @@
       a(w, z) = EI_target(w) * corr(f(w, z), f(w, target)) * cost(target) / cost(z)
 
   (in logs: log EI at the target + log corr - log cost ratio), maximised over the mixture
-  for each offered step count. BoTorch's qMultiFidelityKnowledgeGradient was measured at
-  53-85 s per proposal on this machine (FACTS.md), too slow for a 10-seed benchmark, so the
-  baseline uses this cheaper standard acquisition instead.
+  for each offered step count (Huang's p = 1). BoTorch's own recipe, multi-fidelity knowledge
+  gradient, is ``mf-kg``; why it is not the baseline: ``docs/optimisation-notes.md``.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import numpy as np
 
 from engine.records import Proposal
 from engine.strategies.base import Fidelity, StudyState, register
-from engine.strategies.mfms_bo import GPStrategy
+from engine.strategies.gp import GPStrategy, augmented_reason
 from engine.strategies.surrogate import torch_threads
 
 
@@ -108,11 +107,3 @@ class MFBO(BO):
 
     def reason(self, p, incumbent, state: StudyState) -> str:
         return augmented_reason(p, state.target(), incumbent)
-
-
-def augmented_reason(p, target: Fidelity, incumbent) -> str:
-    """Why an augmented-EI pick was chosen (mf-bo, and mfms-bo with acquisition="augmented")."""
-    f = p.fidelity
-    return (f"augmented EI best at {f.label()}: log(EI at the target x corr with the target) {p.log_ei:.3g}, "
-            f"cost {f.cost:.3g} vs target {target.cost:.3g}, score {p.score:.3g}; target incumbent "
-            f"{incumbent.pred_mean:.4g}")

@@ -98,7 +98,7 @@ class Hyperband(Strategy):
                     for rid, w, y in zip(ids, configs, why):
                         if rid in taken:
                             continue
-                        cost = state.config.cost(t.model_params, steps=r_i)
+                        cost = state.config.require_cost(t.model_params, steps=r_i)
                         out.append(Proposal(dict(w), t.model_params, steps=r_i, strategy=self.name, cost=cost,
                                             run_id=rid, reason=f"hyperband iteration {it}, bracket {s}, rung {i} "
                                                                f"({r_i} steps): {y}"))

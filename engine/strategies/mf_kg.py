@@ -14,16 +14,10 @@ it: steps are the only fidelity, model size is fixed at the target's, and
   the offered step counts), then snapped to the offered step count that scores best;
 - the incumbent is the best posterior mean at the target fidelity.
 
-Small settings (8 fantasies, 2 restarts, 20 iterations) keep one ask to about 2-3 s here
-(FACTS.md measured 53-85 s with BoTorch's defaults at 300 points). Measured on the MFMS
-simulator (StackExchange, seed 0): with the cost-weighted utility and no fixed cost per run,
-KG per unit cost always picked the cheapest run (1B / 300 steps, 65x cheaper than the target),
-spent 200 iterations there and its incumbent stayed at regret 0.06 - the known failure of
-cost-weighted KG without a fixed cost (BoTorch's tutorial adds one); ``fixed_cost`` adds one
-(in the study's cost units) to every run's cost.
-``mf-bo`` (:mod:`engine.strategies.bo`) is the benchmark's multi-fidelity baseline: the same
-single-size, steps-only setting on mixplan's own ``mfms-gp`` with augmented EI, which is both
-stronger and ~50x faster here.
+Small settings (8 fantasies, 2 restarts, 20 iterations) keep one ask to a few seconds.
+``fixed_cost`` adds a per-run overhead (in the study's cost units) to every run's cost: without
+one, cost-weighted KG keeps choosing the cheapest run. Why it is not the benchmark's
+multi-fidelity baseline (``mf-bo`` is): ``docs/optimisation-notes.md``.
 """
 
 from __future__ import annotations

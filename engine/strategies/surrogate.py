@@ -2,9 +2,12 @@
 
 :class:`Surrogate` fits the model with the ``search`` settings (:mod:`engine.models.gp.settings`)
 on a run table, warm-starting from the previous fit's hyperparameters and re-learning them only
-every ``refit_every`` new runs, so a refit at 500 runs costs about a second; while the study is
-small enough that its hyperparameters are learned on all of it, a cold fit competes with the
-warm one and the better likelihood wins, so the first few runs' hyperparameters do not stick.
+once ``refit_every`` new runs have arrived, so a refit at 500 runs costs about a second; while
+the study is small enough that its hyperparameters are learned on all of it, a cold fit
+competes with the warm one and the better likelihood wins, so the first few runs'
+hyperparameters do not stick. "Previous" is the study's saved state, not this object's: a fit
+takes the state the last fit returned (a plain, JSON-able dict the caller keeps in the store),
+so any process fitting the same study from the same state gets the same model.
 It exposes what the searches need: the fitted GP as a BoTorch model (:attr:`Surrogate.model`,
 whose ``posterior`` every score comes from), the encoding of (mixtures, model size, steps) into
 its inputs, and the model's own ``predict`` (what proposals store).
@@ -48,7 +51,6 @@ class Surrogate:
         self.settings = (settings if settings is not None else SEARCH).with_(**overrides)
         self.last_fit_: dict = {}
         self.model_ = None
-        self._fits = 0
 
     def _new_model(self, warm_maxiter: int):
         from engine.models.mfms_gp import MFMSGP
@@ -56,11 +58,17 @@ class Surrogate:
         return MFMSGP(settings=self.settings.with_(warm_maxiter=warm_maxiter))
 
     def fit(self, runs: pd.DataFrame, objective: str, domains: list[str], tokens_per_step: int | None = None,
-            *, key: object = None) -> "Surrogate":
-        """Fit on ``runs`` (every checkpoint row). ``key`` identifies the data source: a warm
-        start only happens from a fit with the same key (same study and objective)."""
-        prev = self.model_ if getattr(self, "_key", None) == key else None
-        hyper = prev is None or self._fits % max(1, self.settings.refit_every) == 0
+            *, state: dict | None = None) -> dict:
+        """Fit on ``runs`` (every checkpoint row), starting from ``state`` (what the previous fit
+        returned, or None: a cold fit); returns the state for the next fit. The
+        hyperparameters are re-learned when ``refit_every`` runs have arrived since they last
+        were (module docstring)."""
+        n_runs = int(runs["run_id"].nunique())
+        same = (state is not None and state.get("objective") == objective and state.get("domains") == list(domains)
+                and isinstance(state.get("gp"), dict))
+        warm = state["gp"] if same else None
+        since = n_runs - int(state["relearned_at"]) if same else 0
+        hyper = warm is None or since >= self.settings.refit_every or since < 0
         cols = ["run_id", "model_params", "steps"] + [f"w_{d}" for d in domains]
         extra = [c for c in runs.columns if c.startswith(("loss_", "metric_"))]
         table = runs[cols + extra]
@@ -70,9 +78,9 @@ class Surrogate:
             m.fit(table, objective, domains=list(domains), tokens_per_step=tokens_per_step, warm_start=warm_start)
             return m
 
-        model = fitted(prev, self.settings.warm_maxiter if hyper else 0)
-        self.last_fit_ = {"warm": prev is not None, "hyper": hyper}
-        if prev is not None and hyper and model.n_train_ <= self.settings.max_fit_points:
+        model = fitted(warm, self.settings.warm_maxiter if hyper else 0)
+        self.last_fit_ = {"warm": warm is not None, "hyper": hyper}
+        if warm is not None and hyper and model.n_train_ <= self.settings.max_fit_points:
             # a small study: warm starts would keep the optimum its first few runs' likelihood
             # chose; a cold fit is cheap at this size, and the better likelihood of the same
             # data wins
@@ -83,9 +91,8 @@ class Surrogate:
             if better:
                 model = cold
         self.model_ = model
-        self._key = key
-        self._fits += 1
-        return self
+        return {"objective": objective, "domains": list(domains), "runs": n_runs,
+                "relearned_at": n_runs if hyper else int(state["relearned_at"]), "gp": model.warm_state()}
 
     # ---- access --------------------------------------------------------------------------
     @property

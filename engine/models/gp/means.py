@@ -301,7 +301,7 @@ class ScalingMean(_UnitMean):
         if warm is not None and keep and np.array_equal(cols, warm.mask.numpy().astype(bool)):
             # nothing is re-learned this time: keep the previous law, re-expressed in this fit's
             # units (objective = loc + scale (c + k e)), instead of a least-squares refit on the
-            # new data alone (on a 9-run study that refit swung the 1B prediction 1.18 -> 0.58)
+            # new data alone, which swung a small study's extrapolation (docs/optimisation-notes.md)
             with torch.no_grad():
                 self.c.fill_((old[0] + old[1] * float(warm.c.detach()) - y_mean) / y_std)
                 self.k.fill_(float(warm.k.detach()) * old[1] / y_std)

@@ -15,10 +15,10 @@ Two jobs use the GP, and they want different things from it:
   hyperparameters are re-learned (8 warm steps) only every 3 new runs, so an ask stays in
   seconds at 500 runs.
 
-Why the two differ is measured, not assumed (README, "Benchmarks"): ``far`` fits the final
-checkpoints near the target to ~0.0015 where ``count`` missed them by 0.002-0.006 (more than
-good mixtures differ), and it raised mfms-bo's speed-ups; ``count`` keeps the predict
-benchmark's held-out figures across sizes. ``mixplan optimum`` answers from the table model
+Why the two differ is measured, not assumed (``docs/optimisation-notes.md``): ``far`` fits the
+runs near the target better and raised mfms-bo's speed-ups in ``mixplan bench optimize``;
+``count`` keeps ``mixplan bench predict``'s held-out figures across sizes. ``mixplan optimum``
+answers from the table model
 (what the study's data says at any scale); a proposal's incumbent is the search model's. Ask
 ``get_model("mfms-gp", preset="search")`` for the search model's view of a table.
 
