@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import JsonFlag, console, print_json
+from engine.cli.common import JsonFlag, console, esc, print_json
 
 bench_app = typer.Typer(help="Benchmarks: store, predict, optimize, trainer.", no_args_is_help=True)
 
@@ -135,4 +135,4 @@ def optimize(
         print_json(res)
     else:
         console.print(format_summary(res), highlight=False)
-        console.print(f"wrote {out}/optimize_runs.csv, optimize_summary.csv, optimize_regret.html")
+        console.print(f"wrote {esc(out)}/optimize_runs.csv, optimize_summary.csv, optimize_regret.html")

@@ -12,6 +12,9 @@ Columns:
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import pandas as pd
 
 WEIGHT_PREFIX = "w_"
@@ -20,6 +23,42 @@ METRIC_PREFIX = "metric_"
 CORE_COLUMNS = ("run_id", "model_params", "tokens", "steps", "cost")
 #: Tolerance on sum(w) - 1 under which weights are renormalised silently (and counted).
 RENORMALISE_TOLERANCE = 0.01
+
+
+#: Longest run id in bytes (UTF-8): a run id names a folder, and file systems stop at 255.
+MAX_RUN_ID_BYTES = 200
+_UNSAFE_ID_RE = re.compile(r"[/\\\x00]")
+RUN_ID_FIX = ("give the run an id that is one folder name: no '/' or '\\', not '.' or '..', at most "
+              f"{MAX_RUN_ID_BYTES} bytes (e.g. 'run-12').")
+
+
+def run_id_problem(run_id: str) -> str | None:
+    """What makes ``run_id`` unusable, or None. Why: a run's files live in
+    ``mixplan-runs/<study>/<run_id>/``, so a run id must be one folder name, never a path that
+    leads elsewhere (``../x``, ``/etc``, ``a/b``)."""
+    if not isinstance(run_id, str) or not run_id:
+        return "is empty"
+    if "/" in run_id or "\\" in run_id:
+        return "holds a path separator ('/' or '\\')"
+    if run_id in (".", ".."):
+        return "is a relative folder name"
+    if "\x00" in run_id:
+        return "holds a NUL character"
+    if len(run_id.encode("utf-8", errors="surrogatepass")) > MAX_RUN_ID_BYTES:
+        return f"is longer than {MAX_RUN_ID_BYTES} bytes"
+    return None
+
+
+def first_unsafe_run_id(run_ids: Sequence[str]) -> tuple[int, str] | None:
+    """(position, problem) of the first unusable run id (see :func:`run_id_problem`), or None."""
+    s = pd.Series(list(run_ids), dtype="object").astype(str)
+    suspect = (s.str.contains(_UNSAFE_ID_RE) | s.isin([".", "..", ""])
+               | (s.str.len() > MAX_RUN_ID_BYTES // 4)).to_numpy(dtype=bool)
+    for i in suspect.nonzero()[0]:
+        problem = run_id_problem(s.iloc[int(i)])
+        if problem is not None:
+            return int(i), problem
+    return None
 
 
 def weight_columns(df: pd.DataFrame) -> list[str]:
