@@ -15,10 +15,55 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from engine.errors import ValidationError
+
+_HOST = socket.gethostname().replace("/", "_")
+
+
+def temp_path(path: Path, tag: str) -> Path:
+    """A hidden file beside ``path`` for building it: ``.<name>.<tag>-<host>-<pid>-<random>``
+    (host and pid let :func:`remove_stale_temps` tell a dead writer's leftovers from a live one's)."""
+    return path.with_name(f".{path.name}.{tag}-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def remove_stale_temps(path: Path, tag: str, suffixes: Sequence[str] = ()) -> list[Path]:
+    """Delete the :func:`temp_path` files (and ``<file><suffix>`` side files) of ``path`` whose
+    writer is gone: a process of this host that no longer runs (``kill -9`` skips every
+    clean-up). Those of a live process, or of another host sharing the folder, stay. Returns
+    the files removed."""
+    prefix = f".{path.name}.{tag}-"
+    removed: list[Path] = []
+    try:
+        entries = [e for e in os.scandir(path.parent if str(path.parent) else ".") if e.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for e in entries:
+        rest = e.name[len(prefix):]
+        for suffix in suffixes:
+            rest = rest.removesuffix(suffix)
+        host, _, pid = rest.rpartition("-")[0].rpartition("-")
+        if host != _HOST or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        try:
+            os.unlink(e.path)
+            removed.append(Path(e.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 #: The files that make up a database ``X``: X itself and those the store keeps beside it.
 DB_SIDE_SUFFIXES = ("", ".wal", ".lock", ".gate")
@@ -83,7 +128,8 @@ def write_out_file(path: str | Path, write: Callable[[Path], None], *, overwrite
     except OSError as exc:
         raise ValidationError(f"{option} {p}: cannot create the folder {p.parent} ({exc.strerror or exc}).",
                               fix="give a path in a folder you can write to.") from exc
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    remove_stale_temps(p, "tmp")
+    tmp = temp_path(p, "tmp")
     try:
         write(tmp)
         fd = os.open(tmp, os.O_RDONLY)

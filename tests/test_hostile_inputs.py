@@ -134,6 +134,15 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="disk gone"):
         write_out_file(out, half_then_crash, overwrite=True)
     assert out.read_text() == "old\n" and files_in(tmp_path) == {"table.csv"}
+    # what a writer killed with -9 left behind goes with the next write (a live writer's stays)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    stale, live = (tmp_path / f".table.csv.tmp-{host}-{pid}-abcd" for pid in (dead.pid, os.getpid()))
+    stale.write_text("half")
+    live.write_text("being written")
+    write_out_file(out, lambda tmp: tmp.write_text("new\n"), overwrite=True)
+    assert out.read_text() == "new\n" and files_in(tmp_path) == {"table.csv", live.name}
 
 
 def test_predict_never_writes_over_the_database(imported: Path, data_dir: Path, capsys) -> None:

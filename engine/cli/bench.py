@@ -85,11 +85,16 @@ def predict(
 
     from engine.bench.predict import run_predict_bench
 
+    from engine.outfile import check_out_path, write_out_file
+
     if which not in ("regmix", "mfms", "scaling", "all"):
         raise typer.BadParameter("choose regmix, mfms, scaling or all.")
+    if out:  # a bad --out is refused before minutes of benchmarking, not after
+        check_out_path(out, overwrite=True, example="predict.json")
     result = run_predict_bench(which, quick=quick, log=(lambda *a, **k: None) if as_json else print)
     if out:
-        Path(out).write_text(json.dumps(result, indent=2, default=float))
+        text = json.dumps(result, indent=2, default=float)
+        write_out_file(out, lambda tmp: Path(tmp).write_text(text), overwrite=True, example="predict.json")
     if as_json:
         print_json(result)
         return

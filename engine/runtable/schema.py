@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 WEIGHT_PREFIX = "w_"
@@ -51,14 +52,17 @@ def run_id_problem(run_id: str) -> str | None:
 
 def first_unsafe_run_id(run_ids: Sequence[str]) -> tuple[int, str] | None:
     """(position, problem) of the first unusable run id (see :func:`run_id_problem`), or None."""
-    s = pd.Series(list(run_ids), dtype="object").astype(str)
-    suspect = (s.str.contains(_UNSAFE_ID_RE) | s.isin([".", "..", ""])
-               | (s.str.len() > MAX_RUN_ID_BYTES // 4)).to_numpy(dtype=bool)
-    for i in suspect.nonzero()[0]:
-        problem = run_id_problem(s.iloc[int(i)])
-        if problem is not None:
-            return int(i), problem
-    return None
+    ids = np.asarray(run_ids, dtype=object)
+    uniq = pd.unique(ids)  # a run has many rows: each id is checked once
+    u = pd.Series(uniq, dtype="object").astype(str)
+    suspect = (u.str.contains(_UNSAFE_ID_RE) | u.isin([".", "..", ""])
+               | (u.str.len() > MAX_RUN_ID_BYTES // 4)).to_numpy(dtype=bool)
+    bad = {raw: problem for raw, text in zip(uniq[suspect], u[suspect])
+           if (problem := run_id_problem(text)) is not None}
+    if not bad:
+        return None
+    i = next(j for j, x in enumerate(ids) if x in bad)
+    return i, bad[ids[i]]
 
 
 def weight_columns(df: pd.DataFrame) -> list[str]:

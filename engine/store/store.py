@@ -15,8 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -30,6 +28,7 @@ import pandas as pd
 from engine.config import StudyConfig, config_from_dict
 from engine.errors import MixplanError, NotFoundError, StateError, ValidationError
 from engine.mixture import validate_weights
+from engine.outfile import remove_stale_temps, temp_path
 from engine.records import (
     EDITABLE_STATES,
     TRANSITIONS,
@@ -80,52 +79,15 @@ def _none(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-_HOST = socket.gethostname().replace("/", "_")
 #: the side files of a database (and of a database being built) besides the file itself
 _SIDE_SUFFIXES = (".wal", ".lock", ".gate")
 
 
-def _build_prefix(path: Path) -> str:
-    """The name prefix of the hidden files :meth:`Store.create_with` builds a new database in:
-    ``.<name>.new-<host>-<pid>-<random>`` (plus DuckDB's ``.wal`` and the store's lock files)."""
-    return f".{path.name}.new-"
-
-
 def remove_stale_builds(path: str | Path) -> list[Path]:
-    """Delete the hidden build files of :meth:`Store.create_with` for ``path`` whose process is
-    gone (on this host): what an import into a new database leaves when it is killed (``kill
-    -9`` skips its clean-up). Files of a live process, or of another host (a shared file
-    system), are left alone. Returns the files removed."""
-    path = Path(path)
-    prefix = _build_prefix(path)
-    removed: list[Path] = []
-    try:
-        entries = [e for e in os.scandir(path.parent if str(path.parent) else ".") if e.name.startswith(prefix)]
-    except OSError:
-        return removed
-    for e in entries:
-        rest = e.name[len(prefix):]
-        for suffix in _SIDE_SUFFIXES:
-            rest = rest.removesuffix(suffix)
-        host, _, tail = rest.rpartition("-")[0].rpartition("-")
-        if host != _HOST or not tail.isdigit() or _pid_alive(int(tail)):
-            continue
-        try:
-            os.unlink(e.path)
-            removed.append(Path(e.path))
-        except OSError:
-            pass
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
+    """Delete the hidden files :meth:`Store.create_with` built a new database in (and their
+    ``.wal``/lock files) whose process is gone: what an import into a new database leaves when
+    it is killed (``kill -9`` skips its clean-up). Returns the files removed."""
+    return remove_stale_temps(Path(path), "new", _SIDE_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -172,7 +134,7 @@ class Store:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_builds(path)
-        tmp = path.with_name(f"{_build_prefix(path)}{_HOST}-{os.getpid()}-{secrets.token_hex(4)}")
+        tmp = temp_path(path, "new")
         try:
             store = cls(tmp, busy_timeout_s=busy_timeout_s)
             result = build(store)
@@ -415,7 +377,7 @@ class Store:
         All-or-nothing. ``locate`` (the reader's :attr:`ImportNotes.locate`) lets an error found
         here (a run id the study already has) point at the file, line and column it came from."""
         wcols, lcols, mcols = rt.weight_columns(table), rt.loss_columns(table), rt.metric_columns(table)
-        bad_id = rt.first_unsafe_run_id(table["run_id"].astype(str).to_numpy()) if "run_id" in table else None
+        bad_id = rt.first_unsafe_run_id(table["run_id"].to_numpy(dtype=object)) if "run_id" in table else None
         if bad_id is not None:  # the reader refuses these; a frame may come from elsewhere
             i, problem = bad_id
             f, row, line, column = locate(i, "run_id") if locate is not None else (source, i + 1, None, "run_id")
