@@ -76,6 +76,12 @@ def main() -> None:
         # escaped: the message quotes the user's input (a CSV cell '[/]', a TOML table [[scales]])
         console_err.print(f"[bold red]error:[/] {esc(exc)}", highlight=False, soft_wrap=True)
         sys.exit(2)
+    except BrokenPipeError:  # the reader of the output went away (`mixplan trials | head`): nothing to say
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        sys.exit(1)
     except OSError as exc:  # a path the system refuses (/proc, a directory, no permission, disk full)
         where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
         console_err.print(f"[bold red]error:[/] cannot use{esc(where)}: {esc(exc.strerror or exc)}. "
