@@ -122,14 +122,14 @@ def info(
 
 
 def _print_table(info) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from engine.cli.common import PlainTable, console, esc
 
-    table = Table("domain", "package", "version", "licence", "train MB", "val MB", "docs (train/val)",
-                  title=f"corpus at {info.root} ({info.total_bytes / 1e6:.1f} MB, vocab {info.vocab_size})")
+    # a user's own domains name their files: cells and title are text, not markup
+    table = PlainTable("domain", "package", "version", "licence", "train MB", "val MB", "docs (train/val)",
+                       title=f"corpus at {esc(info.root)} ({info.total_bytes / 1e6:.1f} MB, vocab {info.vocab_size})")
     for d in info.domains.values():
         item = 1 if d.dtype == "uint8" else (2 if d.dtype == "uint16" else 4)
         table.add_row(d.name, d.package, d.version, d.licence, f"{d.train_tokens * item / 1e6:.2f}",
                       f"{d.val_tokens * item / 1e6:.2f}",
                       f"{d.train_docs:,}/{d.val_docs:,}" + (" (capped)" if d.capped else ""))
-    Console().print(table)
+    console.print(table)

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, open_store, print_json
+from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, esc, open_store,
+                               print_json)
 
 STRATEGIES = "mfms-bo, autoscale, random, hyperband, mf-bo, bo, mf-kg"
 StrategyOption = Annotated[str, typer.Option("--strategy", help=f"Strategy: {STRATEGIES}.")]
@@ -39,11 +40,9 @@ def propose_cmd(
         print_json([_trial_json(t) for t in trials])
         return
     if not trials:
-        console.print(f"[yellow]{strategy} has nothing more to propose for study '{study}'.[/]")
+        console.print(f"[yellow]{esc(strategy)} has nothing more to propose for study '{esc(study)}'.[/]")
         return
-    from rich.table import Table
-
-    table = Table("id", "mixture", "params", "steps", "pred", "acq", "cost", "why")
+    table = PlainTable("id", "mixture", "params", "steps", "pred", "acq", "cost", "why")
     for t in trials:
         mix = " ".join(f"{d}={w:.2f}" for d, w in t.weights.items())
         pred = "" if t.pred_mean is None else f"{t.pred_mean:.4g}±{(t.pred_std or 0):.2g}"
@@ -51,7 +50,7 @@ def propose_cmd(
                       "" if t.acq_value is None else f"{t.acq_value:.3g}", "" if t.cost is None else f"{t.cost:.3g}",
                       t.reason or "")
     console.print(table)
-    console.print(f"approve with `mixplan approve --study {study} --all` (or name the ids).")
+    console.print(f"approve with `mixplan approve --study {esc(study)} --all` (or name the ids).")
 
 
 def autopilot_cmd(
@@ -67,14 +66,25 @@ def autopilot_cmd(
     """Propose, approve and run until the budget is spent (simulators run in this process)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    import math
+
     from engine.autopilot import autopilot
+    from engine.errors import ValidationError
     from engine.strategies.surrogate import torch_threads
 
+    if not math.isfinite(budget) or budget <= 0:
+        raise ValidationError(f"--budget must be a finite number > 0, got {budget:g}.",
+                              fix="give the cost to spend in the study's cost unit, e.g. --budget 20.")
+    if max_trials is not None and max_trials < 1:
+        raise ValidationError(f"--max-trials must be >= 1, got {max_trials}.")
+    if batch < 1:
+        raise ValidationError(f"--batch must be >= 1, got {batch}.")
     store = open_store(db)
+    store.get_config(study)  # a missing study is an error before any progress bar is drawn
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[spent]}"),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
                   disable=as_json) as bar:
-        task = bar.add_task(f"{strategy} on {study}", total=budget, spent=f"0/{budget:g}", info="")
+        task = bar.add_task(f"{esc(strategy)} on {esc(study)}", total=budget, spent=f"0/{budget:g}", info="")
 
         def on(ev) -> None:
             inc = ev.incumbent
@@ -88,13 +98,13 @@ def autopilot_cmd(
     if as_json:
         print_json(res.to_json())
         return
-    console.print(f"stopped: {res.stopped}. spent {res.spent:.4g} of {budget:g}; "
+    console.print(f"stopped: {esc(res.stopped)}. spent {res.spent:.4g} of {budget:g}; "
                   f"{len(res.done)} done, {len(res.failed)} failed.")
     if res.incumbent is not None:
         mix = " ".join(f"{d}={w:.3f}" for d, w in res.incumbent.weights.items())
         sd = res.incumbent.pred_std
         pm = f"{res.incumbent.pred_mean:.4g}" + (f" +- {sd:.2g}" if sd is not None and sd > 0 else "")
-        console.print(f"incumbent at the target: {mix} (predicted {pm}; {res.incumbent.source})")
+        console.print(f"incumbent at the target: {esc(mix)} (predicted {pm}; {esc(res.incumbent.source)})")
 
 
 def trajectory_cmd(
@@ -109,9 +119,7 @@ def trajectory_cmd(
     if as_json:
         print_json(traj)
         return
-    from rich.table import Table
-
-    table = Table("trial", "params", "steps", "cost", "cumulative", "incumbent", "pred", "true")
+    table = PlainTable("trial", "params", "steps", "cost", "cumulative", "incumbent", "pred", "true")
     for e in traj:
         mix = " ".join(f"{w:.2f}" for w in (e["incumbent_weights"] or {}).values())
         table.add_row(str(e["trial_id"]), f"{e['model_params']:,}", str(e["steps"] or ""),

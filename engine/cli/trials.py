@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, open_store, print_json
+from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, open_store, print_json
 from engine.errors import ValidationError
 
 TrialIds = Annotated[Optional[list[int]], typer.Argument(help="Trial ids (see `mixplan trials --study S`).")]
@@ -58,7 +57,7 @@ def trials(
         print_json(df.astype(object).where(df.notna(), None).to_dict(orient="records"))
         return
     wcols = [c for c in df.columns if c.startswith("w_")]
-    table = Table("id", "run", "state", "params", "steps", "mixture", "strategy", "pred", "cost")
+    table = PlainTable("id", "run", "state", "params", "steps", "mixture", "strategy", "pred", "cost")
     for r in df.to_dict(orient="records"):
         mix = " ".join(f"{c[2:]}={r[c]:.2f}" for c in wcols if r[c] is not None)
         pred = "" if r["pred_mean"] is None or r["pred_mean"] != r["pred_mean"] else (
