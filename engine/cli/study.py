@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, console, open_store, print_json
+from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, open_store, print_json
 
 study_app = typer.Typer(help="Create and inspect studies.", no_args_is_help=True)
 
@@ -24,6 +24,41 @@ def create(
     cfg = load_config(config)
     open_store(db, create=True).create_study(cfg, actor="cli")
     console.print(f"created study [bold]{cfg.name}[/] with domains {', '.join(cfg.domains)} in {db}")
+
+
+@study_app.command("edit")
+def edit(
+    study: StudyOption,
+    config: Annotated[Path, typer.Option("--config", "-c", help="Patch (TOML) holding only the keys and tables to "
+                                                                "change: [[scales]], [target], [bounds], [runner], "
+                                                                "objective, budget, ...")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the patch and print the changes; write "
+                                                            "nothing.")] = False,
+    db: DbOption = DEFAULT_DB,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change an existing study's config with a patch: validated like `study create` and against
+    the study's stored runs, logged (old -> new) in its event log. [[scales]], [target] and
+    [bounds] replace the whole table; [runner] is merged unless it names another kind."""
+    from engine.study_edit import read_patch
+
+    patch = read_patch(config)
+    edit = open_store(db).edit_config(study, patch, source=str(config), actor="cli", dry_run=dry_run)
+    if as_json:
+        print_json({"study": study, "dry_run": dry_run, "changes": [c.to_dict() for c in edit.changes],
+                    "notes": list(edit.notes), "config": edit.new.to_dict()})
+        return
+    if not edit.changes:
+        console.print(f"nothing to change: study {study} already has what {config} says.", markup=False)
+        return
+    head = "would change" if dry_run else "changed"
+    console.print(f"{head} study {study} ({len(edit.changes)} change(s)):", markup=False)
+    for c in edit.changes:
+        console.print(f"  {c.describe()}", markup=False, highlight=False)
+    for n in edit.notes:
+        console.print(f"note: {n}", markup=False)
+    if dry_run:
+        console.print("nothing written; run it again without --dry-run to apply.", markup=False)
 
 
 @study_app.command("list")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -42,6 +42,9 @@ from engine.runtable import schema as rt
 from engine.runtable.reader import Locator
 from engine.store.connection import _file_lock, connect, transaction
 from engine.store.schema import LATEST_VERSION, MIGRATIONS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.study_edit import ConfigEdit, StudyFacts
 
 DEFAULT_DB = "runs.duckdb"
 T = TypeVar("T")
@@ -313,6 +316,55 @@ class Store:
                         [json.dumps(config.to_dict()), sid])
             self._event(con, sid, None, "config_updated", actor, {"config": config.to_dict()})
             self._touch(con, sid)  # readers cache the config per data_version
+
+    def edit_config(self, study: str, patch: dict[str, Any], *, source: str = "<patch>", actor: str = "user",
+                    dry_run: bool = False) -> "ConfigEdit":
+        """Apply a config patch to a study (``mixplan study edit``; :mod:`engine.study_edit`):
+        validated like a new config and against the study's stored trials and results, in the
+        same transaction as the write, so no import can slip in between the check and the
+        change. Records a ``config_edited`` event with each change (old -> new). ``dry_run``
+        checks and returns the edit without writing."""
+        from engine.study_edit import plan_edit
+
+        with self._write() as con:
+            sid, old = self._study_row(con, study)
+            edit = plan_edit(old, patch, self._study_facts(con, sid), source)
+            if dry_run or not edit.changes:
+                return edit
+            new = edit.new
+            con.execute("UPDATE studies SET config_json = ? WHERE study_id = ?", [json.dumps(new.to_dict()), sid])
+            if tuple(new.domains) != tuple(old.domains):  # allowed only while the study has no trial
+                con.execute("DELETE FROM domains WHERE study_id = ? AND role = 'train'", [sid])
+                self._add_domains(con, sid, "train", new.domains)
+            if new.eval_domains:
+                self._add_domains(con, sid, "eval", new.eval_domains)
+            self._event(con, sid, None, "config_edited", actor,
+                        {"source": source, "changes": [c.to_dict() for c in edit.changes],
+                         "notes": list(edit.notes)})
+            self._touch(con, sid)
+        return edit
+
+    @staticmethod
+    def _study_facts(con: duckdb.DuckDBPyConnection, sid: int) -> "StudyFacts":
+        """What a config edit must not contradict: trials by state, stored checkpoints, the
+        columns they measured, and how their steps relate to tokens."""
+        from engine.study_edit import StudyFacts
+
+        states = {s: int(n) for s, n in con.execute(
+            "SELECT state, count(*) FROM trials WHERE study_id = ? GROUP BY state", [sid]).fetchall()}
+        ck, both, lo, hi, ck_steps = _first(con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE c.steps IS NOT NULL AND c.tokens IS NOT NULL AND c.steps > 0), "
+            "min(c.tokens / c.steps) FILTER (WHERE c.steps > 0), max(c.tokens / c.steps) FILTER (WHERE c.steps > 0), "
+            "count(*) FILTER (WHERE c.steps IS NOT NULL) "
+            "FROM checkpoints c JOIN trials t USING (trial_id) WHERE t.study_id = ?", [sid]).fetchall())
+        trial_steps = _first(con.execute("SELECT count(*) FROM trials WHERE study_id = ? AND steps IS NOT NULL",
+                                         [sid]).fetchall())[0]
+        measured = tuple(sorted(r[0] for r in con.execute(
+            "SELECT DISTINCT v.name FROM checkpoint_values v JOIN checkpoints c USING (checkpoint_id) "
+            "JOIN trials t USING (trial_id) WHERE t.study_id = ?", [sid]).fetchall()))
+        return StudyFacts(trials=sum(states.values()), states=states, checkpoints=int(ck), measured=measured,
+                          with_steps=int(ck_steps) + int(trial_steps),
+                          tokens_per_step_seen=(float(lo), float(hi)) if both else None)
 
     def study_names(self) -> list[str]:
         with self._read() as con:

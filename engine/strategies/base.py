@@ -108,22 +108,28 @@ class StudyState:
             c = self.config.cost(mp, steps=st)
             out.append(Fidelity(int(mp), int(st), float(c) if c is not None else float(6 * mp * st)))
         if not out:
-            raise ValidationError(f"study '{self.config.name}' offers no scale to run at.",
-                                  fix="add [[scales]] with model_params and steps to the study config.")
+            raise self._needs_edit("offers no scale to run at")
         return out
 
     def target(self) -> Fidelity:
         """The target fidelity (the study's [target], steps preferred)."""
         t = self.config.target
         if t is None:
-            raise ValidationError(f"study '{self.config.name}' has no [target] scale.",
-                                  fix="add [target] model_params and steps (or [[scales]]) to the config.")
+            raise self._needs_edit("has no [target] scale")
         steps = t.steps if t.steps is not None else self.config.steps_for(t.tokens)
         if steps is None:
             raise ValidationError("the target gives tokens but the study has no tokens_per_step.",
                                   fix="give [target] steps, or tokens_per_step.")
         c = self.config.cost(t.model_params, steps=steps)
         return Fidelity(int(t.model_params), int(round(steps)), float(c) if c is not None else float("nan"))
+
+    def _needs_edit(self, what: str) -> ValidationError:
+        """The error of a study without scales or a target (e.g. made by `mixplan import`):
+        the fix is `mixplan study edit` with an example patch built from its runs."""
+        from engine.study_edit import needs_edit_message
+
+        return ValidationError(f"study '{self.config.name}' {what}.",
+                               fix=needs_edit_message(self.config, self.runs, "proposing runs"))
 
     def y(self) -> np.ndarray:
         """The objective on every run-table row (NaN where missing)."""
