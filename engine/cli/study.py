@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, open_store, print_json
@@ -88,8 +89,11 @@ def show(
     counts = trials["state"].value_counts().to_dict() if len(trials) else {}
     spent = float(trials.loc[trials["state"] == "done", "cost"].fillna(0).sum()) if len(trials) else 0.0
     domains = store.study_domains(name)
+    from engine.costs import cost_unit, format_cost
+
     if as_json:
-        print_json({"config": cfg.to_dict(), "trials": counts, "cost_spent": spent, "domains": domains})
+        print_json({"config": cfg.to_dict(), "trials": counts, "cost_spent": spent, "cost_unit": cost_unit(cfg),
+                    "domains": domains})
         return
     console.print(f"[bold]{cfg.name}[/]  objective {cfg.objective} ({cfg.direction})")
     console.print(f"mixture domains: {', '.join(cfg.domains)}")
@@ -97,21 +101,44 @@ def show(
         console.print(f"evaluation domains: {', '.join(domains['eval'])}")
     if domains["metric"]:
         console.print(f"metrics: {', '.join(domains['metric'])}")
+    unit = cost_unit(cfg)
     for s in cfg.scales:
         console.print(f"scale {s.model_params:,} params: steps {list(s.steps)}"
-                      + (f", cost/step {s.cost_per_step:g}" if s.cost_per_step else ""))
+                      + (f", cost/step {s.cost_per_step:g} {unit}" if s.cost_per_step else ""), markup=False)
     if cfg.target:
         console.print(f"target: {cfg.target.model_params:,} params, "
                       + (f"{cfg.target.steps} steps" if cfg.target.steps else f"{cfg.target.tokens:g} tokens"))
-    console.print(f"runner: {cfg.runner.kind}; budget: {cfg.budget if cfg.budget else 'none'}; spent: {spent:g}")
+    console.print(f"runner: {cfg.runner.kind}; budget: {format_cost(cfg.budget, unit) if cfg.budget else 'none'}; "
+                  f"spent: {format_cost(spent, unit)}", markup=False)
+    if unit == "FLOPs":
+        console.print("costs in FLOPs: 6 x model_params x tokens (give [[scales]] a cost_per_step to count in "
+                      "GPU-hours or money)", markup=False)
     console.print("trials: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     ev = store.events(name, limit=10)
     if len(ev):
-        table = Table("event", "trial", "kind", "actor", "when")
+        table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold underline")
+        for col in ("event", "trial", "kind", "actor", "when", "note"):
+            table.add_column(col, no_wrap=col != "note")
         for r in ev.itertuples():
             table.add_row(str(r.event_id), "" if r.trial_id != r.trial_id or r.trial_id is None else str(int(r.trial_id)),
-                          r.kind, r.actor, str(r.created_at)[:19])
+                          escape(r.kind), escape(r.actor), str(r.created_at)[:19], escape(_event_note(r.kind, r.detail)))
         console.print(table)
+
+
+def _event_note(kind: str, detail: str | None) -> str:
+    """The line worth reading in an event: why a trial was rejected, cancelled or failed;
+    which config keys an edit changed."""
+    import json
+
+    try:
+        d = json.loads(detail) if detail else {}
+    except ValueError:
+        return ""
+    if kind == "config_edited":
+        return "changed " + ", ".join(c.get("key", "?") for c in d.get("changes", []))
+    if kind in ("rejected", "cancelled", "failed"):
+        return str(d.get("reason") or "")
+    return ""
 
 
 def register(app: typer.Typer) -> None:

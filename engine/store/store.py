@@ -417,8 +417,11 @@ class Store:
         with self._write() as con:
             created = False
             if _first(con.execute("SELECT 1 FROM studies WHERE name = ?", [study]).fetchall()) is None:
-                cfg = config or config_from_dict({"name": study, "domains": domains, "eval_domains": evals},
-                                                 source=source)
+                # a table's own cost column is in a unit of its own (contract 2: any unit); without
+                # one, costs are 6 x params x tokens FLOPs (engine.costs.cost_unit)
+                cfg = config or config_from_dict({"name": study, "domains": domains, "eval_domains": evals,
+                                                  **({"cost_unit": "cost units"} if "cost" in table.columns
+                                                     and table["cost"].notna().any() else {})}, source=source)
                 self._create_study(con, cfg, actor)
                 created = True
             sid, cfg = self._study_row(con, study)
@@ -596,13 +599,23 @@ class Store:
             f"WHERE {where})", params
         ).fetchall():
             mix[tid][dom] = w
+        # why rejected / cancelled trials were: the latest such event's reason and actor
+        exits: dict[int, tuple[str | None, str]] = {}
+        ended = [r[0] for r in rows if r[2] in (TrialState.REJECTED.value, TrialState.CANCELLED.value)]
+        if ended:
+            for tid, actor, detail in con.execute(
+                "SELECT trial_id, actor, detail FROM events WHERE kind IN ('rejected', 'cancelled') AND trial_id IN ("
+                + ", ".join("?" for _ in ended) + ") ORDER BY event_id", ended
+            ).fetchall():
+                exits[int(tid)] = ((json.loads(detail) if detail else {}).get("reason"), actor)
         out = []
         for r in rows:
             (tid, run_id, state, mp, steps, tokens, source, strategy, acq, pm, ps, cost, reason, seed, job,
              attempts) = r
+            why, by = exits.get(int(tid), (None, None))
             out.append(Trial(int(tid), study, run_id, TrialState(state), mix[tid], int(mp),
                              None if steps is None else int(steps), tokens, source, strategy, acq, pm, ps,
-                             cost, reason, seed, job, int(attempts or 0)))
+                             cost, reason, seed, job, int(attempts or 0), why, by))
         return out
 
     def trials(self, study: str, states: Iterable[TrialState | str] | None = None) -> list[Trial]:
@@ -631,19 +644,38 @@ class Store:
             return self._trial_rows(con, "t.trial_id = ?", [int(trial_id)], row[0])[0]
 
     def trials_frame(self, study: str) -> pd.DataFrame:
-        """Trials as a DataFrame (one row per trial, ``w_*`` columns) for tables and plots."""
+        """Trials as a DataFrame (one row per trial, ``w_*`` columns) for tables and plots.
+
+        Beside what the strategy predicted (``pred_mean``, ``pred_std``) it has what the run
+        measured: ``observed`` (the study's objective at the trial's last checkpoint) and
+        ``observed_steps`` / ``observed_tokens`` (where that checkpoint was), NaN for trials
+        without results; and ``rejection_reason`` / ``rejected_by`` for rejected or cancelled
+        trials (``reason`` stays the proposer's)."""
+        from engine.runtable.schema import objective_values
+
         trials = self.trials(study)
         cfg = self.get_config(study)
+        last = self.latest_checkpoints(study)
+        seen: dict[int, tuple[float, Any, Any]] = {}
+        if len(last):
+            try:
+                y = pd.to_numeric(objective_values(last, cfg.objective), errors="coerce").to_numpy(float)
+            except KeyError:  # the objective was never measured
+                y = np.full(len(last), np.nan)
+            for tid, v, st, tok in zip(last["trial_id"], y, last["steps"], last["tokens"]):
+                seen[int(tid)] = (float(v), _none(st), _none(tok))
         rows = []
         for t in trials:
             d = {k: getattr(t, k) for k in ("trial_id", "run_id", "model_params", "steps", "tokens", "source",
                                              "strategy", "acq_value", "pred_mean", "pred_std", "cost", "reason",
-                                             "seed", "job_id", "attempts")}
+                                             "seed", "job_id", "attempts", "rejection_reason", "rejected_by")}
             d["state"] = t.state.value
             d.update({f"w_{k}": t.weights.get(k) for k in cfg.domains})
+            d["observed"], d["observed_steps"], d["observed_tokens"] = seen.get(t.trial_id, (None, None, None))
             rows.append(d)
         cols = ["trial_id", "run_id", "state", "model_params", "steps", "tokens"] + [f"w_{k}" for k in cfg.domains] + [
-            "source", "strategy", "acq_value", "pred_mean", "pred_std", "cost", "reason", "seed", "job_id", "attempts"]
+            "source", "strategy", "acq_value", "pred_mean", "pred_std", "observed", "observed_steps", "observed_tokens",
+            "cost", "reason", "rejection_reason", "rejected_by", "seed", "job_id", "attempts"]
         return pd.DataFrame(rows, columns=cols)
 
     def add_trials(self, study: str, proposals: Sequence[Proposal], *, actor: str = "user",
@@ -716,10 +748,10 @@ class Store:
             sid = self._study_row(con, study)[0] if study is not None else None
             sids = set()
             for tid in trial_ids:
+                # the reason lives in the transition's event (Trial.rejection_reason reads it back):
+                # the trial's own reason stays the proposer's
                 self._transition(con, tid, to, actor, {"reason": reason} if reason else None, sid)
                 sids.add(_first(con.execute("SELECT study_id FROM trials WHERE trial_id = ?", [int(tid)]).fetchall())[0])
-                if reason and to in (TrialState.REJECTED, TrialState.CANCELLED):
-                    con.execute("UPDATE trials SET reason = ? WHERE trial_id = ?", [reason, int(tid)])
             for s in sids:
                 self._touch(con, s)
 
