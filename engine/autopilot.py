@@ -2,7 +2,7 @@
 
 Each round asks the strategy for ``batch`` proposals on the study's current runs, stores and
 approves them (actor ``autopilot``), runs them and records the results in the store like any
-other run. Simulated runners (``mfms-sim``, ``table``) run synchronously in this process;
+other run. Simulated runners (``mfms-sim``, ``table``, ``synthetic``) run synchronously in this process;
 other runners go through the dispatch layer (:func:`engine.dispatch.run_approved`) for the
 round's trials. A failing trial is recorded as failed (reason and log tail) and the loop goes
 on.
@@ -29,10 +29,11 @@ from pathlib import Path
 from engine.errors import MixplanError
 from engine.records import Trial, TrialState
 from engine.runners.base import Runner, RunFailed
+from engine.runners.registry import SIMULATED_KINDS
 from engine.strategies.base import Incumbent, Strategy, StudyState, get_strategy, propose
 
-#: runner kinds autopilot runs in-process (cheap, synchronous)
-IN_PROCESS_KINDS = ("mfms-sim", "table")
+#: runner kinds autopilot runs in-process (cheap, synchronous): the simulated ones
+IN_PROCESS_KINDS = SIMULATED_KINDS
 
 
 @dataclass

@@ -20,7 +20,7 @@ from engine.errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-RUNNER_KINDS = ("builtin", "command", "mfms-sim", "table")
+RUNNER_KINDS = ("builtin", "command", "mfms-sim", "table", "synthetic")
 #: [runner] keys every kind accepts: the common four, and ``domain_sizes`` (tokens per domain,
 #: read by the ``natural`` model whatever the runner).
 RUNNER_COMMON_KEYS = frozenset({"kind", "argv", "timeout_s", "retries", "domain_sizes"})
@@ -32,6 +32,7 @@ RUNNER_KEYS = {
     "command": frozenset({"cwd", "env", "retry_backoff_s", "kill_grace_s", "poll_s"}),
     "mfms-sim": frozenset({"path", "noise", "checkpoint_every"}),
     "table": frozenset({"path", "match", "max_distance"}),
+    "synthetic": frozenset({"noise", "checkpoint_every", "landscape_seed", "pivot", "width"}),
 }
 #: [runner] keys the executors read (engine.dispatch.executors.EXECUTOR_KEYS, all executors),
 #: with any ``slurm_*`` key passed through to submitit.
@@ -249,7 +250,8 @@ def _check_runner_keys(r: dict[str, Any], kind: str, source: str) -> None:
         owners = [other for other, keys in RUNNER_KEYS.items() if k in keys]
         close = difflib.get_close_matches(k, sorted(allowed), n=1)
         if owners:
-            hint = f"'{k}' is an option of the {' and '.join(owners)} runner, not of {kind}."
+            hint = (f"'{k}' is an option of the {' and '.join(owners)} runner{'s' if len(owners) > 1 else ''}, "
+                    f"not of {kind}.")
         elif close:
             hint = f"did you mean '{close[0]}'?"
         else:

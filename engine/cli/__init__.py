@@ -73,7 +73,9 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False, prog_name="mixplan")  # also under `python -m engine.cli`
     except MixplanError as exc:
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape  # a message naming [runner] or [target] keeps its brackets
+
+        console_err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -88,6 +88,24 @@ def prepare(
     _print_table(info)
 
 
+@data_app.command("mfms-weights")
+def mfms_weights(
+    source: Annotated[Path, typer.Argument(help="The published run folder (opt_algos/data_models/"
+                                           "20250119_174726_j8mad2i5 of github.com/namkoong-lab/data-recipes) "
+                                           "or its checkpoints/checkpoint_latest.pt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write weights.json.")] = Path("weights.json"),
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Load a checkpoint torch's safe loader "
+                                                "refuses (a pickle can run code: only for a file you trust).")] = False,
+) -> None:
+    """Convert the MFMS-BO paper's simulator checkpoint into the weights.json the mfms-sim runner reads.
+
+    Then point mixplan at it: MIXPLAN_MFMS_SIM=weights.json, or path = "weights.json" under [runner]."""
+    from engine.simulators.mfms_sim import ENV_VAR, convert_checkpoint
+
+    path = convert_checkpoint(source, out, trust_pickle=trust_pickle)
+    typer.echo(f"wrote {path}; use it with {ENV_VAR}={path} or path = \"{path}\" under [runner].")
+
+
 @data_app.command("info")
 def info(
     cache_dir: CacheOption = None,

@@ -75,3 +75,9 @@ class Runner(ABC):
                    objective: str) -> float | None:
         """The noiseless objective at a point, where the runner can know it (simulators)."""
         return None
+
+    def true_optimum(self, model_params: int, steps: int | None,
+                     objective: str) -> tuple[dict[str, float], float] | None:
+        """The best mixture at a scale and its noiseless objective, where the runner knows it
+        (the ``synthetic`` landscape): what regret is measured against. None elsewhere."""
+        return None
