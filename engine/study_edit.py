@@ -242,6 +242,12 @@ def example_patch(config: StudyConfig, runs: pd.DataFrame | None = None,
             sizes.setdefault(int(mp), []).append(max(1, int(round(float(tok) / 1048576))))
     if not sizes:
         sizes = {100_000: [250, 500]}
+    elif config.tokens_per_step is None and runs is not None and {"steps", "tokens"} <= set(runs.columns):
+        both = runs.dropna(subset=["steps", "tokens"])
+        ratio = (both["tokens"].astype(float) / both["steps"].astype(float)) if len(both) else None
+        if ratio is not None and len(ratio) and float(ratio.max() - ratio.min()) < 1.0:
+            # the runs' own tokens per step: proposals then get token counts and a FLOPs cost
+            lines += [f"tokens_per_step = {round(float(ratio.iloc[0]))}"]
     if "scales" in need and not config.scales:
         for mp in sorted(sizes):
             steps = sorted(set(sizes[mp]))[-5:]

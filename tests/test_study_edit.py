@@ -172,7 +172,6 @@ def test_propose_and_export_of_an_imported_study_point_to_study_edit(imported: P
     assert "[target]" in msg and "[[scales]]" not in msg and "mixplan study edit --study imp" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="needs central escaping (issue 16.4)")
 def test_printed_errors_keep_toml_table_names(imported: Path) -> None:
     """What the user sees: the error line printed by `mixplan` itself names `[[scales]]`."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}

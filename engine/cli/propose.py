@@ -166,10 +166,10 @@ def trajectory_cmd(
 
     cfg = open_store(db).get_config(study)
     has_true = any(e.get("incumbent_true") is not None for e in traj)
-    table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold underline")
-    for name in ("trial", "size/steps", "cost", "cumul.", "incumbent (top)", "value", "basis") + (
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold underline")
+    for name in ("trial", "size/steps", "cost", "cumul", "incumbent (top)", "value", "basis") + (
             ("true",) if has_true else ()):
-        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=21 if name.startswith("inc") else None)
+        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=19 if name.startswith("inc") else None)
     short = {MODEL_AT_TARGET: "model", OBSERVED_AT_TARGET: "observed"}
     fallback = ""
     for e in traj:

@@ -102,9 +102,11 @@ def show(
     if domains["metric"]:
         console.print(f"metrics: {', '.join(domains['metric'])}")
     unit = cost_unit(cfg)
+    from engine.cli.trials import size_label
+
     for s in cfg.scales:
-        console.print(f"scale {s.model_params:,} params: steps {list(s.steps)}"
-                      + (f", cost/step {s.cost_per_step:g} {unit}" if s.cost_per_step else ""), markup=False)
+        console.print(f"scale {size_label(s.model_params)} params: steps {', '.join(map(str, s.steps))}"
+                      + (f"; {s.cost_per_step:g} {unit} a step" if s.cost_per_step else ""), markup=False)
     if cfg.target:
         console.print(f"target: {cfg.target.model_params:,} params, "
                       + (f"{cfg.target.steps} steps" if cfg.target.steps else f"{cfg.target.tokens:g} tokens"))
@@ -116,7 +118,7 @@ def show(
     console.print("trials: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
     ev = store.events(name, limit=10)
     if len(ev):
-        table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold underline")
+        table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold underline")
         for col in ("event", "trial", "kind", "actor", "when", "note"):
             table.add_column(col, no_wrap=col != "note")
         for r in ev.itertuples():

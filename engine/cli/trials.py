@@ -97,7 +97,7 @@ def trials(
         table = Table("id", "run", "state", "params", "steps", "mixture", "by", "pred", "obs", "obs steps",
                       f"cost ({unit})", "why", "rejected")
     else:  # fits 80 columns: top weights, size/steps in one column, no reasons
-        table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold underline")
+        table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold underline")
         for name in ("id", "state", "size/steps", "mixture (top)", "by", "pred", "obs", "cost"):
             table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=21 if name.startswith("mix") else None)
     for r in df.to_dict(orient="records"):
