@@ -179,3 +179,12 @@ def test_printed_errors_keep_toml_table_names(imported: Path) -> None:
                         "--db", str(imported)], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 2
     assert "[[scales]]" in p.stderr and "[target]" in p.stderr, p.stderr
+
+
+def test_create_and_import_config_on_an_existing_study_point_to_study_edit(imported: Path, tmp_path: Path,
+                                                                           data_dir: Path) -> None:
+    cfg = patch(tmp_path, 'name = "imp"\ndomains = ["web", "code", "books"]\n', "imp.toml")
+    r = cli("study", "create", "--config", cfg, "--db", imported)
+    assert "already exists" in str(r.exception) and "mixplan study edit --study imp" in str(r.exception)
+    r = cli("import", data_dir / "runs_checkpoints.csv", "--study", "imp", "--config", cfg, "--db", imported)
+    assert "exists already" in str(r.exception) and "mixplan study edit --study imp" in str(r.exception)

@@ -290,7 +290,9 @@ class Store:
     def _create_study(self, con: duckdb.DuckDBPyConnection, config: StudyConfig, actor: str) -> int:
         if _first(con.execute("SELECT 1 FROM studies WHERE name = ?", [config.name]).fetchall()):
             raise ValidationError(f"a study named '{config.name}' already exists.",
-                                  fix="choose another name, or import into the existing study.")
+                                  fix=f"choose another name, import into the existing study, or change its config "
+                                      f"with `mixplan study edit --study {config.name} --config PATCH.toml` (a patch "
+                                      "holds only what changes).")
         sid = self._next_id(con, "studies", "study_id")
         con.execute("INSERT INTO studies (study_id, name, config_json) VALUES (?, ?, ?)",
                     [sid, config.name, json.dumps(config.to_dict())])
