@@ -173,7 +173,8 @@ def check_against_results(old: StudyConfig, new: StudyConfig, facts: StudyFacts,
             raise ValidationError(
                 f"key 'objective': the study's {facts.checkpoints} stored checkpoint(s) never measured "
                 f"'{new.objective}', so no run could be judged by it.", file=source,
-                fix=f"choose one they measured: {', '.join(['mean_loss'] * bool(losses) + sorted(measured)) or 'none'}.")
+                fix="choose one they measured: "
+                    f"{', '.join(['mean_loss'] * bool(losses) + sorted(measured)) or 'none'}.")
     if tuple(new.eval_domains) != tuple(old.eval_domains) and facts.checkpoints:
         have = sorted(c[5:] for c in facts.measured if c.startswith("loss_"))
         if set(new.eval_domains) != set(have):

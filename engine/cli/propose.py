@@ -6,7 +6,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, open_store, print_json
+from engine.cli.common import (
+    DEFAULT_DB,
+    DbOption,
+    JsonFlag,
+    StudyOption,
+    console,
+    open_store,
+    print_json,
+)
 
 STRATEGIES = "mfms-bo, autoscale, random, hyperband, mf-bo, bo, mf-kg"
 StrategyOption = Annotated[str, typer.Option("--strategy", help=f"Strategy: {STRATEGIES}.")]
@@ -97,8 +105,9 @@ def _proposal_table(trials, unit: str) -> None:
 def autopilot_cmd(
     study: StudyOption,
     strategy: StrategyOption = "mfms-bo",
-    budget: Annotated[float, typer.Option("--budget", help="Cost to spend, in the study's cost unit (`mixplan study show` "
-                                                         "names it: FLOPs, or what cost_per_step counts in).")] = ...,
+    budget: Annotated[float, typer.Option(
+        "--budget", help="Cost to spend, in the study's cost unit (`mixplan study show` names it: FLOPs, or what "
+                         "cost_per_step counts in).")] = ...,
     max_trials: Annotated[Optional[int], typer.Option("--max-trials", help="Stop after this many trials.")] = None,
     batch: Annotated[int, typer.Option("--batch", help="Proposals per round (q).")] = 1,
     seed: SeedOption = 0,
@@ -109,9 +118,8 @@ def autopilot_cmd(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from engine.autopilot import autopilot
-    from engine.strategies.surrogate import torch_threads
-
     from engine.costs import cost_unit, format_cost, number
+    from engine.strategies.surrogate import torch_threads
 
     store = open_store(db)
     unit = cost_unit(store.get_config(study))

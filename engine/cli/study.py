@@ -122,8 +122,9 @@ def show(
         for col in ("event", "trial", "kind", "actor", "when", "note"):
             table.add_column(col, no_wrap=col != "note")
         for r in ev.itertuples():
-            table.add_row(str(r.event_id), "" if r.trial_id != r.trial_id or r.trial_id is None else str(int(r.trial_id)),
-                          escape(r.kind), escape(r.actor), str(r.created_at)[:19], escape(_event_note(r.kind, r.detail)))
+            trial = "" if r.trial_id != r.trial_id or r.trial_id is None else str(int(r.trial_id))
+            table.add_row(str(r.event_id), trial, escape(r.kind), escape(r.actor), str(r.created_at)[:19],
+                          escape(_event_note(r.kind, r.detail)))
         console.print(table)
 
 

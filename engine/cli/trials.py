@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
-from rich import box
 from rich.table import Table
 
 from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, open_store, print_json

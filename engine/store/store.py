@@ -753,7 +753,8 @@ class Store:
                 # the reason lives in the transition's event (Trial.rejection_reason reads it back):
                 # the trial's own reason stays the proposer's
                 self._transition(con, tid, to, actor, {"reason": reason} if reason else None, sid)
-                sids.add(_first(con.execute("SELECT study_id FROM trials WHERE trial_id = ?", [int(tid)]).fetchall())[0])
+                sids.add(_first(con.execute("SELECT study_id FROM trials WHERE trial_id = ?",
+                                            [int(tid)]).fetchall())[0])
             for s in sids:
                 self._touch(con, s)
 
