@@ -62,11 +62,13 @@ class AutopilotResult:
     failed: list[int] = field(default_factory=list)
     stopped: str = ""
     incumbent: Incumbent | None = None
+    #: the cost of the cheapest run on offer (a budget below it buys nothing); None if unknown
+    cheapest: float | None = None
 
     def to_json(self) -> dict:
         inc = self.incumbent
         return {"study": self.study, "strategy": self.strategy, "spent": self.spent, "budget": self.budget,
-                "done": self.done, "failed": self.failed, "stopped": self.stopped,
+                "done": self.done, "failed": self.failed, "stopped": self.stopped, "cheapest_run": self.cheapest,
                 "incumbent": None if inc is None else {"weights": inc.weights, "pred_mean": inc.pred_mean,
                                                         "pred_std": inc.pred_std, "source": inc.source}}
 
@@ -140,6 +142,8 @@ def autopilot(store, study: str, strategy: str | Strategy, budget: float, *, max
         tmp = tempfile.TemporaryDirectory(prefix="mixplan-autopilot-")
         runs_dir = Path(tmp.name)
     res = AutopilotResult(study, strat.name, 0.0, float(budget))
+    costs = [c for c in (config.cost(mp, steps=st) for mp, st in config.fidelities()) if c is not None]
+    res.cheapest = min(costs) if costs else None
     fails_in_row = 0
     try:
         while True:

@@ -79,7 +79,7 @@ RUNNER_OPTION_TYPES: dict[str, str | tuple[str, ...]] = {
 }
 TOP_KEYS = {
     "name", "domains", "eval_domains", "objective", "direction", "tokens_per_step", "scales",
-    "target", "bounds", "runner", "budget", "seed", "description",
+    "target", "bounds", "runner", "budget", "seed", "description", "cost_unit",
 }
 
 
@@ -151,6 +151,9 @@ class StudyConfig:
     budget: float | None = None
     seed: int = 0
     description: str = ""
+    #: what a cost_per_step counts in ("GPU-hours"); None: "cost units", or FLOPs where no
+    #: scale has a cost_per_step (engine.costs.cost_unit resolves it)
+    cost_unit: str | None = None
 
     # ---- derived -------------------------------------------------------------------------
     def bound(self, domain: str) -> tuple[float, float]:
@@ -390,7 +393,10 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", *, check_run
 
     ``check_runner_keys=False`` is for configs already stored in a database: those were saved
     before [runner] keys were checked, and a study must stay readable (a new config, from a
-    file or the app, is always checked)."""
+    file or the app, is always checked). A stored config is also taken with the
+    tokens_per_step it has: :meth:`StudyConfig.to_dict` writes the default runner table out,
+    so a stored ``kind = "builtin"`` does not mean the user named the trainer (an imported
+    study would otherwise read back with batch_size x context tokens a step its runs never had)."""
     if not isinstance(raw, dict):
         raise ConfigError("expected a table of keys.", file=source)
     _unknown(set(raw), TOP_KEYS, source, "")
@@ -539,7 +545,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", *, check_run
         raise _err(source, "runner.retries", f"expected an integer >= 0, got {retries!r}.")
     options = {k: v for k, v in r.items() if k not in {"kind", "argv", "timeout_s", "retries"}}
     runner = RunnerConfig(kind, tuple(argv), timeout, retries, options)
-    if r.get("kind") == "builtin" and tokens_per_step is None:
+    if r.get("kind") == "builtin" and tokens_per_step is None and check_runner_keys:
         # a study that names the built-in trainer: it takes batch_size x context tokens a step,
         # so without a tokens_per_step of its own the study uses that, and proposals are priced
         # (6 x params x tokens) in the unit of the results the trainer reports. (A study with
@@ -556,9 +562,14 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", *, check_run
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise _err(source, "description", "expected a string.")
+    cost_unit = raw.get("cost_unit")
+    if cost_unit is not None and (not isinstance(cost_unit, str) or not cost_unit.strip()):
+        raise _err(source, "cost_unit", f"expected a unit name, got {cost_unit!r}.",
+                   fix='e.g. cost_unit = "GPU-hours" (what cost_per_step counts in).')
 
     return StudyConfig(
         name=name, domains=tuple(domains), eval_domains=tuple(eval_domains), objective=objective,
         direction=direction, tokens_per_step=tokens_per_step, scales=tuple(scales), target=target,
         bounds=bounds, runner=runner, budget=budget, seed=seed, description=description,
+        cost_unit=None if cost_unit is None else cost_unit.strip(),
     )

@@ -49,7 +49,9 @@ def first_line(path: Path) -> str:
 
 
 def test_every_example_has_a_test():
-    covered = {"synthetic.toml", "command-runner.toml", "slimpajama-sim.toml"}
+    covered = {"synthetic.toml", "command-runner.toml", "slimpajama-sim.toml",
+               # the README walk-through's files (tests/test_readme_walkthrough.py runs them)
+               "query.csv", "demo-runs.csv", "demo-runs-patch.toml"}
     assert {p.name for p in EXAMPLES.glob("*")} == covered
 
 

@@ -19,7 +19,10 @@ def export(
     model: Annotated[str, typer.Option("--model", "-m", help="Loss model whose optimum at the target to export.")] = "mfms-gp",
     trial: Annotated[Optional[int], typer.Option("--trial", help="Export this trial's mixture instead.")] = None,
     run: Annotated[Optional[str], typer.Option("--run", help="Export this run's mixture instead (run_id).")] = None,
-    prefix: Annotated[str, typer.Option("--prefix", help="Data path per domain for megatron/olmo/hf; {domain} is replaced.")] = "{domain}",
+    prefix: Annotated[Optional[str], typer.Option(
+        "--prefix", help="Data path per domain for megatron/olmo/hf, {domain} replaced (e.g. "
+                         "'data/{domain}_text_document'); without it those formats carry <path-to-DOMAIN> "
+                         "placeholders to fill.")] = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Export the mixture to train with at the study's target scale, with its provenance (study,
@@ -47,6 +50,9 @@ def export(
         console_err.print(f"wrote {fmt} export of study {esc(study)} to {esc(out)}")
     else:
         typer.echo(text, nl=False)
+    if not prefix and fmt in ("megatron", "olmo", "hf"):
+        console_err.print("note: no --prefix, so the data paths are <path-to-DOMAIN> placeholders to fill (e.g. "
+                          "--prefix 'data/{domain}_text_document').", markup=False, highlight=False)
     log_export(store, ex, fmt, actor="cli", out=None if out is None else str(out))
 
 

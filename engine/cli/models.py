@@ -138,4 +138,7 @@ def register(app: typer.Typer) -> None:
         for d, w in opt.weights.items():
             table.add_row(d, f"{w:.4f}")
         console.print(table)
-        console.print(f"predicted {esc(objective or 'objective')}: {opt.pred_mean:.4f} +- {opt.pred_std:.4f}")
+        from engine.store import Store
+
+        shown = objective or Store(db, create=False).get_config(study).objective
+        console.print(f"predicted {shown}: {opt.pred_mean:.4f} +- {opt.pred_std:.4f} (1 std)", markup=False)

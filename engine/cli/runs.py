@@ -67,7 +67,20 @@ def import_(
         console.print(f"renormalised the weights of {report.renormalised_rows} row(s) "
                       f"(largest deviation of the sum from 1: {notes.max_sum_deviation:.3g})")
     for note in notes.notes:
-        console.print(f"note: {esc(note)}")
+        console.print(f"note: {note}")
+    _next_steps(Store(db, create=False), report.study)
+
+
+def _next_steps(store, study: str) -> None:
+    """After an import into a study without scales or a target (every study an import
+    creates): how to get to proposals and an export, with a patch made from its runs."""
+    from engine.study_edit import needs_edit_message
+
+    cfg = store.get_config(study)
+    if cfg.scales and cfg.target is not None:
+        return
+    msg = needs_edit_message(cfg, store.latest_checkpoints(study), "Proposing runs or exporting a mixture")
+    console.print(f"next: {msg}", markup=False, highlight=False)
 
 
 def export_runs(

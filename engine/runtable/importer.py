@@ -29,6 +29,8 @@ def import_domains(store, study: str, config=None, *, config_file: str | Path | 
     if store is not None and study in store.study_names():
         if config is not None:
             raise ValidationError(f"study '{study}' exists already; a config is only for a new study.",
-                                  file=where, fix="drop the config, or import under a new study name.")
+                                  file=where, fix=f"drop the config (change the study's config with `mixplan study "
+                                                  f"edit --study {study} --config PATCH.toml`), or import under a new "
+                                                  "study name.")
         return list(store.study_domains(study)["train"])
     return list(config.domains) if config is not None else None

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -43,6 +43,9 @@ from engine.runtable import schema as rt
 from engine.runtable.reader import Locator
 from engine.store.connection import _file_lock, connect, transaction
 from engine.store.schema import LATEST_VERSION, MIGRATIONS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.study_edit import ConfigEdit, StudyFacts
 
 DEFAULT_DB = "runs.duckdb"
 T = TypeVar("T")
@@ -305,7 +308,9 @@ class Store:
     def _create_study(self, con: duckdb.DuckDBPyConnection, config: StudyConfig, actor: str) -> int:
         if _first(con.execute("SELECT 1 FROM studies WHERE name = ?", [config.name]).fetchall()):
             raise ValidationError(f"a study named '{config.name}' already exists.",
-                                  fix="choose another name, or import into the existing study.")
+                                  fix=f"choose another name, import into the existing study, or change its config "
+                                      f"with `mixplan study edit --study {config.name} --config PATCH.toml` (a patch "
+                                      "holds only what changes).")
         sid = self._next_id(con, "studies", "study_id")
         con.execute("INSERT INTO studies (study_id, name, config_json) VALUES (?, ?, ?)",
                     [sid, config.name, json.dumps(config.to_dict())])
@@ -331,6 +336,55 @@ class Store:
                         [json.dumps(config.to_dict()), sid])
             self._event(con, sid, None, "config_updated", actor, {"config": config.to_dict()})
             self._touch(con, sid)  # readers cache the config per data_version
+
+    def edit_config(self, study: str, patch: dict[str, Any], *, source: str = "<patch>", actor: str = "user",
+                    dry_run: bool = False) -> "ConfigEdit":
+        """Apply a config patch to a study (``mixplan study edit``; :mod:`engine.study_edit`):
+        validated like a new config and against the study's stored trials and results, in the
+        same transaction as the write, so no import can slip in between the check and the
+        change. Records a ``config_edited`` event with each change (old -> new). ``dry_run``
+        checks and returns the edit without writing."""
+        from engine.study_edit import plan_edit
+
+        with self._write() as con:
+            sid, old = self._study_row(con, study)
+            edit = plan_edit(old, patch, self._study_facts(con, sid), source)
+            if dry_run or not edit.changes:
+                return edit
+            new = edit.new
+            con.execute("UPDATE studies SET config_json = ? WHERE study_id = ?", [json.dumps(new.to_dict()), sid])
+            if tuple(new.domains) != tuple(old.domains):  # allowed only while the study has no trial
+                con.execute("DELETE FROM domains WHERE study_id = ? AND role = 'train'", [sid])
+                self._add_domains(con, sid, "train", new.domains)
+            if new.eval_domains:
+                self._add_domains(con, sid, "eval", new.eval_domains)
+            self._event(con, sid, None, "config_edited", actor,
+                        {"source": source, "changes": [c.to_dict() for c in edit.changes],
+                         "notes": list(edit.notes)})
+            self._touch(con, sid)
+        return edit
+
+    @staticmethod
+    def _study_facts(con: duckdb.DuckDBPyConnection, sid: int) -> "StudyFacts":
+        """What a config edit must not contradict: trials by state, stored checkpoints, the
+        columns they measured, and how their steps relate to tokens."""
+        from engine.study_edit import StudyFacts
+
+        states = {s: int(n) for s, n in con.execute(
+            "SELECT state, count(*) FROM trials WHERE study_id = ? GROUP BY state", [sid]).fetchall()}
+        ck, both, lo, hi, ck_steps = _first(con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE c.steps IS NOT NULL AND c.tokens IS NOT NULL AND c.steps > 0), "
+            "min(c.tokens / c.steps) FILTER (WHERE c.steps > 0), max(c.tokens / c.steps) FILTER (WHERE c.steps > 0), "
+            "count(*) FILTER (WHERE c.steps IS NOT NULL) "
+            "FROM checkpoints c JOIN trials t USING (trial_id) WHERE t.study_id = ?", [sid]).fetchall())
+        trial_steps = _first(con.execute("SELECT count(*) FROM trials WHERE study_id = ? AND steps IS NOT NULL",
+                                         [sid]).fetchall())[0]
+        measured = tuple(sorted(r[0] for r in con.execute(
+            "SELECT DISTINCT v.name FROM checkpoint_values v JOIN checkpoints c USING (checkpoint_id) "
+            "JOIN trials t USING (trial_id) WHERE t.study_id = ?", [sid]).fetchall()))
+        return StudyFacts(trials=sum(states.values()), states=states, checkpoints=int(ck), measured=measured,
+                          with_steps=int(ck_steps) + int(trial_steps),
+                          tokens_per_step_seen=(float(lo), float(hi)) if both else None)
 
     def study_names(self) -> list[str]:
         with self._read() as con:
@@ -389,8 +443,11 @@ class Store:
         with self._write() as con:
             created = False
             if _first(con.execute("SELECT 1 FROM studies WHERE name = ?", [study]).fetchall()) is None:
-                cfg = config or config_from_dict({"name": study, "domains": domains, "eval_domains": evals},
-                                                 source=source)
+                # a table's own cost column is in a unit of its own (contract 2: any unit); without
+                # one, costs are 6 x params x tokens FLOPs (engine.costs.cost_unit)
+                cfg = config or config_from_dict({"name": study, "domains": domains, "eval_domains": evals,
+                                                  **({"cost_unit": "cost units"} if "cost" in table.columns
+                                                     and table["cost"].notna().any() else {})}, source=source)
                 self._create_study(con, cfg, actor)
                 created = True
             sid, cfg = self._study_row(con, study)
@@ -568,13 +625,23 @@ class Store:
             f"WHERE {where})", params
         ).fetchall():
             mix[tid][dom] = w
+        # why rejected / cancelled trials were: the latest such event's reason and actor
+        exits: dict[int, tuple[str | None, str]] = {}
+        ended = [r[0] for r in rows if r[2] in (TrialState.REJECTED.value, TrialState.CANCELLED.value)]
+        if ended:
+            for tid, actor, detail in con.execute(
+                "SELECT trial_id, actor, detail FROM events WHERE kind IN ('rejected', 'cancelled') AND trial_id IN ("
+                + ", ".join("?" for _ in ended) + ") ORDER BY event_id", ended
+            ).fetchall():
+                exits[int(tid)] = ((json.loads(detail) if detail else {}).get("reason"), actor)
         out = []
         for r in rows:
             (tid, run_id, state, mp, steps, tokens, source, strategy, acq, pm, ps, cost, reason, seed, job,
              attempts) = r
+            why, by = exits.get(int(tid), (None, None))
             out.append(Trial(int(tid), study, run_id, TrialState(state), mix[tid], int(mp),
                              None if steps is None else int(steps), tokens, source, strategy, acq, pm, ps,
-                             cost, reason, seed, job, int(attempts or 0)))
+                             cost, reason, seed, job, int(attempts or 0), why, by))
         return out
 
     def trials(self, study: str, states: Iterable[TrialState | str] | None = None) -> list[Trial]:
@@ -603,19 +670,38 @@ class Store:
             return self._trial_rows(con, "t.trial_id = ?", [int(trial_id)], row[0])[0]
 
     def trials_frame(self, study: str) -> pd.DataFrame:
-        """Trials as a DataFrame (one row per trial, ``w_*`` columns) for tables and plots."""
+        """Trials as a DataFrame (one row per trial, ``w_*`` columns) for tables and plots.
+
+        Beside what the strategy predicted (``pred_mean``, ``pred_std``) it has what the run
+        measured: ``observed`` (the study's objective at the trial's last checkpoint) and
+        ``observed_steps`` / ``observed_tokens`` (where that checkpoint was), NaN for trials
+        without results; and ``rejection_reason`` / ``rejected_by`` for rejected or cancelled
+        trials (``reason`` stays the proposer's)."""
+        from engine.runtable.schema import objective_values
+
         trials = self.trials(study)
         cfg = self.get_config(study)
+        last = self.latest_checkpoints(study)
+        seen: dict[int, tuple[float, Any, Any]] = {}
+        if len(last):
+            try:
+                y = pd.to_numeric(objective_values(last, cfg.objective), errors="coerce").to_numpy(float)
+            except KeyError:  # the objective was never measured
+                y = np.full(len(last), np.nan)
+            for tid, v, st, tok in zip(last["trial_id"], y, last["steps"], last["tokens"]):
+                seen[int(tid)] = (float(v), _none(st), _none(tok))
         rows = []
         for t in trials:
             d = {k: getattr(t, k) for k in ("trial_id", "run_id", "model_params", "steps", "tokens", "source",
                                              "strategy", "acq_value", "pred_mean", "pred_std", "cost", "reason",
-                                             "seed", "job_id", "attempts")}
+                                             "seed", "job_id", "attempts", "rejection_reason", "rejected_by")}
             d["state"] = t.state.value
             d.update({f"w_{k}": t.weights.get(k) for k in cfg.domains})
+            d["observed"], d["observed_steps"], d["observed_tokens"] = seen.get(t.trial_id, (None, None, None))
             rows.append(d)
         cols = ["trial_id", "run_id", "state", "model_params", "steps", "tokens"] + [f"w_{k}" for k in cfg.domains] + [
-            "source", "strategy", "acq_value", "pred_mean", "pred_std", "cost", "reason", "seed", "job_id", "attempts"]
+            "source", "strategy", "acq_value", "pred_mean", "pred_std", "observed", "observed_steps", "observed_tokens",
+            "cost", "reason", "rejection_reason", "rejected_by", "seed", "job_id", "attempts"]
         return pd.DataFrame(rows, columns=cols)
 
     def add_trials(self, study: str, proposals: Sequence[Proposal], *, actor: str = "user",
@@ -692,10 +778,11 @@ class Store:
             sid = self._study_row(con, study)[0] if study is not None else None
             sids = set()
             for tid in trial_ids:
+                # the reason lives in the transition's event (Trial.rejection_reason reads it back):
+                # the trial's own reason stays the proposer's
                 self._transition(con, tid, to, actor, {"reason": reason} if reason else None, sid)
-                sids.add(_first(con.execute("SELECT study_id FROM trials WHERE trial_id = ?", [int(tid)]).fetchall())[0])
-                if reason and to in (TrialState.REJECTED, TrialState.CANCELLED):
-                    con.execute("UPDATE trials SET reason = ? WHERE trial_id = ?", [reason, int(tid)])
+                sids.add(_first(con.execute("SELECT study_id FROM trials WHERE trial_id = ?",
+                                            [int(tid)]).fetchall())[0])
             for s in sids:
                 self._touch(con, s)
 
