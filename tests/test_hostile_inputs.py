@@ -335,7 +335,7 @@ def test_markup_in_user_text_is_printed_as_given(data_dir: Path, tmp_path: Path,
     ids.write_text(text.replace("\na,", "\n[red]a,").replace("\nb,", "\n[bold],"))
     rc, out, err = mixplan(capsys, "import", ids, "--study", "m", "--db", db)
     assert rc == 0, err
-    rc, out, err = mixplan(capsys, "trials", "--study", "m", "--db", db)
+    rc, out, err = mixplan(capsys, "trials", "--study", "m", "--db", db, "--wide")  # --wide shows run ids
     assert rc == 0 and "[red]a" in out and "[bold]" in out, out + err
     cfg = tmp_path / "d.toml"
     cfg.write_text('name = "d"\ndomains = ["a", "b"]\ndescription = "uses [/] and [bold]brackets[/bold]"\n')
