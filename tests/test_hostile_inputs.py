@@ -322,7 +322,10 @@ def test_unknown_values_can_be_kept_apart(tmp_path: Path) -> None:
 
 
 # ---- 16.4: rich markup in user text ----------------------------------------------------------------------
-def test_markup_in_user_text_is_printed_as_given(data_dir: Path, tmp_path: Path, capsys) -> None:
+def test_markup_in_user_text_is_printed_as_given(data_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    from engine.cli import common
+
+    monkeypatch.setattr(common.console, "width", 400)  # the wide table whole, run ids unabridged
     db = tmp_path / "runs.duckdb"
     text = (data_dir / "runs_checkpoints.csv").read_text()
     bad_cell = tmp_path / "cell.csv"
