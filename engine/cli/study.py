@@ -28,15 +28,17 @@ def create(
 
 @study_app.command("list")
 def list_(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
-    """List the studies: domains, runs, checkpoints, runner."""
+    """List the studies: domains, runs, checkpoints, runner (and validation runs, counted apart:
+    held-out runs no model fits on)."""
     studies = open_store(db).list_studies()
     if as_json:
         print_json([{"name": s.name, "domains": s.domains, "runs": s.runs, "checkpoints": s.checkpoints,
-                     "runner": s.runner} for s in studies])
+                     "runner": s.runner, "validation_runs": s.validation_runs} for s in studies])
         return
-    table = Table("study", "domains", "runs", "checkpoints", "runner")
+    table = Table("study", "domains", "runs", "checkpoints", "validation runs", "runner")
     for s in studies:
-        table.add_row(s.name, ", ".join(s.domains), str(s.runs), str(s.checkpoints), s.runner)
+        table.add_row(s.name, ", ".join(s.domains), str(s.runs), str(s.checkpoints), str(s.validation_runs),
+                      s.runner)
     console.print(table if studies else f"no study in {db} yet: `mixplan study create --config FILE`.")
 
 
@@ -52,9 +54,12 @@ def show(
     trials = store.trials_frame(name)
     counts = trials["state"].value_counts().to_dict() if len(trials) else {}
     spent = float(trials.loc[trials["state"] == "done", "cost"].fillna(0).sum()) if len(trials) else 0.0
+    held = store.trials_frame(name, purpose="validation")
+    val_counts = held["state"].value_counts().to_dict() if len(held) else {}
     domains = store.study_domains(name)
     if as_json:
-        print_json({"config": cfg.to_dict(), "trials": counts, "cost_spent": spent, "domains": domains})
+        print_json({"config": cfg.to_dict(), "trials": counts, "validation_trials": val_counts, "cost_spent": spent,
+                    "domains": domains})
         return
     console.print(f"[bold]{cfg.name}[/]  objective {cfg.objective} ({cfg.direction})")
     console.print(f"mixture domains: {', '.join(cfg.domains)}")
@@ -70,6 +75,9 @@ def show(
                       + (f"{cfg.target.steps} steps" if cfg.target.steps else f"{cfg.target.tokens:g} tokens"))
     console.print(f"runner: {cfg.runner.kind}; budget: {cfg.budget if cfg.budget else 'none'}; spent: {spent:g}")
     console.print("trials: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"))
+    if val_counts:
+        console.print("validation runs (held out, never fitted on; `mixplan demo report`): "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(val_counts.items())))
     ev = store.events(name, limit=10)
     if len(ev):
         table = Table("event", "trial", "kind", "actor", "when")
