@@ -48,7 +48,7 @@ def build(
     parts = tuple(p for p in PARTS if p in parts) or PARTS
     plan = DemoPlan(sizes=((100_000, small), (500_000, medium), (1_000_000, large)), steps=steps)
     summary = build_demo(db, plan=plan, workers=workers, corpus_dir=corpus, parts=parts,
-                         log=None if as_json else console.print)
+                         log=None if as_json else (lambda m: console.print(m, markup=False, highlight=False)))
     if as_json:
         print_json(summary)
     else:
