@@ -82,10 +82,11 @@ def report(
     console.print(f"[bold]{study}[/]: validation at the target {human(v.target[0])} params / {v.target[1]} steps, "
                   f"{v.scale_factor:.0f}x the largest size the model fits on ({human(v.largest_observed)}, "
                   f"{v.fit_runs} runs); predictions by {v.model}; {v.objective} ({v.direction}).")
-    table = Table("mixture", "weights", "seeds", f"predicted +- 1 std", "observed (seed mean +- half range)",
-                  "z", "speed-up vs uniform")
+    table = Table(caption="predicted: +- 1 std; observed: seed mean +- half the range; z = (observed - predicted) "
+                          "/ std; speed-up: steps uniform needs for its final loss / steps this mixture needs for it")
+    for col in ("mixture", "seeds", "predicted", "observed", "z", "speed-up vs uniform"):
+        table.add_column(col, no_wrap=col in ("predicted", "observed"))
     for a in v.arms:
-        w = " ".join(f"{d[:4]}={x:.2f}" for d, x in a.weights.items())
         pred = "-" if a.pred_mean is None else f"{a.pred_mean:.4f} +- {a.pred_std:.4f}"
         obs = "-" if a.observed_mean is None else (f"{a.observed_mean:.4f}" + (
             f" +- {a.observed_spread:.4f}" if a.observed_spread is not None else ""))
@@ -98,8 +99,10 @@ def report(
             sp = "never reaches uniform's final loss"
         else:
             sp = "-"
-        table.add_row(a.label, w, ", ".join(str(s) for s in a.seeds) or "-", pred, obs, z, sp)
+        table.add_row(a.label, ", ".join(str(s) for s in a.seeds) or "-", pred, obs, z, sp)
     console.print(table)
+    for a in v.arms:
+        console.print(f"{a.label}: " + " ".join(f"{d} {w:.3f}" for d, w in a.weights.items()), highlight=False)
     console.print(v.summary)
 
 
