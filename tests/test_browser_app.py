@@ -225,7 +225,7 @@ def test_validation_page(server, page):
     no_errors(page)
     verdict = page.locator("[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentWarning']")
     assert "recommended mixture" in verdict.first.inner_text()
-    assert page.locator(".js-plotly-plot .error_y").count() >= 1  # the predictions' error bars
+    assert page.locator(".js-plotly-plot path.yerror").count() >= 1  # the predictions' error bars
     shot(page, "3b-validation")
 
 

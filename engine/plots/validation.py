@@ -47,9 +47,9 @@ def plot_validation(v: Verdict, *, height: int = 420) -> go.Figure:
     fig.add_trace(go.Scatter(x=x, y=om, mode="markers", name="observed (seed mean)",
                              marker={"size": 12, "symbol": "diamond", "color": "#EF553B"},
                              hovertemplate="%{x}<br>observed mean %{y:.4f}<extra></extra>"))
-    fig.update_layout(template=TEMPLATE, height=height, margin={"l": 60, "r": 20, "t": 60, "b": 50},
-                      title=f"Predicted vs observed {v.objective} at the target ({_target_label(v)}; "
-                            f"{v.scale_factor:.0f}x the largest size fitted)",
+    fig.update_layout(template=TEMPLATE, height=height, margin={"l": 60, "r": 20, "t": 70, "b": 50},
+                      title=f"Predicted vs observed {v.objective} at the target<br><sup>{_target_label(v)}: "
+                            f"{v.scale_factor:.0f}x the largest size fitted</sup>",
                       yaxis={"title": v.objective}, xaxis={"title": "validation mixture"},
                       legend={"orientation": "h", "y": -0.2})
     return fig
@@ -84,8 +84,8 @@ def plot_validation_curves(v: Verdict, *, height: int = 420) -> go.Figure:
         fig.add_hline(y=final, line={"dash": "dash", "color": "grey"},
                       annotation_text=f"uniform's final {v.objective} {final:.4f}", annotation_position="top left")
     layout = {"template": TEMPLATE, "height": height, "margin": {"l": 60, "r": 20, "t": 60, "b": 50},
-              "title": f"Validation runs at the target ({_target_label(v)}): {v.objective} along the run "
-                       "(legend: speed-up vs uniform)",
+              "title": f"{v.objective} along the validation runs<br><sup>{_target_label(v)}; dashed: uniform's "
+                       "final loss; legend: speed-up vs uniform</sup>",
               "xaxis": {"title": "steps"}, "yaxis": {"title": v.objective}, "legend": {"orientation": "h", "y": -0.2}}
     if tail:  # the early steps (a byte-frequency model) would squash the part that matters
         lo, hi = min(tail), max(tail)
