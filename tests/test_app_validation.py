@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
-from engine.autopilot import autopilot, run_trial_in_process  # noqa: E402
-from engine.config import load_config  # noqa: E402
-from engine.records import Proposal, TrialState  # noqa: E402
-from engine.runners.registry import make_runner  # noqa: E402
-from engine.store import Store  # noqa: E402
+from engine.autopilot import autopilot, run_trial_in_process
+from engine.config import load_config
+from engine.records import Proposal, TrialState
+from engine.runners.registry import make_runner
+from engine.store import Store
 
 MAIN = "../app/main.py"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "synthetic.toml"

@@ -9,7 +9,14 @@ import pytest
 
 from engine.autopilot import autopilot
 from engine.config import load_config
-from engine.demo.bo import DONE_EVENT, BOPlan, bo_config, build_bo, study_name, synthetic_config_dict
+from engine.demo.bo import (
+    DONE_EVENT,
+    BOPlan,
+    bo_config,
+    build_bo,
+    study_name,
+    synthetic_config_dict,
+)
 from engine.records import Proposal, TrialState
 from engine.store import Store
 from engine.trajectory import comparable_studies, trajectory

@@ -23,11 +23,11 @@ def _verdict() -> Verdict:
 
 def test_predicted_vs_observed_has_both_intervals_and_every_seed():
     fig = plot_validation(_verdict())
-    pred = [t for t in fig.data if t.name and t.name.startswith("predicted by mfms-gp")][0]
+    pred = next(t for t in fig.data if t.name and t.name.startswith("predicted by mfms-gp"))
     assert list(pred.y) == [2.40, 2.50] and list(pred.error_y.array) == [0.05, 0.04]
-    two = [t for t in fig.data if t.name == "predicted +- 2 std"][0]
+    two = next(t for t in fig.data if t.name == "predicted +- 2 std")
     assert list(two.error_y.array) == [0.10, 0.08]
-    seeds = [t for t in fig.data if t.name == "observed (each seed)"][0]
+    seeds = next(t for t in fig.data if t.name == "observed (each seed)")
     assert list(seeds.y) == [2.45, 2.47, 2.50, 2.52]
     assert "3x the largest size" in fig.layout.title.text
 

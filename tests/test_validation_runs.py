@@ -146,8 +146,8 @@ def test_build_validation_and_its_verdict(study, tmp_path):
 def test_a_new_recommendation_is_trained_and_the_old_one_kept(study, tmp_path, monkeypatch):
     """When the recommendation changes (here: the default model becomes another real model), a
     rebuild trains the new mixture; the old runs stay, labelled as a previous recommendation."""
-    import engine.export.recommend as recommend
     from engine.demo.validation import build_validation
+    from engine.export import recommend
     from engine.validation import verdict
 
     build_validation(study.path, "synthetic", seeds=(0,), workers=1)

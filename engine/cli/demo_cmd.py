@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,13 +24,13 @@ def build(
     small: Annotated[int, typer.Option("--n-0.1m", help="Mixtures at 0.1M parameters.")] = _DEFAULT[100_000],
     medium: Annotated[int, typer.Option("--n-0.5m", help="Mixtures at 0.5M parameters.")] = _DEFAULT[500_000],
     large: Annotated[int, typer.Option("--n-1m", help="Mixtures at 1M parameters.")] = _DEFAULT[1_000_000],
-    only: Annotated[Optional[list[str]], typer.Option(
+    only: Annotated[list[str] | None, typer.Option(
         "--only", help=f"Build only these parts (repeatable): {', '.join(PARTS)} (default: all, in that "
                        "order). `--only validation` after a new default model trains the new recommended "
                        "mixture and nothing else.")] = None,
     bo: Annotated[bool, typer.Option("--bo", help="The same as --only bo: the demo-bo-* strategy comparison "
                                      "(minutes; no training).")] = False,
-    corpus: Annotated[Optional[str], typer.Option("--corpus", help="Corpus directory (default: the cache).")] = None,
+    corpus: Annotated[str | None, typer.Option("--corpus", help="Corpus directory (default: the cache).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create or resume the demo: the `demo` study's runs (0.1M / 0.5M / 1M params), its validation
@@ -59,7 +59,7 @@ def build(
 def report(
     db: DbOption = DEFAULT_DB,
     study: Annotated[str, typer.Option("--study", help="The study whose validation runs to judge.")] = "demo",
-    model: Annotated[Optional[str], typer.Option("--model", help="Judge this model's predictions (default: the "
+    model: Annotated[str | None, typer.Option("--model", help="Judge this model's predictions (default: the "
                                                  "model the recommendation came from).")] = None,
     as_json: JsonFlag = False,
 ) -> None:

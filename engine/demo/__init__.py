@@ -7,6 +7,14 @@
   synthetic landscape (known truth), for the Trajectory page's comparison.
 """
 
-from engine.demo.study import DEMO_DOMAINS, DEMO_STUDY, DemoPlan, build_demo, demo_config, design_mixtures, plan_trials
+from engine.demo.study import (
+    DEMO_DOMAINS,
+    DEMO_STUDY,
+    DemoPlan,
+    build_demo,
+    demo_config,
+    design_mixtures,
+    plan_trials,
+)
 
 __all__ = ["DEMO_DOMAINS", "DEMO_STUDY", "DemoPlan", "build_demo", "demo_config", "design_mixtures", "plan_trials"]
