@@ -30,10 +30,16 @@ from pathlib import Path
 import pandas as pd
 
 from engine.errors import MixplanError, ValidationError
-from engine.records import PENDING_STATES, Proposal, RunResult, Trial, TrialState
+from engine.records import Proposal, RunResult, Trial, TrialState
 from engine.runners.base import Runner, RunFailed
 from engine.store.base import StudyStore
-from engine.strategies.base import Incumbent, Strategy, StudyState, get_strategy, trial_to_proposal
+from engine.strategies.base import (
+    Incumbent,
+    Strategy,
+    StudyState,
+    get_strategy,
+    with_rejections,
+)
 
 
 class Study:
@@ -50,11 +56,7 @@ class Study:
 
     def state(self) -> StudyState:
         """What a strategy sees: config, run table, trials (pending ones apart), strategy states."""
-        store, name = self.store, self.name
-        trials = tuple(store.trials(name))
-        return StudyState(store.get_config(name), store.runs_frame(name, meta=True),
-                          tuple(trial_to_proposal(t) for t in trials if t.state in PENDING_STATES), trials,
-                          store.strategy_states(name))
+        return StudyState.from_store(self.store, self.name)
 
     def runs(self) -> pd.DataFrame:
         """The run table (one row per checkpoint, with trial metadata)."""
@@ -76,11 +78,13 @@ class Study:
             state: StudyState | None = None) -> list[Trial]:
         """Ask ``strategy`` (a name, with ``seed``, or an object) for ``q`` proposals on the
         study's current state and store them as trials in state ``proposed``; the strategy's
-        learned state is saved. Returns the stored trials (empty: nothing more to propose)."""
+        learned state is saved. Trials a person rejected count as pending (not proposed again;
+        :func:`~engine.strategies.base.with_rejections`). Returns the stored trials (empty:
+        nothing more to propose)."""
         if q < 1:
             raise ValidationError(f"asked for {q} proposals.", fix="ask for at least one (-n 1).")
         strat = self._strategy(strategy, seed)
-        st = state if state is not None else self.state()
+        st = with_rejections(state if state is not None else self.state())
         strat.states_ = {}
         proposals = strat.ask(st, q)
         self._save_states(strat)

@@ -16,7 +16,8 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json, whole_number
+from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, esc, print_json,
+                               whole_number)
 from engine.errors import ValidationError
 
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="mfms-gp, mfms-gp-exact, autoscale, mixing-law, "
@@ -66,17 +67,21 @@ def predict_cmd(db: str, study: str, model: str, query: Path, out: Path, objecti
     """Fit ``model`` on the study and write ``query``'s rows plus ``pred_mean``, ``pred_std``."""
     from engine.store import Store
 
+    from engine.outfile import check_out_path, database_files, write_out_file
+
+    out = Path(out)
+    # an existing PRED file is replaced (a prediction is recomputed at will), never the database
+    check_out_path(out, overwrite=True, protect=database_files(db), example="pred.csv")
     store = Store(db, create=False)
     fitted = fit_study_model(store.runs_frame(study), store.get_config(study), model, objective)
     q = _read_table(query)
     mean, std = fitted.predict(q)
     res = q.copy()
     res["pred_mean"], res["pred_std"] = mean, std
-    out = Path(out)
-    if str(out).endswith((".parquet", ".pq")):
-        res.to_parquet(out, index=False)
-    else:
-        res.to_csv(out, index=False)
+    parquet = str(out).endswith((".parquet", ".pq"))
+    write_out_file(out, (lambda tmp: res.to_parquet(tmp, index=False)) if parquet
+                   else (lambda tmp: res.to_csv(tmp, index=False)), overwrite=True,
+                   protect=database_files(db), example="pred.csv")
     return res
 
 
@@ -109,7 +114,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predict the objective (mean, std) at each query row with a model fitted on the study."""
         res = predict_cmd(str(db), study, model, query, out, objective)
-        console.print(f"wrote {len(res)} prediction(s) to {out}")
+        console.print(f"wrote {len(res)} prediction(s) to {esc(out)}")
 
     @app.command("optimum")
     def optimum(
@@ -128,11 +133,12 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(opt.to_json())
             return
-        from rich.table import Table
-
-        table = Table("domain", "weight", title=f"{model} optimum at {int(model_params):,} params, "
+        table = PlainTable("domain", "weight", title=f"{model} optimum at {int(model_params):,} params, "
                       + (f"{steps:,} steps" if steps is not None else f"{tokens:,.0f} tokens"))
         for d, w in opt.weights.items():
             table.add_row(d, f"{w:.4f}")
         console.print(table)
-        console.print(f"predicted {objective or 'objective'}: {opt.pred_mean:.4f} +- {opt.pred_std:.4f}")
+        from engine.store import Store
+
+        shown = objective or Store(db, create=False).get_config(study).objective
+        console.print(f"predicted {shown}: {opt.pred_mean:.4f} +- {opt.pred_std:.4f} (1 std)", markup=False)

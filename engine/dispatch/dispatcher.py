@@ -15,7 +15,8 @@ The dispatcher is the one process that writes the database for a study's runs. I
    is deleted only after its trial's end is committed.
 
 A failing trial (crash, timeout, malformed result, lost worker, a result the store rejects)
-is marked ``failed`` with the reason and the log's tail; the queue goes on.
+is marked ``failed`` with the reason and the log's tail (its last lines end the reason too,
+where the run itself failed); the queue goes on.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from engine.dispatch.spool import Spool, process_start_time, runs_root, spool_ro
 from engine.dispatch.task import STALE_AFTER_S, Task
 from engine.errors import MixplanError, StateError, ValidationError
 from engine.records import Trial, TrialState
-from engine.runners.base import Runner
+from engine.runners.base import Runner, reason_with_log
 from engine.runners.command import log_tail
+from engine.runtable.schema import RUN_ID_FIX, run_id_problem
 from engine.store import Store
 
 ACTIVE = (TrialState.QUEUED, TrialState.RUNNING)
@@ -208,6 +210,10 @@ class Dispatcher:
                                self.summary.checkpoints, self._message))
 
     def _new_submission(self, trial: Trial) -> _Sub:
+        problem = run_id_problem(trial.run_id)
+        if problem:  # the store refuses such ids; one stored before it did must not name a path
+            raise ValidationError(f"run_id {trial.run_id!r} {problem}; its files would land outside "
+                                  f"{self.runs}, so it is not run.", fix=RUN_ID_FIX)
         token = uuid.uuid4().hex[:12]
         spool = Spool(self.root / str(trial.trial_id) / token)
         out_dir = self.runs / trial.run_id / token
@@ -258,10 +264,14 @@ class Dispatcher:
             pass
         self.subs.pop(sub.trial.trial_id, None)
 
-    def _fail(self, sub: _Sub, reason: str, tail: str = "") -> None:
+    def _fail(self, sub: _Sub, reason: str, tail: str = "", *, with_log: bool = True) -> None:
+        """Mark the submission's trial failed. ``with_log``: the reason ends with the log's last
+        lines (a failure of the run itself; not a result the store refused)."""
         tid = sub.trial.trial_id
         if not tail:
             tail = log_tail(sub.out_dir / "run.log")
+        if with_log:
+            reason = reason_with_log(reason, tail)
         try:
             self.store.fail_trial(tid, reason, log_tail=tail, actor="dispatch")
         except StateError:
@@ -328,7 +338,7 @@ class Dispatcher:
                 self._ensure_running(sub)
         except (ValidationError, StateError) as exc:
             self._cancel_job(sub)
-            self._fail(sub, f"could not store the result: {exc}")
+            self._fail(sub, f"could not store the result: {exc}", with_log=False)
             return True
         if final is None:
             return False
@@ -392,7 +402,7 @@ class Dispatcher:
 
     def _check_cancelled(self) -> None:
         """Stop the jobs of trials someone cancelled meanwhile (the app, `mixplan` elsewhere)."""
-        gone = {t.trial_id for t in self.store.trials(self.study, [TrialState.CANCELLED])}
+        gone = {t.trial_id for t in self.store.trials(self.study, [TrialState.CANCELLED], purpose=None)}
         for tid in [t for t in self.subs if t in gone]:
             sub = self.subs[tid]
             self._cancel_job(sub)  # what it stored stays; its spool is dropped
@@ -406,7 +416,12 @@ class Dispatcher:
         for t in trials:
             token = token_of(t.job_id)
             if token is None or not (self.root / str(t.trial_id) / token).is_dir():
-                sub = self._new_submission(t)
+                try:
+                    sub = self._new_submission(t)
+                except ValidationError as exc:
+                    self.store.fail_trial(t.trial_id, str(exc), actor="dispatch")
+                    self.summary.failed[t.trial_id] = str(exc)
+                    continue
                 self.subs[t.trial_id] = sub
                 self.summary.resubmitted.append(t.trial_id)
                 continue
@@ -454,8 +469,9 @@ class Dispatcher:
         self.root.mkdir(parents=True, exist_ok=True)
         with _StudyLock(self.root / ".dispatch.lock", self.study):
             self.executor.start()
-            active = self.store.trials(self.study, ACTIVE)
-            approved = self.store.trials(self.study, [TrialState.APPROVED])
+            # every purpose: validation runs are trained like any other run
+            active = self.store.trials(self.study, ACTIVE, purpose=None)
+            approved = self.store.trials(self.study, [TrialState.APPROVED], purpose=None)
             if trial_ids is not None:
                 wanted = {int(i) for i in trial_ids}
                 known = {t.trial_id for t in approved} | {t.trial_id for t in active}
@@ -474,7 +490,11 @@ class Dispatcher:
                     self.store.transition(ids, TrialState.QUEUED, actor="dispatch", study=self.study)
                     for t in approved:
                         t = replace(t, state=TrialState.QUEUED)
-                        self.subs[t.trial_id] = self._new_submission(t)
+                        try:
+                            self.subs[t.trial_id] = self._new_submission(t)
+                        except ValidationError as exc:
+                            self.store.fail_trial(t.trial_id, str(exc), actor="dispatch")
+                            self.summary.failed[t.trial_id] = str(exc)
                 self._report(f"{len(self.subs)} trial(s) on the {self.executor.name} executor")
                 last_check = time.monotonic()
                 while self.subs:
@@ -489,7 +509,8 @@ class Dispatcher:
                             raise
                         except Exception as exc:  # noqa: BLE001 -- a broken spool costs one trial
                             self._cancel_job(sub)
-                            self._fail(sub, f"the dispatcher could not read its results: {type(exc).__name__}: {exc}")
+                            self._fail(sub, f"the dispatcher could not read its results: {type(exc).__name__}: {exc}",
+                                       with_log=False)
                     if self.subs:
                         time.sleep(self.poll_s)
             except KeyboardInterrupt:

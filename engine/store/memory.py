@@ -103,8 +103,8 @@ class MemoryStore:
         rows["strategy"] = trial.strategy
         return rows
 
-    def runs_frame(self, study: str, *, meta: bool = False,
-                   states: Sequence[TrialState] | None = None) -> pd.DataFrame:
+    def runs_frame(self, study: str, *, meta: bool = False, states: Sequence[TrialState] | None = None,
+                   purpose: str | None = "fit") -> pd.DataFrame:
         st = self._study(study)
         if st.cache is None:
             cfg = st.config
@@ -127,13 +127,17 @@ class MemoryStore:
             st.cache = df
         df = st.cache
         state_of = {t: self._trials[t].state.value for t in st.trial_ids}
-        out = df.assign(state=df["trial_id"].map(state_of)) if len(df) else df.assign(state=[])
+        purpose_of = {t: self._trials[t].purpose for t in st.trial_ids}
+        out = (df.assign(state=df["trial_id"].map(state_of), purpose=df["trial_id"].map(purpose_of)) if len(df)
+               else df.assign(state=[], purpose=[]))
+        if purpose is not None:
+            out = out[out["purpose"] == purpose].reset_index(drop=True)
         if states:
             keep = {str(TrialState(s)) for s in states}
             out = out[out["state"].isin(keep)].reset_index(drop=True)
         if not meta:
-            out = out.drop(columns=[c for c in ("trial_id", "state", "checkpoint_id", "wall_s", "source", "strategy")
-                                    if c in out.columns])
+            out = out.drop(columns=[c for c in ("trial_id", "state", "checkpoint_id", "wall_s", "source", "strategy",
+                                                "purpose") if c in out.columns])
         return out
 
     # ---- trials ----------------------------------------------------------------------------
@@ -142,10 +146,12 @@ class MemoryStore:
         self._next_trial += 1
         return tid
 
-    def trials(self, study: str, states: Iterable[TrialState | str] | None = None) -> list[Trial]:
+    def trials(self, study: str, states: Iterable[TrialState | str] | None = None, *,
+               purpose: str | None = "fit") -> list[Trial]:
         st = self._study(study)
         keep = None if states is None else {TrialState(s) for s in states}
-        return [self._trials[t] for t in st.trial_ids if keep is None or self._trials[t].state in keep]
+        return [self._trials[t] for t in st.trial_ids if (keep is None or self._trials[t].state in keep)
+                and (purpose is None or self._trials[t].purpose == purpose)]
 
     def get_trial(self, trial_id: int) -> Trial:
         if int(trial_id) not in self._trials:
@@ -153,7 +159,7 @@ class MemoryStore:
         return self._trials[int(trial_id)]
 
     def add_trials(self, study: str, proposals: Sequence[Proposal], *, actor: str = "user",
-                   state: TrialState = TrialState.PROPOSED) -> list[Trial]:
+                   state: TrialState = TrialState.PROPOSED, purpose: str = "fit") -> list[Trial]:
         state = TrialState(state)
         if state not in (TrialState.PROPOSED, TrialState.APPROVED):
             raise StateError(f"new trials start as proposed or approved, not {state}.")
@@ -178,7 +184,7 @@ class MemoryStore:
             new.append(Trial(tid, study, run_id, state, dict(w), int(p.model_params),
                              None if steps is None else int(round(steps)), tokens,
                              "manual" if p.strategy == "manual" else "strategy", p.strategy, p.acq_value,
-                             p.pred_mean, p.pred_std, cost, p.reason, p.seed))
+                             p.pred_mean, p.pred_std, cost, p.reason, p.seed, purpose=purpose))
         for t in new:
             self._new_trial_id()
             self._trials[t.trial_id] = t
@@ -207,7 +213,9 @@ class MemoryStore:
             if to not in TRANSITIONS[t.state]:
                 raise StateError(f"trial {tid} is {t.state}; it cannot become {to}.")
         for tid in trial_ids:
-            extra = {"reason": reason} if reason and to in (TrialState.REJECTED, TrialState.CANCELLED) else {}
+            # as the database does: the proposer's reason stays; who rejected it and why are kept apart
+            extra = ({"rejection_reason": reason, "rejected_by": actor}
+                     if to in (TrialState.REJECTED, TrialState.CANCELLED) else {})
             self._move(tid, to, actor, {"reason": reason} if reason else None, **extra)
 
     # the same decisions as the database's (approve / reject all proposed ones when no id is given)
