@@ -65,6 +65,14 @@ def page(name: str | None = None, study: str | None = None, **state) -> AppTest:
     return at
 
 
+def edit_table(at: AppTest, edited_rows: dict) -> AppTest:
+    """Tick / edit rows of the Proposals table as the grid would (its key names its rows, so it
+    is read from the page's last run), then rerun."""
+    at.session_state[at.session_state["_prop_editor_key"]] = {"edited_rows": edited_rows, "added_rows": [],
+                                                               "deleted_rows": []}
+    return at.run()
+
+
 def ok(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -87,17 +95,17 @@ def test_study_page_shows_runs_and_filters(env_db):
     at = page()
     ok(at)
     labels = [m.label for m in at.metric]
-    assert "Runs with results" in labels and "Budget spent" in labels
+    assert "Finished runs" in labels and "Budget spent" in labels
     assert at.metric[0].value == "30"
-    caption = [c.value for c in at.caption if "runs match" in c.value][0]
+    caption = [c.value for c in at.caption if "runs with results match" in c.value][0]
     assert caption.startswith("30 of 30")
     at.multiselect(key="study_sizes").set_value([20_000_000]).run()
     ok(at)
-    caption = [c.value for c in at.caption if "runs match" in c.value][0]
+    caption = [c.value for c in at.caption if "runs with results match" in c.value][0]
     n = int(caption.split()[0])
     assert 0 < n < 30
     at.text_input(key="study_text").set_value("r0000").run()
-    caption = [c.value for c in at.caption if "runs match" in c.value][0]
+    caption = [c.value for c in at.caption if "runs with results match" in c.value][0]
     assert caption.startswith("1 of 30")
 
 
@@ -136,6 +144,9 @@ def test_approve_button_changes_the_store(env_db):
     tid = proposed[0]
     at.button(key=f"approve_{tid}").click().run()
     ok(at)
+    assert store.get_trial(tid).state.value == "proposed"  # it asks first
+    at.button(key="confirm_approve").click().run()
+    ok(at)
     assert store.get_trial(tid).state.value == "approved"
     assert any(f"Approved trial(s) {tid}" in s.value for s in at.success)
 
@@ -146,9 +157,7 @@ def test_reject_selected_through_the_table(env_db):
     pend = [t.trial_id for t in store.trials("demo", ["proposed", "approved"])]
     row = pend.index(proposed[-1])
     at = page("views/proposals.py")
-    at.session_state["proposals_editor"] = {"edited_rows": {row: {"select": True}}, "added_rows": [],
-                                            "deleted_rows": []}
-    at.run()
+    edit_table(at, {row: {"select": True}})
     ok(at)
     at.button(key="reject_selected").click().run()
     ok(at)
@@ -183,9 +192,7 @@ def test_table_edit_saves_weights(env_db):
     pend = [t.trial_id for t in store.trials("demo", ["proposed", "approved"])]
     row = pend.index(tid)
     at = page("views/proposals.py")
-    at.session_state["proposals_editor"] = {"edited_rows": {row: {"w_web": 0.25, "w_books": 0.5}},
-                                            "added_rows": [], "deleted_rows": []}
-    at.run()
+    edit_table(at, {row: {"w_web": 0.25, "w_books": 0.5}})
     at.button(key="save_edits").click().run()
     ok(at)
     assert store.get_trial(tid).weights == pytest.approx({"web": 0.25, "code": 0.25, "books": 0.5})
@@ -306,7 +313,10 @@ ck = [{"steps": s, "tokens": s * 1000, "losses": {"a": 3 - w["a"] - s / 1000, "b
 """
 
 
-def test_dispatch_runs_approved_trials_and_shows_failures(env_db, tmp_path):
+def test_dispatch_runs_approved_trials_and_shows_failures(env_db, tmp_path, monkeypatch):
+    """With the server's opt-in (`mixplan app --allow-commands`), Run approved first shows each
+    trial's argv; confirming starts the dispatcher; a failure shows its log tail."""
+    import json
     import sys
 
     from engine.config import parse_config
@@ -331,9 +341,18 @@ timeout_s = 60
     ok_t, bad_t = store.add_trials("cmd", [Proposal({"a": 0.5, "b": 0.5}, 1_000_000, steps=100),
                                            Proposal({"a": 0.95, "b": 0.05}, 1_000_000, steps=100)],
                                    state=TrialState.APPROVED)
+    monkeypatch.setenv("MIXPLAN_ALLOW_COMMANDS", "1")
     at = page("views/proposals.py", study="cmd", disp_workers=1)
     ok(at)
     at.button(key="dispatch_button").click().run()
+    ok(at)
+    assert not list((env_db.parent / "mixplan-runs" / "cmd").glob("dispatch-*.log"))  # nothing started yet
+    argvs = [json.loads(c.value) for c in at.code if c.language == "json"]
+    assert [a[:2] for a in argvs] == [[sys.executable, str(script)]] * 2
+    runs_dir = str(env_db.parent.resolve() / "mixplan-runs" / "cmd")
+    assert argvs[0][-1] == f"{runs_dir}/{ok_t.run_id}/<submission>" and argvs[0][3].endswith("/weights.json")
+    assert argvs[1][5] == "100"  # {steps} filled in
+    at.button(key="confirm_dispatch").click().run()
     ok(at)
     logs = list((env_db.parent / "mixplan-runs" / "cmd").glob("dispatch-*.log"))
     assert len(logs) == 1  # beside the runs' files, not in a temp dir left behind
@@ -543,7 +562,7 @@ def test_landscape_three_domains_draws_its_metrics(env_db):
     ok(at)
     metrics = {m.label: m.value for m in at.metric}
     assert set(metrics) >= {"Predicted optimum", "Best observed here", "Fitted on"}
-    assert metrics["Fitted on"] == "30 runs" and float(metrics["Predicted optimum"]) > 0
+    assert metrics["Fitted on"] == "30 finished runs" and float(metrics["Predicted optimum"]) > 0
     assert float(metrics["Best observed here"]) > 0
     opt = [m.value for m in at.markdown if m.value.startswith("**Optimum mixture**")][0]
     weights = [float(line.split(": ")[1]) for line in opt.split("  \n")[1:]]
@@ -660,7 +679,7 @@ def test_import_domains_rule():
 
 
 def test_live_status_polls_always_and_follows_state_changes(env_db, monkeypatch):
-    """The live part polls every LIVE_S (3 s) even when nothing runs (a `mixplan run` may start
+    """The live part polls every LIVE_S (2 s) even when nothing runs (a `mixplan run` may start
     from the CLI later); the page keeps the state counts it was drawn with, which the live part
     compares against to rerun the whole app."""
     import streamlit
@@ -677,7 +696,9 @@ def test_live_status_polls_always_and_follows_state_changes(env_db, monkeypatch)
     create_study(store, "live", n_runs=4, proposals=2, seed=9)
     at = page("views/proposals.py", study="live")
     ok(at)
-    assert 3.0 in intervals
+    from app import common
+
+    assert 2.0 in intervals and common.WATCH_S in intervals  # the status, and every page's watcher
     snap = at.session_state["_proposals_status"]
     assert snap[0] == "live" and snap[1][0] == 2 and snap[2] is False  # 2 proposed, no dispatcher
     store.approve("live")  # e.g. from the CLI
@@ -712,13 +733,14 @@ def test_approve_selected_saves_table_edits_first(env_db):
     a, b = store.add_trials("edits", [Proposal({"web": 0.5, "code": 0.25, "books": 0.25}, 20_000_000, steps=500),
                                       Proposal({"web": 0.2, "code": 0.4, "books": 0.4}, 20_000_000, steps=500)])
     at = page("views/proposals.py", study="edits")
-    at.session_state["proposals_editor"] = {"edited_rows": {0: {"select": True, "w_web": 0.25, "w_books": 0.5},
-                                                            1: {"w_web": 0.3, "w_code": 0.3}},
-                                            "added_rows": [], "deleted_rows": []}
-    at.run()
+    edit_table(at, {0: {"select": True, "w_web": 0.25, "w_books": 0.5}, 1: {"w_web": 0.3, "w_code": 0.3}})
     ok(at)
     assert any("Unsaved table edits of trial(s)" in c.value for c in at.caption)
     at.button(key="approve_selected").click().run()
+    ok(at)
+    assert store.get_trial(a.trial_id).state.value == "proposed"  # the dialog asks first
+    assert any("saved first" in c.value for c in at.caption)
+    at.button(key="confirm_approve").click().run()
     ok(at)
     assert store.get_trial(a.trial_id).state.value == "approved"
     assert store.get_trial(a.trial_id).weights == pytest.approx({"web": 0.25, "code": 0.25, "books": 0.5})

@@ -35,7 +35,7 @@ def body() -> None:
     name = common.require_study()
     cfg = common.config(name)
     runs = common.runs(name)
-    st.caption(f"Study **{name}**")
+    st.caption(f"Study **{name}** · " + common.counts_text(common.state_counts(name)))
     if runs.empty:
         st.info("No results yet, so no model can say how the optimum moves with scale.")
         return
@@ -98,8 +98,7 @@ def body() -> None:
         show[col] = show[col].round(6)
     for col in (c for c in show.columns if c.startswith("w_")):
         show[col] = show[col].round(3)
-    show["model_params"] = show["model_params"].map(human)
-    st.dataframe(show, hide_index=True, width="stretch")
+    st.dataframe(show, hide_index=True, width="stretch", column_config=common.table_config(show))
 
 
 common.run_page(body)
