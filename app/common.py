@@ -326,21 +326,41 @@ def counts_text(counts: dict[str, int]) -> str:
     return text
 
 
+def finished(counts: dict[str, int]) -> tuple[int, int]:
+    """(done, failed): the counts whose change brings new final results to draw."""
+    return int(counts.get("done", 0)), int(counts.get("failed", 0))
+
+
 def watch(study: str) -> None:
-    """Keep the open page true: every WATCH_S, compare the study's trial counts with those the
-    page was drawn with and rerun the whole page when they moved (a trial approved, started,
-    finished, here or from the CLI). Shows the counts. Called once per run, in the sidebar."""
-    st.session_state[COUNTS_KEY] = (study, state_counts(study))
+    """Keep the open page true, cheaply. Every WATCH_S a fragment reads the study's trial
+    counts (one cached query), shows them, and reruns the whole page when a trial finished or
+    failed since the page was drawn (new results: tables, charts and fits follow). Counts of
+    running and pending trials change more often; the parts of a page that show them redraw
+    themselves (:func:`live_counts`) without rerunning the page. Called once per run, in the
+    sidebar."""
+    st.session_state[COUNTS_KEY] = (study, finished(state_counts(study)))
 
     @st.fragment(run_every=WATCH_S)
     def poll() -> None:
         with guard("watching the study"):
             now = state_counts(study)
-            if (study, now) != st.session_state.get(COUNTS_KEY):
+            if (study, finished(now)) != st.session_state.get(COUNTS_KEY):
                 st.rerun(scope="app")
             st.caption(counts_text(now))
 
     poll()
+
+
+def live_counts(study: str, draw: Callable[[dict[str, int]], None]) -> None:
+    """Call ``draw(counts)`` (the study's trials per state) in a fragment that redraws itself
+    every WATCH_S: counts on a page stay true without rerunning the page."""
+
+    @st.fragment(run_every=WATCH_S)
+    def part() -> None:
+        with guard("reading the trial counts"):
+            draw(state_counts(study))
+
+    part()
 
 
 # ---- slow work in the background -----------------------------------------------------------

@@ -57,7 +57,7 @@ def body() -> None:
     name = common.require_study()
     cfg = common.config(name)
     st.caption(f"Study **{name}**" + (f" · target {scale_label(cfg.target.model_params, cfg.target.steps, cfg.target.tokens)}"
-                                      if cfg.target else "") + " · " + common.counts_text(common.state_counts(name)))
+                                      if cfg.target else ""))
     runs = common.runs(name)
     models = common.available_models()
     src = st.radio("Mixture to export", ["recommendation", "run"], horizontal=True, key="export_source",

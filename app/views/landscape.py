@@ -89,8 +89,8 @@ def body() -> None:
     cfg = common.config(name)
     runs = common.runs(name)
     domains = list(cfg.domains)
-    st.caption(f"Study **{name}**: {len(domains)} domains ({', '.join(domains)}) · "
-               + common.counts_text(common.state_counts(name)))
+    st.caption(f"Study **{name}**: {len(domains)} domains ({', '.join(domains)})")
+    common.live_counts(name, lambda counts: st.caption("Runs: " + common.counts_text(counts)))
     if runs.empty:
         st.info("No results yet, so there is no landscape to predict. Import runs or run trials first.")
         return

@@ -227,7 +227,7 @@ def dispatch_dialog(req: dict) -> None:
                + f". `{SUBMISSION}` is the folder name each hand-over picks.")
     for p in previews:
         st.markdown(f"**Trial {p.trial_id}** `{p.run_id}`" + (f" -- cannot start: {p.error}" if p.error else ""))
-        st.code(json.dumps(list(p.argv), indent=None), language="json")
+        st.code(json.dumps(list(p.argv)), language="json", wrap_lines=True)
     c = st.columns(2)
     if c[0].button(f"Start {len(previews)} program(s)", key="confirm_dispatch", type="primary",
                    disabled=not previews):
@@ -287,8 +287,12 @@ def pending_section(name: str) -> None:
             view.loc[view["trial_id"] == tid, col] = v
     key = editor_key(name, ids)
     st.session_state[EDITOR_KEY_NOW] = key
+    # the table keeps the height of the most rows it had in this session (up to 12): rows that
+    # leave (approved trials being dispatched) do not pull the buttons up under the pointer
+    rows = min(12, max(len(view), st.session_state.get(f"_prop_rows_{name}", 0)))
+    st.session_state[f"_prop_rows_{name}"] = rows
     edited = st.data_editor(
-        view, key=key, hide_index=True, width="stretch",
+        view, key=key, hide_index=True, width="stretch", height=38 + 35 * rows,
         disabled=["trial_id", "state", "run_id", "cost", "pred_mean", "pred_std", "strategy", "reason"],
         column_config={"select": st.column_config.CheckboxColumn("✓", help="select for the buttons below"),
                        **{c: st.column_config.NumberColumn(c[2:], min_value=0.0, max_value=1.0, format="%.4f")

@@ -35,7 +35,7 @@ def body() -> None:
     name = common.require_study()
     cfg = common.config(name)
     runs = common.runs(name)
-    st.caption(f"Study **{name}** · " + common.counts_text(common.state_counts(name)))
+    st.caption(f"Study **{name}**")
     if runs.empty:
         st.info("No results yet, so no model can say how the optimum moves with scale.")
         return

@@ -25,27 +25,33 @@ def overview(name: str) -> None:
     cfg = common.config(name)
     runs = common.runs(name)
     trials = common.trials(name)
-    counts = common.state_counts(name)
     done = trials[trials["state"] == "done"]
     spent = float(pd.to_numeric(done["cost"], errors="coerce").fillna(0).sum())
-    c = st.columns(5)
-    common.metric(c[0], "Finished runs", common.count(counts.get("done", 0)),
-                  f"{common.count(counts['failed'])} failed" if counts.get("failed") else None,
-                  help="Trials that ended with a result (state done; imported runs count too). Running and "
-                       "pending trials are counted apart, as on the Proposals page's Status.")
-    waiting = " · ".join(f"{common.count(counts[s])} {s}" for s in ("queued", "approved", "proposed") if counts.get(s))
-    common.metric(c[1], "Running", common.count(counts.get("running", 0)), waiting or "nothing pending",
-                  help="Trials running now; under it those queued for a worker, approved (waiting for Run "
-                       "approved) and proposed (waiting for a decision).")
-    common.metric(c[2], "Checkpoints", common.count(len(runs)),
+    c = st.columns([2, 1, 1, 1])
+
+    def counts_row(counts: dict[str, int]) -> None:
+        two = st.columns(2)
+        common.metric(two[0], "Finished runs", common.count(counts.get("done", 0)),
+                      f"{common.count(counts['failed'])} failed" if counts.get("failed") else None,
+                      help="Trials that ended with a result (state done; imported runs count too). Running and "
+                           "pending trials are counted apart, as on the Proposals page's Status.")
+        waiting = " · ".join(f"{common.count(counts[s])} {s}" for s in ("queued", "approved", "proposed")
+                             if counts.get(s))
+        common.metric(two[1], "Running", common.count(counts.get("running", 0)), waiting or "nothing pending",
+                      help="Trials running now; under it those queued for a worker, approved (waiting for Run "
+                           "approved) and proposed (waiting for a decision).")
+
+    with c[0]:
+        common.live_counts(name, counts_row)  # redraws itself as trials start and end
+    common.metric(c[1], "Checkpoints", common.count(len(runs)),
                   f"of {common.count(runs['trial_id'].nunique() if len(runs) else 0)} runs with results",
                   help="Every stored checkpoint, of finished runs and of running or failed runs so far.")
-    common.metric(c[3], "Budget spent", human(spent) + (f" / {human(cfg.budget)}" if cfg.budget else ""),
+    common.metric(c[2], "Budget spent", human(spent) + (f" / {human(cfg.budget)}" if cfg.budget else ""),
                   common.cost_unit(cfg),
                   help="Sum of the cost of finished trials (the runner's cost, else cost_per_step x steps, "
                        "else 6 x params x tokens).")
     t = cfg.target
-    common.metric(c[4], "Target", f"{human(t.model_params)} params" if t else "none",
+    common.metric(c[3], "Target", f"{human(t.model_params)} params" if t else "none",
                   (f"{t.steps:,} steps" if t and t.steps else (f"{human(t.tokens)} tokens" if t and t.tokens else None)))
     left, right = st.columns([2, 3])
     with left:

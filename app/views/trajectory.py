@@ -150,8 +150,7 @@ def bench_section() -> None:
 def body() -> None:
     name = common.require_study()
     cfg = common.config(name)
-    st.caption(f"Study **{name}** · " + common.counts_text(common.state_counts(name))
-               + f" · costs in {common.cost_unit(cfg)}")
+    st.caption(f"Study **{name}** · costs in {common.cost_unit(cfg)}")
     with common.guard("drawing the trajectory"):
         studies_section(name, cfg)
     bench_section()
