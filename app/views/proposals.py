@@ -454,7 +454,7 @@ def dispatch_section(name: str) -> None:
                  "closing the page does not stop it; results land in the database as each trial ends.")
     if blocked:
         st.warning(why, icon=":material/lock:")
-    if clicked:
+    if clicked and not blocked:  # (start_dispatcher checks again, whatever reaches it)
         if programs:
             st.session_state[CONFIRM_KEY] = {"action": "dispatch", "study": name, "executor": executor,
                                              "workers": int(workers), "ids": [], "edits": []}
@@ -492,11 +492,12 @@ def progress_rows(name: str) -> None:
     """One progress bar per queued / running trial (engine.dispatch.progress: from the files the
     workers write), each running one with its log's tail on demand."""
     store = common.store()
-    progress = study_progress(store, name)
+    active = store.trials(name, ["queued", "running"])
+    progress = study_progress(store, name, trials=active, objective=common.config(name).objective)
     if not progress:
         return
     st.markdown(f"**Queued and running ({len(progress)})**")
-    trials = {t.trial_id: t for t in store.trials(name, ["queued", "running"])}
+    trials = {t.trial_id: t for t in active}
     for p in progress:
         st.progress(p.fraction or 0.0, text=f"{p.text()} · {human(p.model_params)} params")
         t = trials.get(p.trial_id)
