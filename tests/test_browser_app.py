@@ -315,12 +315,12 @@ def test_missing_browser_fails_when_required(monkeypatch):
 
 # ---- the approve -> run loop, and commands only with the server's opt-in --------------------
 #: the stand-in trainer's pace: a checkpoint every SLEEP_S seconds, CHECKPOINTS of them a trial
-CHECKPOINTS, SLEEP_S = 8, 2.0
+CHECKPOINTS, SLEEP_S = 8, 2.5
 
 
 def fast_runner(db: Path) -> None:
     """Make the copy's demo study run a stand-in trainer (tests/fixtures/fake_trainer.py) that
-    takes ~16 s a trial and streams a checkpoint every 2 s: a command runner, so only a server
+    takes ~20 s a trial and streams a checkpoint every 2.5 s: a command runner, so only a server
     started with --allow-commands may dispatch it."""
     from dataclasses import replace
 
@@ -347,8 +347,10 @@ def cmd_server(tmp_path_factory):
 
 
 def new_page(browser):
-    """A page in a context of its own (a separate session and window, as another person's)."""
+    """A page in a context of its own (a separate session and window, as another person's).
+    Actions may wait up to 2 min: three pages of the app share two (busy) cores here."""
     ctx = browser.new_context(viewport={"width": 1440, "height": 1800}, accept_downloads=True)
+    ctx.set_default_timeout(120_000)
     return ctx, ctx.new_page()
 
 
@@ -404,7 +406,9 @@ def test_approve_run_loop(cmd_server, browser):
     try:
         open_page(study_pg, url, "", "Study")
         open_page(land_pg, url, "landscape", "Landscape")
-        choose(land_pg, "Loss model", "mixing-law")  # a quick fit: this test is about the counts
+        # a quick model: the default GP's refits (one per finished trial) would share the
+        # server's two busy cores with the pages whose refresh this test times
+        choose(land_pg, "Loss model", "mixing-law")
         open_page(prop, url, "proposals", "Proposals")
         choose(prop, "Strategy", "random")
         q = prop.get_by_label("How many (q)")
