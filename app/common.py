@@ -249,13 +249,16 @@ def after_write(message: str, kind: str = "success") -> None:
     flash(message, kind)
 
 
-def message_slot() -> None:
-    """The last action's messages, in a box of fixed height that is drawn whether or not there
-    is a message: a message that appears (or goes) never moves the table and buttons below it
-    -- which once put a second click on "Approve selected". A new message also pops up as a
-    toast (toasts float; they move nothing)."""
-    box = st.container(height=SLOT_PX, border=False, key="message_slot")
+def message_slot(*, fixed: bool = True) -> None:
+    """The last action's messages, kept until the next action. ``fixed``: in a box of fixed
+    height drawn whether or not there is a message, so a message that appears (or goes) never
+    moves the table and buttons below it -- which once put a second click on "Approve
+    selected"; pages without such buttons draw messages only when there are some. A new
+    message also pops up as a toast (toasts float; they move nothing)."""
     msgs = st.session_state.get(FLASH_KEY)
+    if not fixed and not msgs:
+        return
+    box = st.container(height=SLOT_PX, border=False, key="message_slot") if fixed else st.container()
     with box:
         if not msgs:
             st.caption("Messages about what you do here appear in this box.")
@@ -269,8 +272,8 @@ def message_slot() -> None:
 
 
 def show_flash() -> None:
-    """Kept for pages without a slot: the same as :func:`message_slot`."""
-    message_slot()
+    """The messages of the last action, where there are some (:func:`message_slot`, not fixed)."""
+    message_slot(fixed=False)
 
 
 def metric(where, label: str, value, note: str | None = None, help: str | None = None) -> None:

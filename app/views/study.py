@@ -185,7 +185,7 @@ def create_section() -> None:
 
 
 def body() -> None:
-    common.message_slot()
+    common.show_flash()
     name = common.current_study()
     if name is not None:
         st.caption(f"Study **{name}**")
