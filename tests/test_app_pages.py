@@ -561,8 +561,8 @@ def test_landscape_three_domains_draws_its_metrics(env_db):
     at = page("views/landscape.py", **model_state(land_res=20))
     ok(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert set(metrics) >= {"Predicted optimum", "Best observed here", "Fitted on"}
-    assert metrics["Fitted on"] == "30 finished runs" and float(metrics["Predicted optimum"]) > 0
+    assert set(metrics) >= {"Predicted optimum", "Best observed here", "Fitted on finished runs"}
+    assert metrics["Fitted on finished runs"] == "30" and float(metrics["Predicted optimum"]) > 0
     assert float(metrics["Best observed here"]) > 0
     opt = [m.value for m in at.markdown if m.value.startswith("**Optimum mixture**")][0]
     weights = [float(line.split(": ")[1]) for line in opt.split("  \n")[1:]]
@@ -902,7 +902,7 @@ def test_counts_say_finished_and_running_apart(env_db):
     at = page("views/landscape.py", study="mid", **model_state(land_res=20))
     ok(at)
     m = {x.label: x.value for x in at.metric}
-    assert m["Fitted on"] == "6 finished runs"
+    assert m["Fitted on finished runs"] == "6"
     assert any("+ 1 running (checkpoints so far)" in c.value for c in at.caption)
     assert any(c.value == "Runs: **6** finished runs · 1 running · 1 proposed" for c in at.caption)
     assert any("**6** finished runs · 1 running · 1 proposed" in c.value for c in at.sidebar.caption)

@@ -207,7 +207,7 @@ def test_study_page(server, page):
     open_page(page, url, "", "Study")  # the default page lives at the root
     wait_plots(page, 1)
     no_errors(page)
-    assert page.get_by_text("Finished runs").count() == 1
+    assert page.get_by_text("Finished runs", exact=True).count() == 1
     assert shot(page, "1-study").stat().st_size > 20_000
 
 

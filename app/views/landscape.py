@@ -56,7 +56,7 @@ def draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs
     done = int(states.get("done", 0)) if len(runs) else 0
     partial = ", ".join(f"{common.count(n)} {s}" for s, n in dict(states).items() if s != "done")
     fit_s = getattr(fitted, "fit_seconds_", None)
-    common.metric(m[2], "Fitted on", f"{common.count(done)} finished run{'s' if done != 1 else ''}",
+    common.metric(m[2], "Fitted on finished runs", common.count(done),
                   " · ".join(x for x in ((f"+ {partial} (checkpoints so far)" if partial else ""),
                                          (f"{fit_s:.1f} s fit" if fit_s is not None else "")) if x) or None,
                   help="The model is fitted on every stored checkpoint: those of finished runs, and those so "

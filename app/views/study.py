@@ -128,12 +128,12 @@ def _saved_upload(upload):
 def create_section() -> None:
     store = common.store()
     with st.expander("Create a study", expanded=not common.study_names()):
-        tab_cfg, tab_table = st.tabs(["From a config (TOML)", "From a run table (CSV / Parquet)"])
         allowed = commands_allowed()
         if not allowed:
             st.caption(":material/lock: Configs whose runner starts programs (`[runner] kind = \"command\"`) are "
                        "refused here: this server was started without `--allow-commands`, and such a study runs "
                        "whatever its config names as the server's user. To use one, " + HOW_TO_ALLOW)
+        tab_cfg, tab_table = st.tabs(["From a config (TOML)", "From a run table (CSV / Parquet)"])
         with tab_cfg:
             st.caption("The same validation as `mixplan study create --config FILE`: every problem names the key "
                        "and the fix. See the README's config reference.")
