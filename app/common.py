@@ -7,6 +7,10 @@ by (db, study, results key, model, objective) with the data_version they were fi
 with every new checkpoint, so new results invalidate a fit while approving or editing proposals
 (which also bump data_version) does not force a refit. Slow fits run in the background
 (:func:`background`): a page draws at once and fills in when the fit is done.
+
+Pages stay true while open (:func:`watch`, :func:`live_counts`: a cheap poll of the trial
+counts), keep messages in a slot that moves nothing (:func:`message_slot`), and format numbers
+with engine.numbers (:func:`table_config` for tables).
 """
 
 from __future__ import annotations

@@ -495,6 +495,8 @@ def test_approve_run_loop(cmd_server, browser):
                     except Exception:  # noqa: BLE001 - a page mid-rerun: look again
                         pass
             time.sleep(0.2)
+        print("seconds from the last trial's end to the new counts on each page:",
+              {k: round(v, 1) for k, v in seen.items()})
         assert set(seen) == set(pages) and max(seen.values()) <= 10, seen
         assert {t.trial_id for t in store.trials("demo", ["done"])} >= set(chosen)
         assert store.get_trial(proposed[1]).state.value == "proposed"  # the unticked one never ran
