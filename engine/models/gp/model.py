@@ -180,23 +180,33 @@ class GPModel(Model):
             self._structure_cache = (Wu, iw, MZ, ip, A)
         return self._structure_cache
 
-    def _factors(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(k_w against the R distinct mixtures, k_m k_z against the P distinct pairs) at X."""
+    def _factors(self, X: torch.Tensor):
+        """The two kernel factors at X: (k_w against the R distinct training mixtures, row index,
+        k_m k_z against the P distinct training pairs, row index). Where X repeats mixtures or
+        (size, length) pairs (a search's grid of every mixture at every fidelity) each factor is
+        evaluated once per distinct query value and the row indices say which (the grid's cost
+        is then (mixtures + fidelities) x training values, not their product); otherwise the
+        indices are None. Inputs that need gradients take the direct path (``unique`` has none)."""
         Wu, _, MZ, _, _ = self._structure()
-        g_w, g_m, g_z = self.groups
+        g_w = self.groups[0]
         ls = self.lengthscale
-        kw = product_matern52(X, Wu, ls, (g_w,))
-        # the pairs: (u_m, u_z) columns of X against MZ's two columns
-        Xs = X[..., g_m.start:]
-        kmz = product_matern52(Xs, MZ, ls[g_m.start:], (slice(0, 1), slice(1, 2)))
-        return kw, kmz
+        K = g_w.stop
+        pairs = (slice(0, 1), slice(1, 2))
+        if X.requires_grad or X.dim() != 2 or len(X) < 64:
+            return product_matern52(X, Wu, ls, (g_w,)), None, product_matern52(X[..., K:], MZ, ls[K:], pairs), None
+        Xw, iq_w = torch.unique(X[:, :K], dim=0, return_inverse=True)
+        Xs, iq_s = torch.unique(X[:, K:], dim=0, return_inverse=True)
+        return product_matern52(Xw, Wu, ls, (g_w,)), iq_w, product_matern52(Xs, MZ, ls[K:], pairs), iq_s
 
     def cross_kernel(self, X: torch.Tensor) -> torch.Tensor:
         """k(X, X_train) (standardised units) through the design's structure: each Matern factor
         against the distinct training values only, then gathered."""
         _, iw, _, ip, _ = self._structure()
-        kw, kmz = self._factors(X)
-        return kw.index_select(-1, iw) * kmz.index_select(-1, ip) * self.outputscale
+        kw, iq_w, kmz, iq_s = self._factors(X)
+        kw, kmz = kw.index_select(-1, iw), kmz.index_select(-1, ip)
+        if iq_w is not None:
+            kw, kmz = kw.index_select(0, iq_w), kmz.index_select(0, iq_s)
+        return kw * kmz * self.outputscale
 
     def _marginals(self, X: torch.Tensor, *, variances: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and variance (standardised units) at each row of X (..., d)."""
@@ -205,8 +215,11 @@ class GPModel(Model):
             if A is None:
                 mean = self._mean_std(X) + self.cross_kernel(X) @ self.alpha
             else:
-                kw, kmz = self._factors(X)
-                mean = self._mean_std(X) + ((kw @ A) * kmz).sum(-1) * self.outputscale
+                kw, iq_w, kmz, iq_s = self._factors(X)
+                kwA = kw @ A
+                if iq_w is not None:
+                    kwA, kmz = kwA.index_select(0, iq_w), kmz.index_select(0, iq_s)
+                mean = self._mean_std(X) + (kwA * kmz).sum(-1) * self.outputscale
             return mean, torch.zeros_like(mean)
         shape = X.shape[:-1]
         Xf = X.reshape(-1, X.shape[-1])
