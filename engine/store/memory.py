@@ -31,8 +31,8 @@ from engine.store.store import Store
 class _Study:
     config: StudyConfig
     trial_ids: list[int]
-    frames: list[pd.DataFrame]  # checkpoint rows, appended as runs finish
-    cache: pd.DataFrame | None = None
+    new: list[pd.DataFrame]  # checkpoint rows of runs finished since the table was last built
+    table: pd.DataFrame | None = None  # the run table so far (built incrementally: one concat per read)
 
 
 class MemoryStore:
@@ -87,8 +87,7 @@ class MemoryStore:
             st.trial_ids.append(tid)
             rows = g.drop(columns=[c for c in ("run_id",) if c in g]).copy()
             rows.insert(0, "run_id", str(run_id))
-            st.frames.append(self._meta(rows, self._trials[tid]))
-        st.cache = None
+            st.new.append(self._meta(rows, self._trials[tid]))
         self._event(study, None, "import", actor, {"source": source, "runs": int(table["run_id"].nunique())})
         return int(table["run_id"].nunique())
 
@@ -103,29 +102,34 @@ class MemoryStore:
         rows["strategy"] = trial.strategy
         return rows
 
+    @staticmethod
+    def _table(cfg: StudyConfig, parts: list[pd.DataFrame]) -> pd.DataFrame:
+        """The run table from its pieces: the database's columns and order (trial, then steps)."""
+        wcols = [f"w_{d}" for d in cfg.domains]
+        df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            columns=["run_id", "model_params", "steps", "trial_id"] + wcols)
+        vals = rt.loss_columns(df) + rt.metric_columns(df)
+        for c in ("tokens", "steps", "cost", "wall_s"):
+            if c not in df.columns:
+                df[c] = np.nan
+        df = df.sort_values(["trial_id", "steps"], kind="stable") if len(df) else df
+        cols = ["run_id", "model_params", "tokens", "steps"] + wcols + vals + [
+            "cost", "trial_id", "checkpoint_id", "wall_s", "source", "strategy"]
+        df = df[[c for c in cols if c in df.columns]].reset_index(drop=True)
+        if len(df):
+            df["model_params"] = df["model_params"].astype("int64")
+            df["steps"] = df["steps"].astype("Int64")
+            for c in ("tokens", "cost", "wall_s"):
+                df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+        return df
+
     def runs_frame(self, study: str, *, meta: bool = False, states: Sequence[TrialState] | None = None,
                    purpose: str | None = "fit") -> pd.DataFrame:
         st = self._study(study)
-        if st.cache is None:
-            cfg = st.config
-            wcols = [f"w_{d}" for d in cfg.domains]
-            df = pd.concat(st.frames, ignore_index=True) if st.frames else pd.DataFrame(
-                columns=["run_id", "model_params", "steps"] + wcols)
-            vals = rt.loss_columns(df) + rt.metric_columns(df)
-            for c in ("tokens", "steps", "cost", "wall_s"):
-                if c not in df.columns:
-                    df[c] = np.nan
-            df = df.sort_values(["trial_id", "steps"], kind="stable") if len(df) else df
-            cols = ["run_id", "model_params", "tokens", "steps"] + wcols + vals + [
-                "cost", "trial_id", "checkpoint_id", "wall_s", "source", "strategy"]
-            df = df[[c for c in cols if c in df.columns]].reset_index(drop=True)
-            if len(df):
-                df["model_params"] = df["model_params"].astype("int64")
-                df["steps"] = df["steps"].astype("Int64")
-                for c in ("tokens", "cost", "wall_s"):
-                    df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-            st.cache = df
-        df = st.cache
+        if st.table is None or st.new:
+            parts = ([st.table] if st.table is not None else []) + st.new
+            st.table, st.new = self._table(st.config, parts), []
+        df = st.table
         state_of = {t: self._trials[t].state.value for t in st.trial_ids}
         purpose_of = {t: self._trials[t].purpose for t in st.trial_ids}
         out = (df.assign(state=df["trial_id"].map(state_of), purpose=df["trial_id"].map(purpose_of)) if len(df)
@@ -250,8 +254,7 @@ class MemoryStore:
         if t.state == TrialState.QUEUED:
             t = self._move(trial_id, TrialState.RUNNING, actor)
         t = self._move(trial_id, TrialState.DONE, actor, {"cost": cost, "checkpoints": len(rows)}, cost=cost)
-        st.frames.append(self._meta(pd.DataFrame(rows), t))
-        st.cache = None
+        st.new.append(self._meta(pd.DataFrame(rows), t))
         return True
 
     def fail_trial(self, trial_id: int, reason: str, *, log_tail: str = "", actor: str = "worker") -> None:
