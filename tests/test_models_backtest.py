@@ -93,7 +93,7 @@ def test_calibration_widens_with_distance_to_the_backtests_coverage():
     mean = np.full(400, 3.0)
     err = rng.normal(0, 1, 400) * 3.0 * 0.02 * d  # 2% relative error per e-fold
     cal = fit_calibration(d, mean + err, mean, np.full(400, 1e-3))
-    assert cal.fitted and cal.tau1 == pytest.approx(0.02, rel=0.3)
+    assert cal.fitted and cal.tau1 == pytest.approx(0.02, rel=0.3) and cal.d_max > 1.4
     s = cal.apply(mean, np.full(400, 1e-3), d)
     assert 0.6 <= np.mean(np.abs(err) <= s) <= 0.76 and 0.9 <= np.mean(np.abs(err) <= 2 * s) <= 0.99
     far = cal.apply(np.array([3.0, 3.0]), np.array([1e-3, 1e-3]), np.array([0.5, 2.0]))

@@ -7,16 +7,16 @@ extrapolation error available before training at the target is the study's own d
 the small sizes, predict the larger ones (:mod:`engine.models.backtest`). This module turns
 those held-out errors into a std that grows with the distance from the data:
 
-    std_cal(x) = sqrt( (lam * std(x))^2 + (|mean(x)| * (tau0 + tau1 * d(x)))^2 )
+    std_cal(x) = sqrt( std(x)^2 + (|mean(x)| * tau1 * d(x))^2 )
 
 ``d`` is the extrapolation distance in log scale, ``log(N / N_max) + log(D / D_max)`` over the
-parts that exceed the fitted data (0 inside it): log compute, since loss falls with both. ``lam``
-rescales the model's own std, ``tau0`` is a relative error floor and ``tau1`` the relative
-error added per e-fold beyond the data, all >= 0, fitted by maximum likelihood on the backtest's
-held-out errors (a systematic level error at a distance counts as spread there, so the
-interval covers it), then ``tau`` is scaled by one split-conformal step so that +-1 std covers
-the held-out runs as a Gaussian would (68%). ``lam`` stays >= 1 (a backtest never narrows a
-model's std below its own in-sample value).
+parts that exceed the fitted data (0 inside it): log compute, since loss falls with both.
+Inside the data the model's own std stands; beyond it ``tau1``, the relative error added per
+e-fold of scale, is fitted by maximum likelihood on the backtest's held-out errors (a
+systematic level error at a distance counts as spread there, so the interval covers it), then
+scaled by one split-conformal step so that +-1 std covers the held-out runs as a Gaussian would
+(68%). One parameter on purpose: backtests hold out a few sizes, at a few distances, and cannot
+tell a floor from a slope; the slope is what makes a 10x extrapolation less certain than a 2x.
 
 Where the study has one model size, no size can be held out and the std stays the model's own
 (:attr:`Calibration.fitted` is False; callers say so).
@@ -38,8 +38,6 @@ TARGET_1STD = 0.6827
 class Calibration:
     """Fitted widening of one model's std (module docstring); identity where not ``fitted``."""
 
-    lam: float = 1.0
-    tau0: float = 0.0
     tau1: float = 0.0
     fitted: bool = False
     n: int = 0  # held-out predictions it was fitted on
@@ -53,8 +51,8 @@ class Calibration:
         mean, std, d = (np.asarray(a, float) for a in (mean, std, d))
         if not self.fitted:
             return std
-        rel = self.tau0 + self.tau1 * np.maximum(d, 0.0)
-        return np.sqrt((self.lam * np.nan_to_num(std)) ** 2 + (np.abs(mean) * rel) ** 2)
+        rel = self.tau1 * np.maximum(d, 0.0)
+        return np.sqrt(np.nan_to_num(std) ** 2 + (np.abs(mean) * rel) ** 2)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +64,7 @@ class Calibration:
     def describe(self) -> str:
         if not self.fitted:
             return self.note or "not calibrated"
-        return (f"std x{self.lam:.2g} plus {self.tau0:.2%} + {self.tau1:.2%} per e-fold of scale beyond the data "
+        return (f"std widened by {self.tau1:.2%} of the prediction per e-fold of scale beyond the data "
                 f"(fitted on {self.n} held-out runs up to {math.exp(self.d_max):.1f}x beyond; +-1 std then holds "
                 f"{self.coverage_1std:.0%}, +-2 std {self.coverage_2std:.0%})")
 
@@ -83,53 +81,42 @@ def distance(model_params: np.ndarray, length: np.ndarray | None, max_params: fl
 
 
 def fit_calibration(d: np.ndarray, obs: np.ndarray, mean: np.ndarray, std: np.ndarray) -> Calibration:
-    """Maximum-likelihood widening from held-out (distance, observed, predicted mean, std)."""
-    from scipy.optimize import minimize
+    """The widening ``tau1`` from held-out (distance, observed, predicted mean, std): maximum
+    likelihood, then one split-conformal step so that +-1 std holds 68% of them."""
+    from scipy.optimize import minimize_scalar
 
     d, obs, mean, std = (np.asarray(a, float) for a in (d, obs, mean, std))
     ok = np.isfinite(d) & np.isfinite(obs) & np.isfinite(mean)
-    d, obs, mean, std = d[ok], obs[ok], mean[ok], np.nan_to_num(std[ok])
+    d, obs, mean, std = np.maximum(d[ok], 0.0), obs[ok], mean[ok], np.nan_to_num(std[ok])
     if len(d) < 3:
         return Calibration(note=f"too few held-out predictions to calibrate ({len(d)})")
+    if not (d > 0).any():
+        return Calibration(note="the held-out predictions lie within the fitted scales: nothing to calibrate")
     e2 = (obs - mean) ** 2
     am = np.maximum(np.abs(mean), 1e-12)
-    scale0 = float(np.sqrt(np.mean(e2))) / float(np.mean(am)) or 1e-3
+    rel = np.sqrt(e2) / am
 
-    def unpack(t):
-        return 1.0 + np.exp(t[0]), np.exp(t[1]), np.exp(t[2])
-
-    def nll(t):
-        lam, t0, t1 = unpack(t)
-        var = (lam * std) ** 2 + (am * (t0 + t1 * d)) ** 2 + 1e-18
+    def nll(log_t1):
+        var = std ** 2 + (am * math.exp(log_t1) * d) ** 2 + 1e-24
         return 0.5 * float(np.sum(np.log(var) + e2 / var))
 
-    best = None
-    for start in ([-3.0, math.log(scale0), math.log(scale0)], [0.0, math.log(scale0 / 10), math.log(scale0)],
-                  [-3.0, math.log(scale0), math.log(scale0 / 10)]):
-        r = minimize(nll, np.array(start), method="Nelder-Mead", options={"maxiter": 2000, "xatol": 1e-6,
-                                                                          "fatol": 1e-9})
-        if best is None or r.fun < best.fun:
-            best = r
-    lam, t0, t1 = unpack(best.x)
+    guess = float(np.sqrt(np.mean(rel[d > 0] ** 2)) / np.sqrt(np.mean(d[d > 0] ** 2)))
+    r = minimize_scalar(nll, bounds=(math.log(max(guess, 1e-9)) - 12, math.log(max(guess, 1e-9)) + 6),
+                        method="bounded")
     # the std must grow with the distance even where the model's own std happened to cover the
-    # backtest (one distance cannot tell a floor from a slope): the distance term alone
-    # explains at least half the held-out relative RMS error at the distances measured
-    rel_rms = float(np.sqrt(np.mean(e2 / am ** 2)))
-    d_rms = float(np.sqrt(np.mean(d ** 2)))
-    if d_rms > 0:
-        t1 = max(t1, 0.5 * rel_rms / d_rms)
-    cal = Calibration(lam, t0, t1, True, int(len(d)), float(d.max()))
-    # one split-conformal step: scale so that +-1 std holds TARGET_1STD of the held-out runs
-    # (never below the model's own std: lam >= 1, and the distance floor above is kept)
+    # backtest: the distance term explains at least half the held-out relative RMS error
+    t1 = max(math.exp(r.x), 0.5 * guess)
+    cal = Calibration(tau1=t1, fitted=True)
+    # one split-conformal step: scale tau1 so that +-1 std holds TARGET_1STD of the held-out runs
+    # (never below the floor above, never narrower than the model's own std)
     z = np.sqrt(e2) / np.maximum(cal.apply(mean, std, d), 1e-18)
     q = float(np.quantile(z, TARGET_1STD))
     if np.isfinite(q) and q > 0:
-        t1q = max(t1 * q, 0.5 * rel_rms / d_rms) if d_rms > 0 else t1 * q
-        cal = Calibration(max(1.0, lam * q), t0 * q, t1q, True, int(len(d)), float(d.max()))
+        cal = Calibration(tau1=max(t1 * q, 0.5 * guess), fitted=True)
     s = cal.apply(mean, std, d)
     err = np.sqrt(e2)
-    return Calibration(float(cal.lam), float(cal.tau0), float(cal.tau1), True, cal.n, cal.d_max,
-                       float(np.mean(err <= s)), float(np.mean(err <= 2 * s)))
+    return Calibration(tau1=float(cal.tau1), fitted=True, n=int(len(d)), d_max=float(d.max()),
+                       coverage_1std=float(np.mean(err <= s)), coverage_2std=float(np.mean(err <= 2 * s)))
 
 
 def calibration_from_backtest(predictions: pd.DataFrame, model: str) -> Calibration:
