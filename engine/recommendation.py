@@ -40,15 +40,10 @@ import pandas as pd
 
 from engine.errors import ValidationError
 
-#: the models the backtest chooses among, in the order used where no backtest is possible
-CANDIDATES: tuple[str, ...] = ("dmsl", "dmsl-joint", "mixing-law", "mfms-gp", "regmix")
+from engine.models.auto import CANDIDATES
+
 #: the name that means "the study's recommended model" on the command line and in the app
 AUTO = "auto"
-#: how far beyond the explored weights (per domain) an optimum may go: a law or GP asked about
-#: a corner no run came near answers with its functional form, not with data (a 100%-docs
-#: "optimum" from runs that never exceeded 60% docs); 0.1 lets the optimum lean past the
-#: explored edge, and the answer says when it sits there
-EXPLORE_MARGIN = 0.1
 CACHE_VERSION = 1
 
 
@@ -134,135 +129,65 @@ class Recommendation:
 
 
 # ---------------------------------------------------------------------------------------------
-# Fitting a study's model with calibrated std
+# A study's model, calibrated
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class CalibratedFit:
-    """A fitted loss model with its calibration and the extent of the data it was fitted on."""
-
-    name: str
-    model: Any
-    calibration: Any  # engine.models.calibration.Calibration
-    largest_size: float
-    longest: float | None
-    z_col: str | None
-
-    def predict(self, query: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(mean, calibrated std, the model's own std) at query rows."""
-        from engine.models.calibration import distance
-
-        mean, std = self.model.predict(query)
-        length = _query_length(query, self.z_col)
-        d = distance(query["model_params"].to_numpy(float), length, self.largest_size, self.longest)
-        return mean, self.calibration.apply(mean, std, d), std
-
-
-def calibration_for(runs: pd.DataFrame, name: str, objective: str, *, domains: list[str],
-                    tokens_per_step: float | None, predictions: pd.DataFrame | None = None,
-                    direction: str | None = None):
-    """The calibration of model ``name`` on these runs: from a backtest's ``predictions`` of it,
-    else from a backtest of this model alone (not calibrated where the runs have one size)."""
-    from engine.models.backtest import backtest, size_cuts
-    from engine.models.calibration import Calibration, calibration_from_backtest
-
-    if predictions is None:
-        try:
-            size_cuts(runs)
-        except ValidationError:
-            return Calibration(note="not calibrated: the runs have one model size, so no size can be held out")
-        predictions = backtest(runs, objective, models=[name], domains=list(domains),
-                               tokens_per_step=tokens_per_step, direction=direction, calibrate=False).predictions
-    return calibration_from_backtest(predictions, name)
-
-
-def fit_calibrated(runs: pd.DataFrame, name: str, objective: str, *, domains: list[str],
-                   tokens_per_step: float | None, predictions: pd.DataFrame | None = None,
-                   direction: str | None = None) -> CalibratedFit:
-    """Fit ``name`` on every run and calibrate its std (:func:`calibration_for`)."""
-    from engine.models import get_model
-
-    model = get_model(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model.fit(runs, objective, domains=list(domains), tokens_per_step=tokens_per_step)
-    cal = calibration_for(runs, name, objective, domains=domains, tokens_per_step=tokens_per_step,
-                          predictions=predictions, direction=direction)
-    z_col = _z_col(runs)
-    longest = float(pd.to_numeric(runs[z_col]).max()) if z_col else None
-    return CalibratedFit(name, model, cal, float(pd.to_numeric(runs["model_params"]).max()), longest, z_col)
-
-
-def study_fit(store, study: str, model: str = AUTO, objective: str | None = None) -> tuple[CalibratedFit, "Recommendation | None"]:
-    """A study's model fitted on every run with calibrated std: the recommended one for
-    ``model="auto"`` (and the recommendation), else ``model`` calibrated by a backtest of it
-    alone (its calibration cached per data version like the recommendation)."""
-    from engine.cli.models import fit_study_model
+def study_model(store, study: str, model: str = AUTO, objective: str | None = None):
+    """A study's model fitted on every run with calibrated std (``engine.models.auto``), and the
+    recommendation where ``model`` is ``auto``: the recommended model with the recommendation's
+    calibration (no second backtest); else ``model`` calibrated by a backtest of it alone
+    (cached per data version like the recommendation)."""
     from engine.export.recommend import runs_at_version
+    from engine.models.auto import CalibratedModel
     from engine.models.calibration import Calibration
 
     cfg = store.get_config(study)
-    rec = None
     objective = objective or cfg.objective
+    rec = None
+    cal = None
     if model == AUTO:
         if objective != cfg.objective:
             raise ValidationError(f"--model auto recommends a model for the study's objective ({cfg.objective}).",
                                   fix=f"drop --objective, or name a model (e.g. --model dmsl) for '{objective}'.")
         rec = recommend(store, study)
-        model = rec.model
+        model, cal = rec.model, Calibration.from_dict(rec.calibration)
     runs, version = runs_at_version(store, study)
-    fitted = fit_study_model(runs, cfg, model, objective)
-    z_col = _z_col(runs)
-    longest = float(pd.to_numeric(runs[z_col]).max()) if z_col else None
-    if rec is not None and rec.model == model:
-        cal = Calibration.from_dict(rec.calibration)
-    else:
-        key = _key(cfg, version, (model, objective))
-        path = _cache_path(store, study).with_name(f"calibration-{_safe(model)}-{_safe(objective)}.json")
-        cal = None
-        try:
-            d = json.loads(path.read_text())
-            if d.get("key") == key:
-                cal = Calibration.from_dict(d["calibration"])
-        except (OSError, ValueError, TypeError, KeyError):
-            cal = None
-        if cal is None:
-            cal = calibration_for(runs, model, objective, domains=list(cfg.domains),
-                                  tokens_per_step=cfg.tokens_per_step, direction=cfg.direction_for(objective))
-            _write_json(path, {"key": key, "calibration": cal.to_dict()})
-    fit = CalibratedFit(model, fitted, cal, float(pd.to_numeric(runs["model_params"]).max()), longest, z_col)
-    return fit, rec
+    runs = _usable(runs, objective, cfg.name)
+    path = _cache_path(store, study).with_name(f"calibration-{_safe(model)}-{_safe(objective)}.json")
+    key = _key(cfg, version, (model, objective))
+    if cal is None:
+        cal = _read_calibration(path, key)
+    fitted = CalibratedModel(model, calibration=cal, **_model_options(cfg, model)).fit(
+        runs, objective, domains=_domains(cfg, runs), tokens_per_step=cfg.tokens_per_step)
+    if cal is None:
+        _write_json(path, {"key": key, "calibration": fitted.calibration_.to_dict()})
+    return fitted, rec
 
 
 def study_optimum(store, study: str, model: str, model_params: int, *, steps: float | None = None,
                   tokens: float | None = None, objective: str | None = None) -> dict[str, Any]:
-    """``mixplan optimum``: the best mixture at a scale, calibrated std, the extrapolation
-    statement. For ``auto`` at the study's target this is the recommendation itself."""
+    """``mixplan optimum``: the best mixture at a scale (near the explored mixtures, within the
+    study's bounds), calibrated std, the extrapolation statement. For ``auto`` at the study's
+    target this is the recommendation itself."""
     cfg = store.get_config(study)
     if model == AUTO and (objective is None or objective == cfg.objective):
         rec = recommend(store, study)
-        t = cfg.target
-        same_len = (steps is not None and t.steps is not None and float(steps) == float(t.steps)) or (
+        same_len = (steps is not None and rec.steps is not None and float(steps) == float(rec.steps)) or (
             tokens is not None and rec.tokens is not None and float(tokens) == float(rec.tokens))
         if int(model_params) == rec.model_params and same_len:
             return rec.optimum_json() | {"extrapolation_detail": asdict(rec.extrapolation)}
-    fit, rec = study_fit(store, study, model, objective)
-    runs = store.runs_frame(study)
+    fitted, rec = study_model(store, study, model, objective)
     obj = objective or cfg.objective
-    bounds, _ = explored_bounds(runs, list(fit.model.domains_), [cfg.bound(d) for d in fit.model.domains_])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        opt = fit.model.optimum(int(model_params), steps=steps, tokens=tokens, bounds=bounds,
-                                direction=cfg.direction_for(obj))
-    q = _query(list(fit.model.domains_), opt.weights, model_params, steps, tokens)
-    mean, std, raw = fit.predict(q)
-    length = steps if fit.z_col == "steps" else tokens
-    if length is None and fit.z_col == "steps" and tokens is not None and cfg.tokens_per_step:
-        length = tokens / cfg.tokens_per_step
-    ext = extrapolation(runs, model_params, length, fit.z_col)
-    return {"weights": {d: float(w) for d, w in opt.weights.items()}, "pred_mean": float(mean[0]),
-            "pred_std": float(std[0]), "model": fit.name, "recommended": rec is not None,
+        opt = fitted.optimum(int(model_params), steps=steps, tokens=tokens,
+                             bounds=[cfg.bound(d) for d in fitted.domains_], direction=cfg.direction_for(obj))
+    length = fitted.encoding_.z_from(steps=steps, tokens=tokens) if fitted.encoding_.z_kind else None
+    ext = extrapolation(store.runs_frame(study), model_params, length, _z_col_of(fitted))
+    return {"weights": {d: float(w) for d, w in opt.weights.items()}, "pred_mean": float(opt.pred_mean),
+            "pred_std": float(opt.pred_std), "model": fitted.chosen_, "recommended": rec is not None,
             "reason": rec.reason if rec is not None else "", "extrapolation": ext.describe(),
-            "pred_std_uncalibrated": float(raw[0]), "calibration": fit.calibration.describe(),
+            "pred_std_uncalibrated": float(opt.info["pred_std_uncalibrated"]),
+            "calibration": fitted.calibration_.describe(), "at_edge": opt.info["at_edge"],
             "extrapolation_detail": asdict(ext)}
 
 
@@ -302,72 +227,38 @@ def compute_recommendation(cfg, runs: pd.DataFrame, *, candidates: tuple[str, ..
                            key: str = "") -> Recommendation:
     """The recommendation for a study config and its run table (no store, no cache)."""
     from engine.export.recommend import objective_of, target_of
-    from engine.models.backtest import backtest, size_cuts
+    from engine.models.auto import EXPLORE_MARGIN, AutoModel
 
     objective = objective_of(cfg, runs)
+    runs = _usable(runs, objective, cfg.name)
     direction = cfg.direction_for(objective)
     mp, steps, tokens = target_of(cfg)
     if tokens is None and steps is not None and cfg.tokens_per_step:
         tokens = cfg.tokens_for(steps)
-    domains = list(cfg.domains)
-    try:
-        size_cuts(runs)
-        multi_size = True
-    except ValidationError:
-        multi_size = False
-    summary: list[dict] = []
-    bt = None
-    if multi_size:
-        bt = backtest(runs, objective, models=candidates, domains=domains, tokens_per_step=cfg.tokens_per_step,
-                      direction=direction, calibrate=False, progress=progress)
-        summary = [{k: _plain(v) for k, v in r.items()} for r in bt.summary.to_dict("records")]
-        order = [bt.recommended] if bt.recommended else []
-        order += [c for c in candidates if c not in order]
-        reason = f"{bt.recommended}: {bt.reason}" if bt.recommended else bt.reason
-    else:
-        order = list(candidates)
-        reason = ("the runs have one model size, so no model could be backtested across sizes; "
-                  "using the first of mixplan's models that fits ({}).")
-    fit = None
-    errors = []
-    for name in order:
-        if progress:
-            progress(f"fitting {name} on every run")
-        try:
-            fit = fit_calibrated(runs, name, objective, domains=domains, tokens_per_step=cfg.tokens_per_step,
-                                 predictions=bt.predictions if bt is not None else None, direction=direction)
-            break
-        except Exception as exc:  # noqa: BLE001 - the next candidate is tried; all failing is an error
-            errors.append(f"{name}: {str(exc).splitlines()[0][:200]}")
-    if fit is None:
-        raise ValidationError("no loss model could be fitted to this study's runs: " + "; ".join(errors),
-                              fix="add runs (at least two mixtures), or check the objective's values.")
-    if "{}" in reason:
-        reason = reason.format(fit.name)
-    elif fit.name != (bt.recommended if bt is not None else None):
-        reason += f" ({bt.recommended} could not be fitted on every run; using {fit.name})"
     if progress:
-        progress(f"optimum of {fit.name} at the target")
-    bounds, edges = explored_bounds(runs, domains, cfg.bounds_array())
+        progress(f"backtest of {', '.join(candidates)}")
+    auto = AutoModel(candidates=candidates).fit(runs, objective, domains=_domains(cfg, runs),
+                                                tokens_per_step=cfg.tokens_per_step)
+    if progress:
+        progress(f"optimum of {auto.chosen_} at the target")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        opt = fit.model.optimum(mp, steps=steps, tokens=tokens, bounds=bounds, direction=direction)
-    at_edge = [d for d, (lo, hi), (ulo, uhi) in zip(domains, bounds, cfg.bounds_array())
-               if d in edges and ((hi < uhi and opt.weights[d] >= hi - 1e-3) or (lo > ulo and opt.weights[d] <= lo + 1e-3))]
-    if at_edge:
-        reason += (f" The optimum sits at the edge of the mixtures the runs explored for {', '.join(at_edge)} "
-                   f"(kept within {EXPLORE_MARGIN:.0%} of the explored shares): propose runs beyond it to "
-                   "learn whether to go further.")
-    q = _query(domains, opt.weights, mp, steps, tokens)
-    mean, std, std_raw = fit.predict(q)
-    ext = extrapolation(runs, mp, steps if fit.z_col == "steps" else tokens, fit.z_col,
-                        bt.rows if bt is not None else None, fit.name)
+        opt = auto.optimum(mp, steps=steps, tokens=tokens, bounds=cfg.bounds_array(), direction=direction)
+    reason = f"{auto.chosen_}: {auto.reason_}" if auto.reason_ else auto.chosen_
+    if opt.info["at_edge"]:
+        reason += (f" The optimum sits at the edge of the mixtures the runs explored for "
+                   f"{', '.join(opt.info['at_edge'])} (it is kept within {EXPLORE_MARGIN:.0%} of the explored "
+                   "shares): propose runs beyond it to learn whether to go further.")
+    bt = auto.backtest_
+    length = auto.encoding_.z_from(steps=steps, tokens=tokens) if auto.encoding_.z_kind else None
+    ext = extrapolation(runs, mp, length, _z_col_of(auto), bt.rows if bt is not None else None, auto.chosen_)
+    summary = [{k: _plain(v) for k, v in r.items()} for r in bt.summary.to_dict("records")] if bt is not None else []
     return Recommendation(
-        study=cfg.name, objective=objective, direction=direction, model=fit.name, reason=reason,
-        weights={d: float(opt.weights[d]) for d in domains}, pred_mean=float(mean[0]), pred_std=float(std[0]),
-        pred_std_raw=float(std_raw[0]), model_params=int(mp), steps=steps, tokens=tokens, extrapolation=ext,
-        calibration=fit.calibration.to_dict(), backtest=summary, data_version=data_version,
-        runs=int(runs["run_id"].nunique()), key=key)
+        study=cfg.name, objective=objective, direction=direction, model=auto.chosen_, reason=reason,
+        weights={d: float(opt.weights[d]) for d in auto.domains_}, pred_mean=float(opt.pred_mean),
+        pred_std=float(opt.pred_std), pred_std_raw=float(opt.info["pred_std_uncalibrated"]), model_params=int(mp),
+        steps=steps, tokens=tokens, extrapolation=ext, calibration=auto.calibration_.to_dict(), backtest=summary,
+        data_version=data_version, runs=int(runs["run_id"].nunique()), key=key)
 
 
 def extrapolation(runs: pd.DataFrame, model_params: float, length: float | None, z_col: str | None,
@@ -390,54 +281,49 @@ def extrapolation(runs: pd.DataFrame, model_params: float, length: float | None,
     return Extrapolation(**ext)
 
 
-def explored_bounds(runs: pd.DataFrame, domains: list[str], bounds: list[tuple[float, float]],
-                    margin: float = EXPLORE_MARGIN) -> tuple[list[tuple[float, float]], set[str]]:
-    """The study's bounds narrowed to the weights its runs explored, widened by ``margin``
-    (see :data:`EXPLORE_MARGIN`); returns the bounds and the domains they narrowed. Where the
-    narrowed box holds no mixture the study's bounds are returned unchanged."""
-    out, narrowed = [], set()
-    for d, (lo, hi) in zip(domains, bounds):
-        col = f"w_{d}"
-        if col not in runs.columns:
-            out.append((lo, hi))
-            continue
-        w = pd.to_numeric(runs[col], errors="coerce")
-        elo, ehi = max(0.0, float(w.min()) - margin), min(1.0, float(w.max()) + margin)
-        nlo, nhi = max(lo, elo), min(hi, ehi)
-        if nlo > nhi:
-            nlo, nhi = lo, hi
-        if (nlo, nhi) != (lo, hi):
-            narrowed.add(d)
-        out.append((nlo, nhi))
-    if sum(b[0] for b in out) > 1 + 1e-9 or sum(b[1] for b in out) < 1 - 1e-9:
-        return list(bounds), set()
-    return out, narrowed
-
-
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
-def _z_col(runs: pd.DataFrame) -> str | None:
-    for col in ("steps", "tokens"):
-        if col in runs.columns and runs[col].notna().all():
-            return col
-    return None
+def _z_col_of(model) -> str | None:
+    """The run-table column of a fitted model's length axis (steps, tokens or none)."""
+    return model.encoding_.z_kind
 
 
-def _query_length(query: pd.DataFrame, z_col: str | None) -> np.ndarray | None:
-    if z_col and z_col in query.columns and query[z_col].notna().all():
-        return query[z_col].to_numpy(float)
-    return None
+def _usable(runs: pd.DataFrame, objective: str, study: str) -> pd.DataFrame:
+    """The rows with a value for the objective (a model fits those)."""
+    from engine.models.base import check_objective
+    from engine.runtable.schema import objective_values
+
+    check_objective(runs, objective)
+    y = pd.to_numeric(objective_values(runs, objective), errors="coerce").to_numpy(float)
+    out = runs.loc[np.isfinite(y)].reset_index(drop=True)
+    if out.empty:
+        raise ValidationError(f"no checkpoint of study '{study}' has a value for '{objective}'.",
+                              fix="import runs with that column, or pick another objective.")
+    return out
 
 
-def _query(domains, weights: dict[str, float], mp: float, steps, tokens) -> pd.DataFrame:
-    row = {f"w_{d}": float(weights[d]) for d in domains}
-    row["model_params"] = int(mp)
-    if steps is not None:
-        row["steps"] = float(steps)
-    if tokens is not None:
-        row["tokens"] = float(tokens)
-    return pd.DataFrame([row])
+def _domains(cfg, runs: pd.DataFrame) -> list[str] | None:
+    return [d for d in cfg.domains if f"w_{d}" in runs.columns] or None
+
+
+def _model_options(cfg, model: str) -> dict:
+    """Options a model takes from the study config (the natural mixture's domain sizes)."""
+    if model == "natural":
+        sizes = (cfg.runner.options or {}).get("domain_sizes") if cfg.runner else None
+        if sizes:
+            return {"domain_sizes": sizes}
+    return {}
+
+
+def _read_calibration(path: Path, key: str):
+    from engine.models.calibration import Calibration
+
+    try:
+        d = json.loads(path.read_text())
+        return Calibration.from_dict(d["calibration"]) if d.get("key") == key else None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def _key(cfg, version: int | None, candidates) -> str:

@@ -71,7 +71,7 @@ def test_backtest_scores_a_law_that_extrapolates_and_recommends_it():
     # separate E, A and alpha, so the extrapolation from them is worse (and the backtest says so)
     assert d[d["cut"] == 10_000_000]["mre"].max() < 0.002
     assert d[d["cut"] == 3_000_000]["mre"].max() < 0.08 and (d["spearman"] > 0.9).all()
-    assert res.recommended == "dmsl" and "level error" in res.reason
+    assert res.recommended == "dmsl" and "held-out level" in res.reason
     # the coverage columns are those of the calibrated std; the raw ones are kept beside them
     assert d["coverage_1std"].between(0, 1).all() and d["coverage_1std_raw"].notna().all()
     recs = res.to_records()
@@ -129,3 +129,30 @@ def test_backtest_cli_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--study", "law", "--db", str(db),
                           "--models", "dmsl,nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown model(s) nope" in bad.stderr
+
+
+def test_auto_chooses_and_calibrates_on_the_fitted_sizes_only():
+    """``auto`` inside a backtest chooses its model and calibrates its std on the fitted sizes:
+    poisoning the held-out runs changes neither its choice nor its predictions."""
+    from engine.models.auto import AutoModel
+
+    runs = law_table(sizes=(1e6, 3e6, 10e6, 30e6), n_mix=10)
+    made = []
+
+    def make(name):
+        m = AutoModel(candidates=("dmsl", "regmix"))
+        made.append(m)
+        return m
+
+    clean = backtest(runs, "loss_x", models=["auto"], cut=10e6, make_model=make)
+    poisoned = runs.copy()
+    big = poisoned["model_params"] > 10e6
+    poisoned.loc[big, "loss_x"] += 50
+    bad = backtest(poisoned, "loss_x", models=["auto"], cut=10e6, make_model=make)
+    assert made[0].chosen_ == made[1].chosen_ == "dmsl"
+    np.testing.assert_allclose(bad.predictions["pred_mean"], clean.predictions["pred_mean"])
+    np.testing.assert_allclose(bad.predictions["pred_std"], clean.predictions["pred_std"])
+    # its reported std is the calibrated one, at least its model's own
+    p = clean.predictions
+    assert (p["pred_std"] >= p["pred_std_raw"] - 1e-12).all() and (p["pred_std"] > p["pred_std_raw"]).any()
+    assert made[0].calibration_.fitted

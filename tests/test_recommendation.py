@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.config import config_from_dict
-from engine.recommendation import Extrapolation, explored_bounds, recommend
+from engine.recommendation import Extrapolation, recommend
 from engine.store import Store
 from tests.test_models_dmsl import law_table
 
@@ -37,7 +37,7 @@ def _cli(*args, timeout=900):
 def test_recommendation_is_the_backtest_winner_at_the_target_and_says_how_far(law_db):
     store = Store(law_db)
     rec = recommend(store, "law", candidates=CANDIDATES)
-    assert rec.model == "dmsl" and "level error" in rec.reason
+    assert rec.model == "dmsl" and "held-out level" in rec.reason
     assert sum(rec.weights.values()) == pytest.approx(1.0)
     assert rec.model_params == 30_000_000 and rec.pred_std >= rec.pred_std_raw > 0
     ext = rec.extrapolation
@@ -94,19 +94,14 @@ def test_optimum_export_and_api_name_the_same_mixture(law_db):
 
 
 def test_explored_bounds_keep_the_optimum_near_the_runs():
-    import pandas as pd
+    from engine.models.auto import narrow_to_explored
 
-    runs = pd.DataFrame({"w_a": [0.5, 0.2, 0.1], "w_b": [0.3, 0.6, 0.1], "w_c": [0.2, 0.2, 0.8]})
-    b, narrowed = explored_bounds(runs, ["a", "b", "c"], [(0, 1), (0, 1), (0.0, 0.5)])
-    assert b == [(0.0, pytest.approx(0.6)), (0.0, pytest.approx(0.7)), (pytest.approx(0.1), 0.5)]
-    assert narrowed == {"a", "b", "c"}
-    # a box that holds no mixture falls back to the study's bounds
-    user = [(0.0, 0.3), (0.0, 0.3), (0.0, 1.0)]  # c: explored up to 0.9, but 0.3 + 0.3 + 0.9 ... fits
-    b, _ = explored_bounds(runs, ["a", "b", "c"], user)
-    assert b[2] == (pytest.approx(0.1), pytest.approx(0.9))
-    user = [(0.0, 0.3), (0.0, 0.3), (0.0, 0.35)]  # highs 0.3 + 0.3 + 0.35 < 1 once narrowed: no mixture
-    b, narrowed = explored_bounds(runs.assign(w_c=[0.2, 0.2, 0.1]), ["a", "b", "c"], user)
-    assert b == user and not narrowed
+    explored = np.array([[0.1, 0.5], [0.1, 0.6], [0.2, 0.8]])
+    b = narrow_to_explored(explored, np.array([(0, 1), (0, 1), (0.0, 0.5)]))
+    np.testing.assert_allclose(b, [(0.0, 0.6), (0.0, 0.7), (0.1, 0.5)])
+    # a box that holds no mixture falls back to the given bounds
+    user = np.array([(0.0, 0.3), (0.0, 0.3), (0.0, 0.35)])
+    np.testing.assert_allclose(narrow_to_explored(np.array([[0, .2], [0, .2], [0, .2]]), user), user)
 
 
 def test_extrapolation_within_the_runs_says_so():

@@ -68,18 +68,18 @@ def predict_cmd(db: str, study: str, model: str, query: Path, out: Path, objecti
     rows plus ``pred_mean``, ``pred_std`` (calibrated: widened by what the study's backtest
     showed at each row's distance beyond the runs), ``pred_std_uncalibrated`` (the model's
     own) and ``size_ratio`` (the row's size over the largest run's)."""
-    from engine.recommendation import study_fit
+    from engine.recommendation import study_model
     from engine.store import Store
 
     store = Store(db, create=False)
-    fit, _ = study_fit(store, study, model, objective)
+    fitted, _ = study_model(store, study, model, objective)
     q = _read_table(query)
-    mean, std, raw = fit.predict(q)
+    mean, std = fitted.predict(q)
     res = q.copy()
     res["pred_mean"], res["pred_std"] = mean, std
-    res["pred_std_uncalibrated"] = raw
-    res["size_ratio"] = q["model_params"].to_numpy(float) / fit.largest_size
-    res.attrs["model"] = fit.name
+    res["pred_std_uncalibrated"] = fitted.predict_raw(q)[1]
+    res["size_ratio"] = q["model_params"].to_numpy(float) / fitted.largest_size_
+    res.attrs["model"] = fitted.chosen_
     out = Path(out)
     if str(out).endswith((".parquet", ".pq")):
         res.to_parquet(out, index=False)

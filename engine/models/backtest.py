@@ -181,10 +181,13 @@ def backtest(runs: pd.DataFrame, objective: str, *, models: Sequence[str] = DEFA
             if progress:
                 progress(f"{name} on sizes <= {_size(c)}")
             t0 = time.perf_counter()
-            mean, std, err = _fit_predict(make, name, fit_runs, held, objective, domains, tokens_per_step)
+            mean, std, err, model = _fit_predict(make, name, fit_runs, held, objective, domains, tokens_per_step)
             std_raw = std
             note = ""
-            if calibrate and err is None:
+            if getattr(model, "self_calibrated", False) and err is None:
+                std_raw = model.predict_raw(held)[1]
+                note = model.calibration_.describe()
+            elif calibrate and err is None:
                 try:
                     inner_cuts = size_cuts(fit_runs)
                 except ValidationError:
@@ -226,19 +229,19 @@ def backtest(runs: pd.DataFrame, objective: str, *, models: Sequence[str] = DEFA
 
 
 def _fit_predict(make, name: str, fit_runs: pd.DataFrame, held: pd.DataFrame, objective: str,
-                 domains, tokens_per_step) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """(mean, std, None) of a model fitted on ``fit_runs`` at the held-out rows, or NaNs and the
-    error text where it cannot be fitted."""
+                 domains, tokens_per_step) -> tuple[np.ndarray, np.ndarray, str | None, object]:
+    """(mean, std, None, model) of a model fitted on ``fit_runs`` at the held-out rows, or NaNs,
+    the error text and None where it cannot be fitted."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = make(name)
             model.fit(fit_runs, objective, domains=domains, tokens_per_step=tokens_per_step)
             mean, std = model.predict(held)
-        return np.asarray(mean, float), np.asarray(std, float), None
+        return np.asarray(mean, float), np.asarray(std, float), None, model
     except Exception as exc:  # noqa: BLE001 - a model that fails gets a row saying why
         nan = np.full(len(held), np.nan)
-        return nan, nan, f"{type(exc).__name__}: {str(exc).splitlines()[0][:240]}"
+        return nan, nan, f"{type(exc).__name__}: {str(exc).splitlines()[0][:240]}", None
 
 
 def _length(df: pd.DataFrame) -> np.ndarray | None:
@@ -270,22 +273,24 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
 
 def recommend_model(summary: pd.DataFrame) -> tuple[str | None, str]:
     """The model to trust, and why: among models that predicted every held-out size, the one
-    with the lowest relative error *and* regret (their sum, both in the objective's relative
-    units: what a wrong level and a wrong pick cost), ties broken by rank correlation. A model
-    whose +-2 std interval misses most held-out runs is still eligible (mixplan calibrates
-    intervals separately) but the reason says so."""
+    with the lowest relative level error plus relative regret of its pick plus 0.1 x (1 -
+    Spearman): what a wrong level, a wrong pick and a wrong ranking cost. Coverage does not
+    decide (mixplan widens every model's std by its backtest) but the reason reports it."""
     if summary.empty:
         return None, "no model could be backtested."
     ok = summary[(summary["scored"] == summary["groups"]) & summary["mre"].notna()]
     if ok.empty:
         return None, "no model predicted every held-out size: " + "; ".join(
             f"{r.model}: {r.error}" for r in summary.itertuples() if r.error)
-    total = ok["mre"].to_numpy() + ok["rel_regret"].fillna(0.0).to_numpy()
+    # level error and regret in relative units, and rank correlation at 0.1 per unit (a Spearman
+    # 0.1 lower weighs like 1% more level error): all three matter at the target
+    total = (ok["mre"].to_numpy() + ok["rel_regret"].fillna(0.0).to_numpy()
+             + 0.1 * (1.0 - ok["spearman"].fillna(0.0).to_numpy()))
     rho = ok["spearman"].fillna(-1.0).to_numpy()
     order = np.lexsort((-rho, np.round(total, 5)))
     best = ok.iloc[order[0]]
     others = ok.iloc[order[1:]]
-    why = ("the smallest level error plus regret of its predicted best on the held-out sizes "
+    why = ("the best held-out level, regret of its predicted best and ranking together "
            f"(mean relative error {best.mre:.2%}, regret {best.best_regret:.4g}"
            + (f", Spearman {best.spearman:.2f}" if np.isfinite(best.spearman) else "")
            + f", +-1 std holds {best.coverage_1std:.0%})")

@@ -6,6 +6,7 @@ notebook. The app (``app/``) only lays them out.
 """
 
 from engine.plots._common import final_checkpoints, human, objectives_of, with_objective
+from engine.plots.backtest import backtest_table, plot_backtest
 from engine.plots.landscape import (
     line_grid,
     observed_at,
@@ -22,7 +23,7 @@ from engine.plots.scaling import ScalePoint, budget_points, plot_scaling, scalin
 from engine.plots.trajectory import plot_regret_curves, plot_trajectory, speedup_value, speedups, trajectory_frame
 
 __all__ = [
-    "ScalePoint", "budget_points", "final_checkpoints", "human", "line_grid", "objectives_of",
+    "backtest_table", "plot_backtest", "ScalePoint", "budget_points", "final_checkpoints", "human", "line_grid", "objectives_of",
     "observed_at", "plot_line", "plot_loss_curves", "plot_parallel_coordinates", "plot_regret_curves", "plot_scaling",
     "plot_slice", "plot_ternary", "plot_trajectory", "predict_grid", "scale_label", "scaling_table",
     "simplex_grid", "size_points", "slice_grid", "speedup_value", "speedups", "trajectory_frame", "with_objective",
