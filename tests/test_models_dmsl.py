@@ -94,3 +94,19 @@ def test_dmsl_refuses_too_few_runs_and_unknown_form():
         get_model("dmsl").fit(runs, "loss_x")
     with pytest.raises(ValidationError, match="form"):
         get_model("dmsl", form="multiplicative")
+
+
+def test_the_gp_with_the_dmsl_mean_extrapolates_like_the_law():
+    """mfms-gp-law: the DMSL law fitted on the GP's design is its fixed prior mean, so far beyond
+    the runs the GP's prediction is the law's (the kernel's residual fades)."""
+    from engine.models.gp.law_mean import DMSLMean
+
+    runs = law_table()
+    gp = get_model("mfms-gp-law").fit(runs, "loss_x")
+    assert isinstance(gp.settings.mean, str) and gp.settings.mean == "dmsl"
+    W = np.random.default_rng(3).dirichlet(np.ones(3), size=20)
+    q = pd.DataFrame(W, columns=[f"w_{d}" for d in DOMS]).assign(model_params=int(1e9), steps=8000)
+    mean, std = gp.predict(q)
+    truth = true_loss(W, np.full(20, 1e9), np.full(20, 8000))
+    assert np.mean(np.abs(mean - truth) / truth) < 0.02 and (std > 0).all()
+    assert DMSLMean.learnable is False

@@ -24,6 +24,7 @@ _MODELS: dict[str, tuple[str, str]] = {
     "auto": ("engine.models.auto", "AutoModel"),
     "mfms-gp": ("engine.models.mfms_gp", "MFMSGP"),
     "mfms-gp-exact": ("engine.models.mfms_gp", "MFMSGPExact"),
+    "mfms-gp-law": ("engine.models.mfms_gp", "MFMSGPLaw"),
     "dmsl": ("engine.models.dmsl", "DMSL"),
     "dmsl-joint": ("engine.models.dmsl", "DMSLJoint"),
     "autoscale": ("engine.models.autoscale", "AutoScale"),

@@ -24,7 +24,7 @@ from engine.errors import ValidationError
 from engine.models.base import LossModel, Optimum, Prepared, check_bounds
 
 #: the models ``auto`` chooses among (in this order where no backtest is possible: runs at one size)
-CANDIDATES: tuple[str, ...] = ("dmsl", "dmsl-joint", "mixing-law", "mfms-gp", "regmix")
+CANDIDATES: tuple[str, ...] = ("dmsl", "dmsl-joint", "mixing-law", "mfms-gp-law", "mfms-gp", "regmix")
 #: how far beyond the explored share of each domain an optimum may go: 0.1 lets it lean past the
 #: explored edge (and the recommendation says when it sits there) without trusting a law's corner
 EXPLORE_MARGIN = 0.1

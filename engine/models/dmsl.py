@@ -133,6 +133,27 @@ class _Law:
                     J[:, L[f"mix_{ax}"]] = term[:, None] * H
         return f, J
 
+    def torch_value(self, H, ln, ld):
+        """The law at tensors H (..., K), ln, ld (...): what :meth:`value_and_jac` computes, in
+        torch and differentiable in the inputs (the GP's prior mean, engine.models.gp.law_mean)."""
+        import torch
+
+        L = self._layout()
+        p = torch.as_tensor(self.p, dtype=H.dtype)
+        gam, C = p[L["gamma"]], torch.exp(p[L["logC"]].clamp(-30, 30))
+        pos = H > 0
+        Hg = torch.where(pos, torch.exp((torch.log(torch.where(pos, H, torch.ones_like(H))) * gam).clamp(-700, 50)),
+                         torch.zeros_like(H))
+        f = p[L["E"]][0] + 1.0 / (Hg @ C).clamp_min(1e-300)
+        for ax, lx in (("n", ln), ("d", ld)):
+            if f"coef_{ax}" not in L:
+                continue
+            term = p[L[f"coef_{ax}"]][0] * torch.exp((-p[L[f"exp_{ax}"]][0] * lx).clamp(-700, 50))
+            if f"mix_{ax}" in L:
+                term = term * torch.exp((H @ p[L[f"mix_{ax}"]]).clamp(-50, 50))
+            f = f + term
+        return self.sign * f
+
     def ridge_rows(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Penalty residuals and their Jacobian: a ridge on the joint form's mixture
         coefficients, and a weak prior pulling the size and length exponents towards
