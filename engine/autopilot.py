@@ -2,7 +2,7 @@
 
 Each round asks the strategy for ``batch`` proposals on the study's current runs, stores and
 approves them (actor ``autopilot``), runs them and records the results in the store like any
-other run. Simulated runners (``mfms-sim``, ``table``) run synchronously in this process;
+other run. Simulated runners (``mfms-sim``, ``table``, ``synthetic``) run synchronously in this process;
 other runners go through the dispatch layer (:func:`engine.dispatch.run_approved`) for the
 round's trials. A failing trial is recorded as failed (reason and log tail) and the loop goes
 on.
@@ -29,10 +29,11 @@ from pathlib import Path
 from engine.errors import MixplanError
 from engine.records import Trial, TrialState
 from engine.runners.base import Runner, RunFailed
+from engine.runners.registry import SIMULATED_KINDS
 from engine.strategies.base import Incumbent, Strategy, StudyState, get_strategy, propose
 
-#: runner kinds autopilot runs in-process (cheap, synchronous)
-IN_PROCESS_KINDS = ("mfms-sim", "table")
+#: runner kinds autopilot runs in-process (cheap, synchronous): the simulated ones
+IN_PROCESS_KINDS = SIMULATED_KINDS
 
 
 @dataclass
@@ -61,11 +62,13 @@ class AutopilotResult:
     failed: list[int] = field(default_factory=list)
     stopped: str = ""
     incumbent: Incumbent | None = None
+    #: the cost of the cheapest run on offer (a budget below it buys nothing); None if unknown
+    cheapest: float | None = None
 
     def to_json(self) -> dict:
         inc = self.incumbent
         return {"study": self.study, "strategy": self.strategy, "spent": self.spent, "budget": self.budget,
-                "done": self.done, "failed": self.failed, "stopped": self.stopped,
+                "done": self.done, "failed": self.failed, "stopped": self.stopped, "cheapest_run": self.cheapest,
                 "incumbent": None if inc is None else {"weights": inc.weights, "pred_mean": inc.pred_mean,
                                                         "pred_std": inc.pred_std, "source": inc.source}}
 
@@ -139,6 +142,8 @@ def autopilot(store, study: str, strategy: str | Strategy, budget: float, *, max
         tmp = tempfile.TemporaryDirectory(prefix="mixplan-autopilot-")
         runs_dir = Path(tmp.name)
     res = AutopilotResult(study, strat.name, 0.0, float(budget))
+    costs = [c for c in (config.cost(mp, steps=st) for mp, st in config.fidelities()) if c is not None]
+    res.cheapest = min(costs) if costs else None
     fails_in_row = 0
     try:
         while True:

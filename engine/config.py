@@ -20,18 +20,21 @@ from engine.errors import ConfigError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-RUNNER_KINDS = ("builtin", "command", "mfms-sim", "table")
-#: [runner] keys every kind accepts: the common four, and ``domain_sizes`` (tokens per domain,
-#: read by the ``natural`` model whatever the runner).
-RUNNER_COMMON_KEYS = frozenset({"kind", "argv", "timeout_s", "retries", "domain_sizes"})
+RUNNER_KINDS = ("builtin", "command", "mfms-sim", "table", "synthetic")
+#: [runner] keys every kind accepts: the common four, ``domain_sizes`` (tokens per domain, read
+#: by the ``natural`` model whatever the runner) and ``unknown_values`` (what the store does with
+#: a result naming a loss or metric the study does not have: "fail" the trial, or "keep" the
+#: values apart; see Store._checked_results).
+RUNNER_COMMON_KEYS = frozenset({"kind", "argv", "timeout_s", "retries", "domain_sizes", "unknown_values"})
 #: [runner] keys each runner reads (its ``from_config``); a key that no runner and no executor
 #: reads is a typo that would otherwise be ignored in silence (``timeuot_s``).
 RUNNER_KEYS = {
     "builtin": frozenset({"corpus", "batch_size", "context", "lr", "checkpoints", "eval_every", "eval_batches",
                           "threads", "device", "isolate"}),
-    "command": frozenset({"cwd", "env", "retry_backoff_s", "kill_grace_s", "poll_s"}),
+    "command": frozenset({"cwd", "env", "retry_backoff_s", "kill_grace_s", "poll_s", "log_max_bytes"}),
     "mfms-sim": frozenset({"path", "noise", "checkpoint_every"}),
     "table": frozenset({"path", "match", "max_distance"}),
+    "synthetic": frozenset({"noise", "checkpoint_every", "landscape_seed", "pivot", "width"}),
 }
 #: [runner] keys the executors read (engine.dispatch.executors.EXECUTOR_KEYS, all executors),
 #: with any ``slurm_*`` key passed through to submitit.
@@ -47,9 +50,36 @@ EXECUTOR_KEYS: dict[str, frozenset[str]] = {
 EXECUTOR_OPTION_KEYS = frozenset().union(*EXECUTOR_KEYS.values())
 #: The largest integer DuckDB stores (BIGINT).
 _MAX_INT = 2**63 - 1
+#: The smallest run.log cap (runner.log_max_bytes): a head and a tail of 512 bytes each.
+MIN_LOG_BYTES = 1024
+#: What each [runner] option must be, checked when a config is read (``study create``, the
+#: app) so that a bad value is refused with its key then, not when ``mixplan run`` reaches it:
+#: "int>=N" (a whole number, TOML's 2e3 welcome), "float>0" / "float>=0" (finite), "str",
+#: "bool", "strs" (a string or a list of strings), "table" (any table), "env" (a table of
+#: strings or numbers), "sizes" (a table of positive numbers), or a tuple of allowed strings.
+#: Keys not listed (a table runner's ``match`` and ``max_distance``) are checked by their runner.
+RUNNER_OPTION_TYPES: dict[str, str | tuple[str, ...]] = {
+    "domain_sizes": "sizes", "unknown_values": ("fail", "keep"),
+    # builtin
+    "corpus": "str", "batch_size": "int>=1", "context": "int>=1", "lr": "float>0", "checkpoints": "int>=1",
+    "eval_every": "int>=1", "eval_batches": "int>=1", "threads": "int>=1", "device": "str", "isolate": "bool",
+    # command
+    "cwd": "str", "env": "env", "retry_backoff_s": "float>=0", "kill_grace_s": "float>=0", "poll_s": "float>0",
+    "log_max_bytes": f"int>={MIN_LOG_BYTES}",
+    # mfms-sim, table, synthetic
+    "path": "str", "noise": "float>=0", "checkpoint_every": "int>=1",
+    "landscape_seed": "int>=0", "pivot": "float>0", "width": "float>0",
+    # executors
+    "workers": "int>=1", "threads_per_worker": "int>=1", "cluster": ("slurm", "local", "debug"), "folder": "str",
+    "partition": "str", "time_min": "int>=1", "timeout_min": "int>=1", "gpus_per_node": "int>=0",
+    "cpus_per_task": "int>=1", "mem_gb": "float>0", "nodes": "int>=1", "tasks_per_node": "int>=1",
+    "account": "str", "qos": "str", "constraint": "str", "setup": "strs", "job_name": "str",
+    "unknown_grace_s": "float>=0", "address": "str", "num_cpus": "float>0", "num_gpus": "float>=0",
+    "runtime_env": "table",
+}
 TOP_KEYS = {
     "name", "domains", "eval_domains", "objective", "direction", "tokens_per_step", "scales",
-    "target", "bounds", "runner", "budget", "seed", "description",
+    "target", "bounds", "runner", "budget", "seed", "description", "cost_unit",
 }
 
 
@@ -69,6 +99,28 @@ class Target:
     model_params: int
     steps: int | None = None
     tokens: float | None = None
+
+
+@dataclass(frozen=True)
+class TargetReach:
+    """How far a target that is not among the scales on offer lies beyond them: predictions
+    there are extrapolations, and the user should see by how much (see
+    :meth:`StudyConfig.target_reach`)."""
+
+    size_ratio: float  # target model_params / the largest scale's
+    largest_params: int
+    length_ratio: float | None  # target steps (tokens) / the longest run on offer; None: not comparable
+    longest: float | None  # that longest run, in length_unit
+    length_unit: str  # "steps" or "tokens"
+
+    def describe(self, target: "Target") -> str:
+        """One sentence for the CLI: the target, and the ratios to the largest scale."""
+        length = (f"{target.steps:,} steps" if target.steps is not None else f"{target.tokens:,.0f} tokens")
+        text = (f"the target ({target.model_params:,} params, {length}) is not among the scales: "
+                f"{self.size_ratio:.3g}x the largest size on offer ({self.largest_params:,} params)")
+        if self.length_ratio is not None and self.longest is not None:
+            text += f" and {self.length_ratio:.3g}x the longest run on offer ({self.longest:,.0f} {self.length_unit})"
+        return text + "; its optimum is an extrapolation from smaller runs."
 
 
 @dataclass(frozen=True)
@@ -99,6 +151,9 @@ class StudyConfig:
     budget: float | None = None
     seed: int = 0
     description: str = ""
+    #: what a cost_per_step counts in ("GPU-hours"); None: "cost units", or FLOPs where no
+    #: scale has a cost_per_step (engine.costs.cost_unit resolves it)
+    cost_unit: str | None = None
 
     # ---- derived -------------------------------------------------------------------------
     def bound(self, domain: str) -> tuple[float, float]:
@@ -146,6 +201,28 @@ class StudyConfig:
         if tokens is None:
             return None
         return 6.0 * float(model_params) * float(tokens)
+
+    def target_reach(self) -> TargetReach | None:
+        """How far the target lies beyond the scales on offer, or None where it is one of them
+        (its size is a scale and its steps one of that scale's) or there are no scales. A
+        target beyond the scales is allowed (extrapolation is the point), but is worth saying."""
+        t = self.target
+        if t is None or not self.scales:
+            return None
+        offered = self.scale_for(t.model_params)
+        t_steps = t.steps if t.steps is not None else self.steps_for(t.tokens)
+        if offered is not None and t_steps is not None and t_steps in offered.steps:
+            return None
+        largest = max(self.scales, key=lambda s: s.model_params)
+        longest_steps = max(st for s in self.scales for st in s.steps)
+        if t.steps is not None:
+            ratio, longest, unit = t.steps / longest_steps, float(longest_steps), "steps"
+        elif self.tokens_per_step is not None and t.tokens is not None:
+            longest = float(longest_steps) * self.tokens_per_step
+            ratio, unit = t.tokens / longest, "tokens"
+        else:
+            ratio, longest, unit = None, None, "tokens"
+        return TargetReach(t.model_params / largest.model_params, largest.model_params, ratio, longest, unit)
 
     def direction_for(self, objective: str | None) -> str:
         """Which way to optimise ``objective`` in this study (see :func:`objective_direction`)."""
@@ -212,6 +289,18 @@ def parse_config(text: str, source: str = "<config>") -> StudyConfig:
     return config_from_dict(raw, source=source)
 
 
+def check_study_name(name: Any, label: str = "the study name") -> str:
+    """``name`` if it is a usable study name, else a ValidationError that blames ``label``
+    (``--study`` on the command line), not a config or a file. Study names become folder names
+    (runs, spool), so they are letters, digits, '_', '-', '.'."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        from engine.errors import ValidationError
+
+        raise ValidationError(f"{label} {name!r} is not a usable study name: use letters, digits, '_', '-' and '.', "
+                              "starting with a letter or digit.", fix=f"e.g. {label} my-study.")
+    return name
+
+
 def _err(source: str, key: str, msg: str, fix: str | None = None) -> ConfigError:
     return ConfigError(f"key '{key}': {msg}", file=source, fix=fix)
 
@@ -246,7 +335,8 @@ def _check_runner_keys(r: dict[str, Any], kind: str, source: str) -> None:
         owners = [other for other, keys in RUNNER_KEYS.items() if k in keys]
         close = difflib.get_close_matches(k, sorted(allowed), n=1)
         if owners:
-            hint = f"'{k}' is an option of the {' and '.join(owners)} runner, not of {kind}."
+            hint = (f"'{k}' is an option of the {' and '.join(owners)} runner{'s' if len(owners) > 1 else ''}, "
+                    f"not of {kind}.")
         elif close:
             hint = f"did you mean '{close[0]}'?"
         else:
@@ -255,12 +345,58 @@ def _check_runner_keys(r: dict[str, Any], kind: str, source: str) -> None:
         raise _err(source, f"runner.{k}", f"unknown key for a {kind} runner.", fix=hint)
 
 
+def _number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _check_runner_values(r: dict[str, Any], source: str) -> None:
+    """Every [runner] option of :data:`RUNNER_OPTION_TYPES` has a value of its kind and range."""
+    for k, v in r.items():
+        rule = RUNNER_OPTION_TYPES.get(k)
+        key = f"runner.{k}"
+        if rule is None:
+            continue
+        if isinstance(rule, tuple):
+            if v not in rule:
+                raise _err(source, key, f"got {v!r}.", fix=f"use one of {', '.join(repr(x) for x in rule)}.")
+        elif rule.startswith("int>="):
+            low = int(rule[5:])
+            if not _number(v) or v != int(v) or not low <= v <= _MAX_INT:
+                raise _err(source, key, f"expected a whole number >= {low}, got {v!r}.",
+                           fix=f"e.g. {k} = {max(low, 1)}.")
+        elif rule in ("float>0", "float>=0"):
+            if not _number(v) or v < 0 or (rule == "float>0" and v == 0):
+                raise _err(source, key, f"expected a finite number {rule[5:]}, got {v!r}.",
+                           fix=f"give a number {rule[5:]} (in seconds for *_s keys).")
+        elif rule == "str":
+            if not isinstance(v, str):
+                raise _err(source, key, f"expected a string, got {v!r}.", fix=f'e.g. {k} = "...".')
+        elif rule == "bool":
+            if not isinstance(v, bool):
+                raise _err(source, key, f"expected true or false, got {v!r}.")
+        elif rule == "strs":
+            if not (isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))):
+                raise _err(source, key, f"expected a string or a list of strings, got {v!r}.")
+        elif rule == "table":
+            if not isinstance(v, dict):
+                raise _err(source, key, f"expected a table, got {v!r}.")
+        elif rule == "env":
+            if not isinstance(v, dict) or any(not isinstance(x, str) and not _number(x) for x in v.values()):
+                raise _err(source, key, f"expected a table of NAME = \"value\", got {v!r}.")
+        elif rule == "sizes":
+            if not isinstance(v, dict) or any(not _number(x) or x <= 0 for x in v.values()):
+                raise _err(source, key, f"expected a table of domain = tokens (numbers > 0), got {v!r}.")
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "<config>", *, check_runner_keys: bool = True) -> StudyConfig:
     """Validate a parsed config (TOML or stored JSON) into a :class:`StudyConfig`.
 
     ``check_runner_keys=False`` is for configs already stored in a database: those were saved
     before [runner] keys were checked, and a study must stay readable (a new config, from a
-    file or the app, is always checked)."""
+    file or the app, is always checked). A stored config is also taken with the
+    tokens_per_step it has: :meth:`StudyConfig.to_dict` writes the default runner table out,
+    so a stored ``kind = "builtin"`` does not mean the user named the trainer (an imported
+    study would otherwise read back with batch_size x context tokens a step its runs never had)."""
     if not isinstance(raw, dict):
         raise ConfigError("expected a table of keys.", file=source)
     _unknown(set(raw), TOP_KEYS, source, "")
@@ -402,13 +538,14 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", *, check_run
                            fix=f"placeholders are {{{'}, {'.join(sorted(allowed))}}}.")
     if check_runner_keys:
         _check_runner_keys(r, kind, source)
+        _check_runner_values(r, source)
     timeout = _positive_float(r.get("timeout_s", 3600), source, "runner.timeout_s")
     retries = r.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise _err(source, "runner.retries", f"expected an integer >= 0, got {retries!r}.")
     options = {k: v for k, v in r.items() if k not in {"kind", "argv", "timeout_s", "retries"}}
     runner = RunnerConfig(kind, tuple(argv), timeout, retries, options)
-    if r.get("kind") == "builtin" and tokens_per_step is None:
+    if r.get("kind") == "builtin" and tokens_per_step is None and check_runner_keys:
         # a study that names the built-in trainer: it takes batch_size x context tokens a step,
         # so without a tokens_per_step of its own the study uses that, and proposals are priced
         # (6 x params x tokens) in the unit of the results the trainer reports. (A study with
@@ -425,9 +562,14 @@ def config_from_dict(raw: dict[str, Any], source: str = "<config>", *, check_run
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise _err(source, "description", "expected a string.")
+    cost_unit = raw.get("cost_unit")
+    if cost_unit is not None and (not isinstance(cost_unit, str) or not cost_unit.strip()):
+        raise _err(source, "cost_unit", f"expected a unit name, got {cost_unit!r}.",
+                   fix='e.g. cost_unit = "GPU-hours" (what cost_per_step counts in).')
 
     return StudyConfig(
         name=name, domains=tuple(domains), eval_domains=tuple(eval_domains), objective=objective,
         direction=direction, tokens_per_step=tokens_per_step, scales=tuple(scales), target=target,
         bounds=bounds, runner=runner, budget=budget, seed=seed, description=description,
+        cost_unit=None if cost_unit is None else cost_unit.strip(),
     )

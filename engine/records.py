@@ -113,6 +113,10 @@ class Trial:
     seed: int | None
     job_id: str | None = None
     attempts: int = 0
+    #: why a person (or autopilot) rejected or cancelled it, and who; ``reason`` keeps the
+    #: proposer's reason, so both can be read side by side
+    rejection_reason: str | None = None
+    rejected_by: str | None = None
 
 
 @dataclass(frozen=True)

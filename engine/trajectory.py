@@ -7,6 +7,10 @@ One entry per finished trial (state ``done``), in finishing order (the order of 
      "incumbent_weights", "incumbent_pred", "incumbent_std"[, "incumbent_true"],
      "incumbent_source", "incumbent_basis"}
 
+``incumbent_regret`` (where the runner knows the true optimum at the target: the ``synthetic``
+landscape) is ``incumbent_true`` minus that optimum's value (for a maximised objective, the optimum
+minus ``incumbent_true``): >= 0, and 0 at the true best mixture.
+
 ``incumbent_std`` is the model's std of ``incumbent_pred`` (None for an observed value): with
 few runs a model's best mixture at the target is an extrapolation, and its std says so.
 
@@ -39,7 +43,9 @@ from engine.scales import length_axis, run_lengths, target_length
 
 
 def _truth(config):
-    if config.runner.kind not in ("mfms-sim", "table"):
+    from engine.runners.registry import SIMULATED_KINDS
+
+    if config.runner.kind not in SIMULATED_KINDS:
         return None
     try:
         from engine.runners.registry import make_runner
@@ -81,6 +87,14 @@ def trajectory(store, study: str, *, with_truth: bool = True) -> list[dict[str, 
                 truth_cache[key] = None
         return truth_cache[key]
 
+    best = None
+    if runner is not None and t is not None:
+        try:
+            opt = runner.true_optimum(t.model_params, t.steps, config.objective)
+        except Exception:  # noqa: BLE001 - the optimum is optional
+            opt = None
+        best = None if opt is None else float(opt[1])
+
     out = []
     cum = 0.0
     observed = _ObservedIncumbent(runs, config, sign, axis)
@@ -114,6 +128,8 @@ def trajectory(store, study: str, *, with_truth: bool = True) -> list[dict[str, 
                  "incumbent_basis": basis}
         if runner is not None or true is not None:
             entry["incumbent_true"] = true
+        if best is not None:
+            entry["incumbent_regret"] = None if true is None else max(0.0, sign * (float(true) - best))
         last_inc = {"weights": w, "pred": pred, "basis": basis, "std": std}
         out.append(entry)
     return out

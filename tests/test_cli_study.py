@@ -96,7 +96,7 @@ CONFIG_ERRORS = [
     ("runner-typo", BASE + '[runner]\nkind = "command"\nargv = ["t", "{out_dir}"]\ntimeuot_s = 60\n',
      ["key 'runner.timeuot_s'", "unknown key for a command runner", "did you mean 'timeout_s'"]),
     ("runner-key-of-another-kind", BASE + '[runner]\nkind = "table"\npath = "r.csv"\nnoise = 0.1\n',
-     ["key 'runner.noise'", "unknown key for a table runner", "option of the mfms-sim runner"]),
+     ["key 'runner.noise'", "unknown key for a table runner", "option of the mfms-sim and synthetic runners"]),
     ("repeated-eval-domains", BASE + 'eval_domains = ["web", "web"]\n', ["key 'eval_domains'", "repeated", "web"]),
     ("objective-without-domain", BASE + 'objective = "loss_"\n', ["key 'objective'", "no domain after 'loss_'"]),
     ("objective-without-metric", BASE + 'objective = "metric_"\n', ["key 'objective'", "no name after 'metric_'"]),

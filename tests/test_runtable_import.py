@@ -211,11 +211,21 @@ def test_missing_file_and_failed_new_db(tmp_db: Path, tmp_path: Path) -> None:
 
 
 def test_failed_import_into_a_new_database_leaves_no_file(data_dir: Path, tmp_path: Path) -> None:
-    """The import fails inside the store (a study name that is not allowed), after the database
-    would have been created: no database, no hidden build file, no lock files stay."""
+    """A bad study name is refused before anything is read or written (blaming --study), and an
+    import that fails inside the store, after the new database was built, leaves no database,
+    no hidden build file and no lock files."""
     db = tmp_path / "new" / "runs.duckdb"
     r = cli("import", data_dir / "runs_checkpoints.csv", "--study", "bad name", "--db", db)
-    assert r.exit_code != 0 and "key 'name'" in str(r.exception)
+    assert r.exit_code != 0 and "--study 'bad name' is not a usable study name" in str(r.exception)
+    assert not db.parent.exists() or list(db.parent.iterdir()) == []
+    table, _ = read_run_table(data_dir / "runs_checkpoints.csv")
+
+    def fails_in_the_store(store: Store) -> None:
+        store.import_runs("good", table)
+        store.import_runs("good", table)  # the same run ids again: refused inside the store
+
+    with pytest.raises(ValidationError, match="already exists in study 'good'"):
+        Store.create_with(db, fails_in_the_store)
     assert list(db.parent.iterdir()) == []
     r = cli("import", data_dir / "runs_checkpoints.csv", "--study", "good", "--db", db)
     assert r.exit_code == 0, r.output

@@ -129,9 +129,12 @@ def test_idempotence(store: Store) -> None:
     with pytest.raises(StateError):
         store.edit_trial(tid, weights={"a": 0.5, "b": 0.5})
     # reject: rejecting a rejected trial is refused
-    r = new_trial(store)
-    store.reject("life", [r], reason="not now")
-    assert store.get_trial(r).reason == "not now"
+    r = new_trial(store, reason="EI/cost")
+    store.reject("life", [r], reason="not now", actor="alice")
+    t = store.get_trial(r)
+    assert (t.reason, t.rejection_reason, t.rejected_by) == ("EI/cost", "not now", "alice")
+    row = store.trials_frame("life").set_index("trial_id").loc[r]
+    assert (row["reason"], row["rejection_reason"], row["rejected_by"]) == ("EI/cost", "not now", "alice")
     with pytest.raises(StateError):
         store.reject("life", [r])
 

@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer  # noqa: E402
 
 from engine.cli import app_cmd, backtest_cmd, bench, data_cmd, demo_cmd, export, models, propose, run, runs, study, trials
-from engine.cli.common import console_err
+from engine.cli.common import console_err, esc
 from engine.errors import MixplanError
 
 app = typer.Typer(
@@ -73,7 +73,20 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False, prog_name="mixplan")  # also under `python -m engine.cli`
     except MixplanError as exc:
-        console_err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: the message quotes the user's input (a CSV cell '[/]', a TOML table [[scales]])
+        console_err.print(f"[bold red]error:[/] {esc(exc)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except BrokenPipeError:  # the reader of the output went away (`mixplan trials | head`): nothing to say
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        sys.exit(1)
+    except OSError as exc:  # a path the system refuses (/proc, a directory, no permission, disk full)
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        console_err.print(f"[bold red]error:[/] cannot use{esc(where)}: {esc(exc.strerror or exc)}. "
+                          "Fix: give a path you can read (input) or write (output).", highlight=False,
+                          soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

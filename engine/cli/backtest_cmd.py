@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, console_err, open_store, print_json
+from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, console_err, esc,
+                               open_store, print_json)
 
 
 def run_backtest(db: Path, study: str, models: list[str], cut: str, *, calibrate: bool = True,
@@ -69,6 +70,10 @@ def register(app: typer.Typer) -> None:
         run: per held-out size, Spearman, mean relative error, regret of the predicted best and +-1/+-2 std
         coverage; names the model to trust and why."""
         names = [m.strip() for m in models.split(",") if m.strip()]
+        if csv is not None:  # a bad --csv is refused before the backtest runs, not after
+            from engine.outfile import check_out_path
+
+            check_out_path(csv, overwrite=True, example="backtest.csv")
         from engine.models import MODELS
         from engine.errors import NotFoundError
 
@@ -77,18 +82,18 @@ def register(app: typer.Typer) -> None:
             raise NotFoundError(f"unknown model(s) {', '.join(unknown)}. Models: {', '.join(MODELS)}.")
         res = run_backtest(db, study, names, cut, calibrate=not no_calibration, show_progress=not as_json)
         if csv is not None:
-            res.rows.to_csv(csv, index=False)
+            from engine.outfile import database_files, write_out_file
+
+            write_out_file(csv, lambda tmp: res.rows.to_csv(tmp, index=False), overwrite=True,
+                           protect=database_files(db), example="backtest.csv")
         if as_json:
             print_json(res.to_records())
             return
-        from rich.markup import escape
-        from rich.table import Table
-
-        table = Table("model", "fit <=", "held out", "n", "Spearman", "MRE", "regret", "±1σ", "±2σ",
-                      title=f"backtest of {escape(study)} ({res.objective}, {res.direction})")
+        table = PlainTable("model", "fit <=", "held out", "n", "Spearman", "MRE", "regret", "±1σ", "±2σ",
+                      title=f"backtest of {esc(study)} ({res.objective}, {res.direction})")
         for r in res.rows.itertuples():
             if isinstance(r.error, str):
-                table.add_row(r.model, _size(r.cut), _size(r.model_params), str(r.n), "error", escape(r.error[:60]),
+                table.add_row(r.model, _size(r.cut), _size(r.model_params), str(r.n), "error", r.error[:60],
                               "", "", "")
                 continue
             table.add_row(r.model, _size(r.cut), _size(r.model_params), str(r.n), _f(r.spearman, "{:.3f}"),
@@ -96,9 +101,9 @@ def register(app: typer.Typer) -> None:
                           _f(r.coverage_2std, "{:.0%}"))
         console.print(table)
         if res.recommended:
-            console.print(f"[bold]trust {escape(res.recommended)}[/]: {escape(res.reason)}", soft_wrap=True)
+            console.print(f"[bold]trust {esc(res.recommended)}[/]: {esc(res.reason)}", soft_wrap=True)
         else:
-            console.print(escape(res.reason), soft_wrap=True)
+            console.print(res.reason, markup=False, soft_wrap=True)
         if csv is not None:
             console_err.print(f"wrote {len(res.rows)} rows to {csv}")
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import JsonFlag, console, print_json
+from engine.cli.common import JsonFlag, console, esc, print_json
 
 bench_app = typer.Typer(help="Benchmarks: store, predict, optimize, trainer.", no_args_is_help=True)
 
@@ -87,11 +87,16 @@ def predict(
 
     from engine.bench.predict import run_predict_bench
 
+    from engine.outfile import check_out_path, write_out_file
+
     if which not in ("regmix", "mfms", "scaling", "extrapolation", "all"):
         raise typer.BadParameter("choose extrapolation, regmix, mfms, scaling or all.")
+    if out:  # a bad --out is refused before minutes of benchmarking, not after
+        check_out_path(out, overwrite=True, example="predict.json")
     result = run_predict_bench(which, quick=quick, log=(lambda *a, **k: None) if as_json else print)
     if out:
-        Path(out).write_text(json.dumps(result, indent=2, default=float))
+        text = json.dumps(result, indent=2, default=float)
+        write_out_file(out, lambda tmp: Path(tmp).write_text(text), overwrite=True, example="predict.json")
     if as_json:
         print_json(result)
         return
@@ -137,4 +142,4 @@ def optimize(
         print_json(res)
     else:
         console.print(format_summary(res), highlight=False)
-        console.print(f"wrote {out}/optimize_runs.csv, optimize_summary.csv, optimize_regret.html")
+        console.print(f"wrote {esc(out)}/optimize_runs.csv, optimize_summary.csv, optimize_regret.html")

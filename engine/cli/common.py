@@ -9,9 +9,13 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
 
-console = Console()
-console_err = Console(stderr=True)
+# emoji=False: a ':name:' in a run id or a reason is text, not an emoji code
+console = Console(emoji=False)
+console_err = Console(stderr=True, emoji=False)
 
 DbOption = Annotated[Path, typer.Option("--db", help="The mixplan database (DuckDB file).", envvar="MIXPLAN_DB")]
 StudyOption = Annotated[str, typer.Option("--study", "-s", help="Study name (see `mixplan study list`).")]
@@ -19,9 +23,45 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 DEFAULT_DB = Path("runs.duckdb")
 
 
+def esc(value: Any) -> str:
+    """``value`` as text that rich prints literally. Every string a user gave or that derives
+    from one (a run id, a CSV cell, a reason, a log tail, an error message naming a TOML table
+    such as ``[[scales]]``) goes through here before it is put into a message with rich markup:
+    rich would otherwise read ``[/]`` as a closing tag (MarkupError) and ``[target]`` as a
+    style (the text vanishes)."""
+    return escape(str(value))
+
+
+class PlainTable(Table):
+    """A rich table whose string cells are printed as given (never read as markup): rows of
+    trials, runs and events carry user text."""
+
+    def add_row(self, *renderables: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **kwargs)
+
+
 def print_json(obj: Any) -> None:
-    """Print JSON to stdout (plain, no colour codes, so scripts can parse it)."""
-    typer.echo(json.dumps(obj, indent=2, default=_default))
+    """Print JSON to stdout (plain, no colour codes, so scripts can parse it). NaN and
+    infinities become null: ``json.dumps`` would write ``NaN``, which is not JSON."""
+    typer.echo(json.dumps(_finite(obj), indent=2, default=_default, allow_nan=False))
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float (also numpy's) replaced by None, recursively."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.floating):
+            return float(obj) if np.isfinite(obj) else None
+    except ImportError:  # pragma: no cover
+        pass
+    return obj
 
 
 def _default(o: Any) -> Any:

@@ -88,6 +88,24 @@ def prepare(
     _print_table(info)
 
 
+@data_app.command("mfms-weights")
+def mfms_weights(
+    source: Annotated[Path, typer.Argument(help="The published run folder (opt_algos/data_models/"
+                                           "20250119_174726_j8mad2i5 of github.com/namkoong-lab/data-recipes) "
+                                           "or its checkpoints/checkpoint_latest.pt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write weights.json.")] = Path("weights.json"),
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Load a checkpoint torch's safe loader "
+                                                "refuses (a pickle can run code: only for a file you trust).")] = False,
+) -> None:
+    """Convert the MFMS-BO paper's simulator checkpoint into the weights.json the mfms-sim runner reads.
+
+    Then point mixplan at it: MIXPLAN_MFMS_SIM=weights.json, or path = "weights.json" under [runner]."""
+    from engine.simulators.mfms_sim import ENV_VAR, convert_checkpoint
+
+    path = convert_checkpoint(source, out, trust_pickle=trust_pickle)
+    typer.echo(f"wrote {path}; use it with {ENV_VAR}={path} or path = \"{path}\" under [runner].")
+
+
 @data_app.command("info")
 def info(
     cache_dir: CacheOption = None,
@@ -104,14 +122,14 @@ def info(
 
 
 def _print_table(info) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from engine.cli.common import PlainTable, console, esc
 
-    table = Table("domain", "package", "version", "licence", "train MB", "val MB", "docs (train/val)",
-                  title=f"corpus at {info.root} ({info.total_bytes / 1e6:.1f} MB, vocab {info.vocab_size})")
+    # a user's own domains name their files: cells and title are text, not markup
+    table = PlainTable("domain", "package", "version", "licence", "train MB", "val MB", "docs (train/val)",
+                       title=f"corpus at {esc(info.root)} ({info.total_bytes / 1e6:.1f} MB, vocab {info.vocab_size})")
     for d in info.domains.values():
         item = 1 if d.dtype == "uint8" else (2 if d.dtype == "uint16" else 4)
         table.add_row(d.name, d.package, d.version, d.licence, f"{d.train_tokens * item / 1e6:.2f}",
                       f"{d.val_tokens * item / 1e6:.2f}",
                       f"{d.train_docs:,}/{d.val_docs:,}" + (" (capped)" if d.capped else ""))
-    Console().print(table)
+    console.print(table)

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, console, print_json
+from engine.cli.common import DEFAULT_DB, DbOption, console, esc, print_json
 from engine.demo import DemoPlan
 
 _DEFAULT = dict(DemoPlan().sizes)
@@ -35,7 +35,7 @@ def build(
     if as_json:
         print_json(summary)
     else:
-        console.print(f"demo study in {db}: {summary}")
+        console.print(f"demo study in {esc(db)}: {esc(summary)}")
 
 
 def register(app: typer.Typer) -> None:

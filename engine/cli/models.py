@@ -16,7 +16,8 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json, whole_number
+from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, esc, print_json,
+                               whole_number)
 from engine.errors import ValidationError
 
 ModelOption = Annotated[str, typer.Option(
@@ -71,6 +72,11 @@ def predict_cmd(db: str, study: str, model: str, query: Path, out: Path, objecti
     from engine.recommendation import study_model
     from engine.store import Store
 
+    from engine.outfile import check_out_path, database_files, write_out_file
+
+    out = Path(out)
+    # an existing PRED file is replaced (a prediction is recomputed at will), never the database
+    check_out_path(out, overwrite=True, protect=database_files(db), example="pred.csv")
     store = Store(db, create=False)
     fitted, _ = study_model(store, study, model, objective)
     q = _read_table(query)
@@ -80,11 +86,10 @@ def predict_cmd(db: str, study: str, model: str, query: Path, out: Path, objecti
     res["pred_std_uncalibrated"] = fitted.predict_raw(q)[1]
     res["size_ratio"] = q["model_params"].to_numpy(float) / fitted.largest_size_
     res.attrs["model"] = fitted.chosen_
-    out = Path(out)
-    if str(out).endswith((".parquet", ".pq")):
-        res.to_parquet(out, index=False)
-    else:
-        res.to_csv(out, index=False)
+    parquet = str(out).endswith((".parquet", ".pq"))
+    write_out_file(out, (lambda tmp: res.to_parquet(tmp, index=False)) if parquet
+                   else (lambda tmp: res.to_csv(tmp, index=False)), overwrite=True,
+                   protect=database_files(db), example="pred.csv")
     return res
 
 
@@ -115,11 +120,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predict the objective (mean, std) at each query row with a model fitted on the study."""
         res = predict_cmd(str(db), study, model, query, out, objective)
-        console.print(f"wrote {len(res)} prediction(s) of {res.attrs.get('model', model)} to {out}")
+        console.print(f"wrote {len(res)} prediction(s) of {esc(res.attrs.get('model', model))} to {esc(out)}")
         far = float(res["size_ratio"].max()) if len(res) else 1.0
         if far > 1.0:
             console.print(f"the largest query size is {far:.3g}x the largest run: pred_std is calibrated by the "
-                          "study's backtest (pred_std_uncalibrated is the model's own)")
+                          "study's backtest (pred_std_uncalibrated is the model's own)", markup=False)
 
     @app.command("optimum")
     def optimum(
@@ -138,17 +143,17 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json({k: v for k, v in opt.items() if k != "extrapolation_detail"})
             return
-        from rich.markup import escape
-        from rich.table import Table
-
         what = f"{opt['model']} (recommended)" if opt.get("recommended") else opt["model"]
-        table = Table("domain", "weight", title=f"{what} optimum at {int(model_params):,} params, "
+        table = PlainTable("domain", "weight", title=f"{esc(what)} optimum at {int(model_params):,} params, "
                       + (f"{steps:,} steps" if steps is not None else f"{tokens:,.0f} tokens"))
         for d, w in opt["weights"].items():
-            table.add_row(escape(d), f"{w:.4f}")
+            table.add_row(d, f"{w:.4f}")
         console.print(table)
-        console.print(f"predicted {objective or 'objective'}: {opt['pred_mean']:.4f} +- {opt['pred_std']:.4f} "
-                      f"(the model's own std: {opt['pred_std_uncalibrated']:.4f})")
-        console.print(escape(opt["extrapolation"]), soft_wrap=True)
+        from engine.store import Store
+
+        shown = objective or Store(db, create=False).get_config(study).objective
+        console.print(f"predicted {shown}: {opt['pred_mean']:.4f} +- {opt['pred_std']:.4f} (1 std, calibrated; "
+                      f"the model's own: {opt['pred_std_uncalibrated']:.4f})", markup=False)
+        console.print(opt["extrapolation"], markup=False, soft_wrap=True)
         if opt.get("reason"):
-            console.print("why this model: " + escape(opt["reason"]), soft_wrap=True)
+            console.print("why this model: " + opt["reason"], markup=False, soft_wrap=True)

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, console_err, open_store, print_json
+from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, console_err, esc, open_store,
+                               print_json)
 
 
 def run(
@@ -38,7 +39,7 @@ def run(
 
     Trials left queued or running by an earlier `mixplan run` that was stopped or killed are
     re-attached (or submitted again) first; nothing already stored is lost or stored twice.
-    A failing trial is marked failed with its reason and log tail; the others go on.
+    A failing trial is marked failed with its reason, which ends with its log's tail; the others go on.
     Each run's files (run.log, weights.json, result.json) are kept under
     <db dir>/mixplan-runs/<study>/<run_id>/<token>/ (one folder per submission). Ctrl-C stops the local workers; the
     interrupted trials are picked up by the next `mixplan run`.
@@ -48,16 +49,19 @@ def run(
     from engine.dispatch import run_approved
 
     store = open_store(db)
+    store.get_config(study)  # a missing study is an error before any progress bar is drawn
     options = {}
     if executor == "slurm":
         options = {"partition": partition, "time_min": time_min, "gpus_per_node": gpus, "cpus_per_task": cpus,
                    "mem_gb": mem_gb, "cluster": cluster}
     elif executor == "ray":
         options = {"address": address, "num_gpus": gpus, "num_cpus": cpus}
+    # the message names runs and failure reasons: printed as text, never read as markup
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TextColumn("{task.fields[msg]}"),
+                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(),
+                   TextColumn("{task.fields[msg]}", markup=False),
                    console=console_err, transient=False, disable=as_json)
-    task_id = bar.add_task(f"{study} on {executor}", total=None, counts="", msg="")
+    task_id = bar.add_task(f"{esc(study)} on {esc(executor)}", total=None, counts="", msg="")
 
     def progress(p) -> None:
         counts = f"done {p.done} failed {p.failed} running {p.running} queued {p.queued} ckpts {p.checkpoints}"
@@ -69,23 +73,24 @@ def run(
                                    trial_ids=trial or None, executor_options=options)
     except KeyboardInterrupt:
         console_err.print("[yellow]interrupted[/]: trials still queued or running are picked up again by the next "
-                          f"`mixplan run --study {study}`.")
+                          f"`mixplan run --study {esc(study)}`.")
         sys.exit(130)  # (typer.Exit's code is lost under `mixplan`'s standalone_mode=False)
     if as_json:
         print_json(summary.to_dict())
         return
     if not (summary.done or summary.failed or summary.reattached or summary.cancelled):
-        console.print(f"nothing to run in study [bold]{study}[/]: approve trials first "
-                      f"(`mixplan approve --study {study} --all`).")
+        console.print(f"nothing to run in study [bold]{esc(study)}[/]: approve trials first "
+                      f"(`mixplan approve --study {esc(study)} --all`).")
         return
-    console.print(f"[bold]{study}[/]: {len(summary.done)} done, {len(summary.failed)} failed, "
+    console.print(f"[bold]{esc(study)}[/]: {len(summary.done)} done, {len(summary.failed)} failed, "
                   f"{summary.checkpoints} checkpoint(s) stored in {summary.wall_s:.1f} s"
                   + (f"; re-attached {len(summary.reattached)}" if summary.reattached else "")
                   + (f"; resubmitted {len(summary.resubmitted)}" if summary.resubmitted else "")
                   + (f"; cancelled {len(summary.cancelled)}" if summary.cancelled else ""))
     for tid, reason in summary.failed.items():
         log = summary.logs.get(tid)
-        console.print(f"  [red]trial {tid} failed[/]: {reason}" + (f"\n    log: {log}" if log else ""), highlight=False)
+        console.print(f"  [red]trial {tid} failed[/]: {esc(reason)}" + (f"\n    log: {esc(log)}" if log else ""),
+                      highlight=False)
     if summary.failed:
         sys.exit(1)
 

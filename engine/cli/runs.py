@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from engine.cli.common import DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, print_json, whole_number
+from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, StudyOption, console, esc, print_json,
+                               whole_number)
 
 
 def import_(
@@ -61,32 +62,50 @@ def import_(
         return
     verb = "created study" if report.created_study else "study"
     console.print(f"imported {report.runs} run(s), {report.checkpoints} checkpoint(s) into {verb} "
-                  f"[bold]{report.study}[/] ({db})")
+                  f"[bold]{esc(report.study)}[/] ({esc(db)})")
     if report.renormalised_rows:
         console.print(f"renormalised the weights of {report.renormalised_rows} row(s) "
                       f"(largest deviation of the sum from 1: {notes.max_sum_deviation:.3g})")
     for note in notes.notes:
         console.print(f"note: {note}")
+    _next_steps(Store(db, create=False), report.study)
+
+
+def _next_steps(store, study: str) -> None:
+    """After an import into a study without scales or a target (every study an import
+    creates): how to get to proposals and an export, with a patch made from its runs."""
+    from engine.study_edit import needs_edit_message
+
+    cfg = store.get_config(study)
+    if cfg.scales and cfg.target is not None:
+        return
+    msg = needs_edit_message(cfg, store.latest_checkpoints(study), "Proposing runs or exporting a mixture")
+    console.print(f"next: {msg}", markup=False, highlight=False)
 
 
 def export_runs(
     study: StudyOption,
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet/.pq for Parquet, else CSV.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists (never the database).")] = False,
     db: DbOption = DEFAULT_DB,
     as_json: JsonFlag = False,
 ) -> None:
-    """Write a study's runs as a run table (one row per checkpoint); `mixplan import` reads it back."""
+    """Write a study's runs as a run table (one row per checkpoint); `mixplan import` reads it back.
+    An existing file is kept unless --force; the database itself is never overwritten."""
+    from engine.outfile import check_out_path, database_files
     from engine.runtable import write_run_table
     from engine.store import Store
 
+    protect = database_files(db)
+    check_out_path(out, overwrite=force, protect=protect, example="runs.csv")  # before reading anything
     df = Store(db, create=False).export_frame(study)
-    write_run_table(df, out)
+    write_run_table(df, out, overwrite=force, protect=protect)
     runs = int(df["run_id"].nunique()) if len(df) else 0
     if as_json:
         print_json({"study": study, "out": str(out), "runs": runs, "checkpoints": len(df),
                     "columns": list(df.columns)})
         return
-    console.print(f"wrote {runs} run(s), {len(df)} checkpoint(s) of study [bold]{study}[/] to {out}")
+    console.print(f"wrote {runs} run(s), {len(df)} checkpoint(s) of study [bold]{esc(study)}[/] to {esc(out)}")
 
 
 def register(app: typer.Typer) -> None:

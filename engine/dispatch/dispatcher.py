@@ -15,7 +15,8 @@ The dispatcher is the one process that writes the database for a study's runs. I
    is deleted only after its trial's end is committed.
 
 A failing trial (crash, timeout, malformed result, lost worker, a result the store rejects)
-is marked ``failed`` with the reason and the log's tail; the queue goes on.
+is marked ``failed`` with the reason and the log's tail (its last lines end the reason too,
+where the run itself failed); the queue goes on.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ from engine.dispatch.spool import RUNS_DIRNAME, SPOOL_DIRNAME, Spool, process_st
 from engine.dispatch.task import STALE_AFTER_S, Task
 from engine.errors import MixplanError, StateError, ValidationError
 from engine.records import Trial, TrialState
-from engine.runners.base import Runner
+from engine.runners.base import Runner, reason_with_log
 from engine.runners.command import log_tail
+from engine.runtable.schema import RUN_ID_FIX, run_id_problem
 from engine.store import Store
 
 ACTIVE = (TrialState.QUEUED, TrialState.RUNNING)
@@ -229,6 +231,10 @@ class Dispatcher:
                                self.summary.checkpoints, self._message))
 
     def _new_submission(self, trial: Trial) -> _Sub:
+        problem = run_id_problem(trial.run_id)
+        if problem:  # the store refuses such ids; one stored before it did must not name a path
+            raise ValidationError(f"run_id {trial.run_id!r} {problem}; its files would land outside "
+                                  f"{self.runs}, so it is not run.", fix=RUN_ID_FIX)
         token = uuid.uuid4().hex[:12]
         spool = Spool(self.root / str(trial.trial_id) / token)
         out_dir = self.runs / trial.run_id / token
@@ -279,10 +285,14 @@ class Dispatcher:
             pass
         self.subs.pop(sub.trial.trial_id, None)
 
-    def _fail(self, sub: _Sub, reason: str, tail: str = "") -> None:
+    def _fail(self, sub: _Sub, reason: str, tail: str = "", *, with_log: bool = True) -> None:
+        """Mark the submission's trial failed. ``with_log``: the reason ends with the log's last
+        lines (a failure of the run itself; not a result the store refused)."""
         tid = sub.trial.trial_id
         if not tail:
             tail = log_tail(sub.out_dir / "run.log")
+        if with_log:
+            reason = reason_with_log(reason, tail)
         try:
             self.store.fail_trial(tid, reason, log_tail=tail, actor="dispatch")
         except StateError:
@@ -349,7 +359,7 @@ class Dispatcher:
                 self._ensure_running(sub)
         except (ValidationError, StateError) as exc:
             self._cancel_job(sub)
-            self._fail(sub, f"could not store the result: {exc}")
+            self._fail(sub, f"could not store the result: {exc}", with_log=False)
             return True
         if final is None:
             return False
@@ -427,7 +437,12 @@ class Dispatcher:
         for t in trials:
             token = token_of(t.job_id)
             if token is None or not (self.root / str(t.trial_id) / token).is_dir():
-                sub = self._new_submission(t)
+                try:
+                    sub = self._new_submission(t)
+                except ValidationError as exc:
+                    self.store.fail_trial(t.trial_id, str(exc), actor="dispatch")
+                    self.summary.failed[t.trial_id] = str(exc)
+                    continue
                 self.subs[t.trial_id] = sub
                 self.summary.resubmitted.append(t.trial_id)
                 continue
@@ -495,7 +510,11 @@ class Dispatcher:
                     self.store.transition(ids, TrialState.QUEUED, actor="dispatch", study=self.study)
                     for t in approved:
                         t = replace(t, state=TrialState.QUEUED)
-                        self.subs[t.trial_id] = self._new_submission(t)
+                        try:
+                            self.subs[t.trial_id] = self._new_submission(t)
+                        except ValidationError as exc:
+                            self.store.fail_trial(t.trial_id, str(exc), actor="dispatch")
+                            self.summary.failed[t.trial_id] = str(exc)
                 self._report(f"{len(self.subs)} trial(s) on the {self.executor.name} executor")
                 last_check = time.monotonic()
                 while self.subs:
@@ -510,7 +529,8 @@ class Dispatcher:
                             raise
                         except Exception as exc:  # noqa: BLE001 -- a broken spool costs one trial
                             self._cancel_job(sub)
-                            self._fail(sub, f"the dispatcher could not read its results: {type(exc).__name__}: {exc}")
+                            self._fail(sub, f"the dispatcher could not read its results: {type(exc).__name__}: {exc}",
+                                       with_log=False)
                     if self.subs:
                         time.sleep(self.poll_s)
             except KeyboardInterrupt:

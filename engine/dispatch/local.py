@@ -180,6 +180,8 @@ class LocalExecutor(Executor):
         return JobStatus(JobState.UNKNOWN)
 
     def cancel(self, job_id: str, *, spool: Spool | None = None) -> None:
+        if job_id in self._ended:
+            return  # it ended here: nothing to stop (its worker may already run another job)
         for item in list(self._queue):
             if item[0] == job_id:
                 self._queue.remove(item)

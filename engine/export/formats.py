@@ -26,6 +26,13 @@ MIME = {"json": "application/json", "yaml": "application/x-yaml", "megatron": "t
         "olmo": "application/x-yaml", "hf": "text/x-python"}
 #: Weights are written with this many decimals; the last domain absorbs rounding so they sum to 1.
 DECIMALS = 6
+#: Where a data path goes when none was given (``--prefix``): a marker no trainer can mistake
+#: for a real path, so a blend exported without paths fails loudly instead of reading
+#: ``code/*.npy`` from wherever it runs.
+PATH_PLACEHOLDER = "<path-to-{domain}>"
+#: Said in every export whose paths are placeholders.
+FILL_PATHS = ("data paths to fill: replace each <path-to-DOMAIN> with that domain's data, or export again "
+              "with --prefix, e.g. --prefix 'data/{domain}_text_document' ({domain} is replaced)")
 
 
 def rounded(weights: Mapping[str, float], decimals: int = DECIMALS) -> dict[str, float]:
@@ -39,10 +46,12 @@ def rounded(weights: Mapping[str, float], decimals: int = DECIMALS) -> dict[str,
     return out
 
 
-def _comment_lines(ex: MixtureExport, prefix: str = "# ") -> list[str]:
+def _comment_lines(ex: MixtureExport, prefix: str = "# ", *, fill: bool = False) -> list[str]:
     p = ex.provenance.to_dict()
     ids = p.pop("run_ids", [])
     lines = [f"mixplan {p.pop('mixplan_version')} mixture export, {p.pop('created_at')}"]
+    if fill:
+        lines.append(FILL_PATHS)
     lines += [f"{k}: {v}" for k, v in p.items()]
     if ids:
         shown = ", ".join(ids[:20]) + (f", ... ({len(ids) - 20} more)" if len(ids) > 20 else "")
@@ -58,11 +67,16 @@ def _prefix(domain: str, template: str) -> str:
                               fix="use {domain} as the only placeholder, e.g. 'data/{domain}_text_document'.")
 
 
-def render(ex: MixtureExport, fmt: str, *, prefix_template: str = "{domain}") -> str:
+def render(ex: MixtureExport, fmt: str, *, prefix_template: str | None = None) -> str:
     """The export as text in ``fmt`` (one of :data:`FORMATS`). ``prefix_template`` names each
-    domain's data path for megatron/olmo/hf (``{domain}`` is replaced)."""
+    domain's data path for megatron/olmo/hf (``{domain}`` is replaced); without one (None or
+    empty) those formats carry :data:`PATH_PLACEHOLDER` paths and say so (:data:`FILL_PATHS`).
+    json and yaml hold weights only."""
     if fmt not in FORMATS:
         raise ValidationError(f"unknown export format '{fmt}'.", fix=f"use one of {', '.join(FORMATS)}.")
+    fill = not prefix_template
+    if fill:
+        prefix_template = PATH_PLACEHOLDER
     w = rounded(ex.weights)
     prov = ex.provenance.to_dict()
     if fmt == "json":
@@ -71,24 +85,30 @@ def render(ex: MixtureExport, fmt: str, *, prefix_template: str = "{domain}") ->
         return yaml.safe_dump({"weights": w, "provenance": prov}, sort_keys=False)
     if fmt == "megatron":
         blend = " ".join(f"{v:.{DECIMALS}f} {_prefix(d, prefix_template)}" for d, v in w.items() if v > 0)
-        return "\n".join(_comment_lines(ex) + ["# pass as: --data-path <the line below>", blend]) + "\n"
+        return "\n".join(_comment_lines(ex, fill=fill) + ["# pass as: --data-path <the line below>", blend]) + "\n"
     if fmt == "olmo":
         doc = {"dataset": {"source_mixture_config": {
             "max_tokens": int(prov["tokens"]) if prov.get("tokens") else None,
             "source_configs": [{"source_name": d, "target_ratio": v,
-                                "paths": [_prefix(d, prefix_template) + "/*.npy"]} for d, v in w.items()],
+                                "paths": [_prefix(d, prefix_template) + ("" if fill else "/*.npy")]}
+                               for d, v in w.items()],
         }}}
         if doc["dataset"]["source_mixture_config"]["max_tokens"] is None:
             del doc["dataset"]["source_mixture_config"]["max_tokens"]
-        return "\n".join(_comment_lines(ex)) + "\n" + yaml.safe_dump(doc, sort_keys=False)
+        return "\n".join(_comment_lines(ex, fill=fill)) + "\n" + yaml.safe_dump(doc, sort_keys=False)
     # hf
     names = list(w)
-    lines = ['"""' + "\n".join(_comment_lines(ex, prefix="")) + '\n"""',
+    check = ["missing = [d for d, path in DATA_FILES.items() if path.startswith(\"<path-to-\")]",
+             "if missing:",
+             "    raise SystemExit(f\"fill DATA_FILES first (no data path for {', '.join(missing)})\")",
+             ""] if fill else []
+    lines = ['"""' + "\n".join(_comment_lines(ex, prefix="", fill=fill)) + '\n"""',
              "from datasets import interleave_datasets, load_dataset",
              "",
              f"PROBABILITIES = {json.dumps(w, indent=4)}",
              f"DATA_FILES = {json.dumps({d: _prefix(d, prefix_template) for d in names}, indent=4)}",
              "",
+             *check,
              "datasets = [load_dataset(\"json\", data_files=DATA_FILES[d], split=\"train\", streaming=True)",
              "            for d in PROBABILITIES]",
              "mixed = interleave_datasets(datasets, probabilities=list(PROBABILITIES.values()), seed=0,",

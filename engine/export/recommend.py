@@ -119,12 +119,15 @@ def fit_study_model(store, study: str, model: str, objective: str | None = None,
     return m.fit(runs, objective, domains=list(cfg.domains), tokens_per_step=cfg.tokens_per_step)
 
 
-def target_of(cfg):
-    """(model_params, steps, tokens) of the study's target; a ValidationError when it has none."""
+def target_of(cfg, runs: pd.DataFrame | None = None):
+    """(model_params, steps, tokens) of the study's target; a ValidationError when it has none,
+    whose fix is a `mixplan study edit` patch (built from ``runs`` where given)."""
     t = cfg.target
     if t is None:
-        raise ValidationError(f"study '{cfg.name}' has no target scale.",
-                              fix="add a [target] table (model_params and steps) to its config.")
+        from engine.study_edit import needs_edit_message
+
+        raise ValidationError(f"study '{cfg.name}' has no target scale to export a mixture for.",
+                              fix=needs_edit_message(cfg, runs, "Exporting a mixture", need=("target",)))
     return int(t.model_params), t.steps, t.tokens
 
 
@@ -149,6 +152,7 @@ def from_optimum(store, study: str, model: str = DEFAULT_MODEL, *, fitted=None, 
     if runs is None:
         runs, read_at = runs_at_version(store, study)
         data_version = read_at if data_version is None and fitted is None else data_version
+    target_of(cfg, runs)  # before a fit that could not be used
     if fitted is None:
         fitted = fit_study_model(store, study, model, runs=runs)
     opt = optimum if optimum is not None else optimum_at_target(fitted, cfg)

@@ -194,7 +194,7 @@ class AutoModel(CalibratedModel):
             size_cuts(runs)
         except ValidationError:
             return (self.candidates[0], "the runs have one model size, so no model could be backtested across "
-                    f"sizes; using the first of mixplan's models that fits", None)
+                    "sizes; using the first of mixplan's models that fits", None)
         bt = backtest(runs, objective, models=self.candidates, domains=prep.domains,
                       tokens_per_step=tokens_per_step, calibrate=False)
         if bt.recommended is None:

@@ -103,7 +103,6 @@ class _Law:
                       jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """L at rows (H (n, K), ln = log N/N0, ld = log D/D0) and dL/dp (n, n_params)."""
         L = self._layout()
-        K = self.K
         pos = H > 0
         logH = np.log(np.where(pos, H, 1.0))
         gam = p[L["gamma"]]

@@ -52,6 +52,20 @@ class RunFailed(Exception):
         self.log_tail = log_tail
 
 
+def reason_with_log(reason: str, log_tail: str, *, max_lines: int = 8, max_chars: int = 1500) -> str:
+    """The reason a failed trial is stored with: ``reason`` followed by the last lines of its
+    log (mixplan's own ``=== mixplan:`` lines left out). Why in the reason: it is what
+    ``mixplan run``, ``mixplan study show`` and the app show of a failure, and "exited with
+    status 1" alone says nothing about why."""
+    lines = [ln.rstrip() for ln in log_tail.splitlines() if ln.strip() and not ln.startswith("=== mixplan")]
+    if not lines:
+        return reason
+    text = "\n".join("  | " + ln for ln in lines[-max_lines:])
+    if len(text) > max_chars:
+        text = "  | ..." + text[-max_chars:]
+    return f"{reason}; its log ends with:\n{text}"
+
+
 class Runner(ABC):
     """Turns one trial into a :class:`RunResult`. Subclasses must be picklable (they travel
     to Ray and SLURM workers) and must raise :class:`RunFailed` for a run that failed."""
@@ -74,4 +88,10 @@ class Runner(ABC):
     def true_value(self, weights: dict[str, float], model_params: int, steps: int | None,
                    objective: str) -> float | None:
         """The noiseless objective at a point, where the runner can know it (simulators)."""
+        return None
+
+    def true_optimum(self, model_params: int, steps: int | None,
+                     objective: str) -> tuple[dict[str, float], float] | None:
+        """The best mixture at a scale and its noiseless objective, where the runner knows it
+        (the ``synthetic`` landscape): what regret is measured against. None elsewhere."""
         return None

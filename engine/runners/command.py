@@ -17,7 +17,9 @@ What the runner does around the program:
   (a table of strings) and ``MIXPLAN_RUN_ID``, ``MIXPLAN_OUT_DIR``, ``MIXPLAN_WEIGHTS_JSON``.
   ``[runner] cwd`` sets its working directory (default: the current one).
 - **Log.** stdout and stderr go to ``{out_dir}/run.log`` (appended to, one header per
-  attempt). A failure carries the log's tail.
+  attempt), at most ``log_max_bytes`` (default 1,000,000) of output per attempt: the first
+  half as it comes, then the latest half, behind a line saying how many bytes were dropped in
+  between (a chatty trainer must not fill the disk). A failure carries the log's tail.
 - **Timeout.** ``timeout_s`` per attempt; past it the program's whole process group gets
   SIGTERM, then SIGKILL after ``kill_grace_s`` (default 10).
 - **Retries.** ``retries`` more attempts after a failure (non-zero exit, timeout, malformed
@@ -87,6 +89,88 @@ def log_tail(path: Path, max_chars: int = 4000, max_lines: int = 40) -> str:
         return ""
     lines = text.splitlines()[-max_lines:]
     return "\n".join(lines)[-max_chars:]
+
+
+#: Default cap on the output one attempt keeps in run.log (head + tail).
+LOG_MAX_BYTES = 1_000_000
+
+
+class CappedLog:
+    """Copies a program's output (a pipe) into its log file, keeping at most ``max_bytes``:
+    the first half as it arrives, then the most recent half, rewritten at most every
+    ``flush_s`` behind one line that says how many bytes were dropped. Why a thread and a
+    pipe rather than the file as the program's stdout: only a reader in between can drop the
+    middle of the output and keep its end, which is where a failure shows."""
+
+    def __init__(self, pipe: Any, log_path: Path, max_bytes: int = LOG_MAX_BYTES, flush_s: float = 1.0) -> None:
+        self.pipe, self.max_bytes, self.flush_s = pipe, int(max_bytes), flush_s
+        self.fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.start = os.fstat(self.fd).st_size
+        self.head_left = self.max_bytes - self.max_bytes // 2
+        self.tail_cap = self.max_bytes // 2
+        self.tail = bytearray()
+        self.dropped = 0
+        self.dirty = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="mixplan-log", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        import select
+
+        fd = self.pipe.fileno()
+        last_flush = time.monotonic()
+        while True:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            chunk = os.read(fd, 65536) if ready else b""
+            if ready and not chunk:
+                break  # end of output: every writer closed the pipe
+            if chunk:
+                self._take(chunk)
+            elif self._stop.is_set():
+                break  # asked to stop and nothing more to read (an escaped child keeps the pipe)
+            if self.dirty and time.monotonic() - last_flush >= self.flush_s:
+                self._flush()
+                last_flush = time.monotonic()
+        self._flush()
+
+    def _take(self, chunk: bytes) -> None:
+        if self.head_left > 0:
+            part = chunk[:self.head_left]
+            os.write(self.fd, part)
+            self.head_left -= len(part)
+            chunk = chunk[len(part):]
+        if chunk:
+            self.tail += chunk
+            over = len(self.tail) - self.tail_cap
+            if over > 0:
+                del self.tail[:over]
+                self.dropped += over
+            self.dirty = True
+
+    def _flush(self) -> None:
+        """Rewrite everything after the head: the note on dropped bytes, then the tail."""
+        if not self.dirty:
+            return
+        head_end = self.start + (self.max_bytes - self.max_bytes // 2) - self.head_left
+        os.ftruncate(self.fd, head_end)
+        note = b""
+        if self.dropped:
+            note = (f"\n=== mixplan: {self.dropped:,} bytes of output dropped here (runner.log_max_bytes = "
+                    f"{self.max_bytes:,} keeps the first and the last {self.tail_cap:,} bytes) ===\n").encode()
+        os.write(self.fd, note + bytes(self.tail))
+        self.dirty = False
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Read what is left, write the log's end and close (waiting at most ``timeout_s``)."""
+        self._stop.set()
+        self._thread.join(timeout_s)
+        try:
+            self.pipe.close()
+        except OSError:
+            pass
+        if not self._thread.is_alive():
+            os.close(self.fd)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -246,10 +330,14 @@ class CommandRunner(Runner):
         env: Mapping[str, str] | None = None,
         poll_s: float = 0.5,
         default_seed: int = 0,
+        log_max_bytes: int = LOG_MAX_BYTES,
     ) -> None:
         check_template(argv)
         if timeout_s <= 0 or retries < 0 or retry_backoff_s < 0 or kill_grace_s < 0 or poll_s <= 0:
             raise ValueError("timeout_s and poll_s must be > 0; retries, retry_backoff_s and kill_grace_s >= 0.")
+        if int(log_max_bytes) < 1024:
+            raise ValueError(f"log_max_bytes must be >= 1024, got {log_max_bytes}.")
+        self.log_max_bytes = int(log_max_bytes)
         self.argv = tuple(argv)
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
@@ -263,7 +351,7 @@ class CommandRunner(Runner):
     @classmethod
     def from_config(cls, config) -> "CommandRunner":
         """Build from a :class:`~engine.config.StudyConfig` (``[runner]`` options: ``cwd``,
-        ``env``, ``retry_backoff_s``, ``kill_grace_s``, ``poll_s``)."""
+        ``env``, ``retry_backoff_s``, ``kill_grace_s``, ``poll_s``, ``log_max_bytes``)."""
         from engine.errors import ConfigError
 
         r = config.runner
@@ -276,7 +364,7 @@ class CommandRunner(Runner):
                        retry_backoff_s=float(opts.get("retry_backoff_s", 5.0)),
                        kill_grace_s=float(opts.get("kill_grace_s", 10.0)),
                        cwd=opts.get("cwd"), env=env, poll_s=float(opts.get("poll_s", 0.5)),
-                       default_seed=config.seed)
+                       default_seed=config.seed, log_max_bytes=int(opts.get("log_max_bytes", LOG_MAX_BYTES)))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"key 'runner': {exc}") from exc
 
@@ -337,43 +425,49 @@ class CommandRunner(Runner):
                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {argv!r}\n".encode())
             log.flush()
             try:
-                proc = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                proc = subprocess.Popen(argv, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
             except OSError as exc:
+                log.write(f"=== mixplan: could not start {argv[0]!r}: {exc}\n".encode())
+                log.flush()
                 raise RunFailed(f"could not start {argv[0]!r}: {exc}", log_tail(log_path)) from exc
+        capped = CappedLog(proc.stdout, log_path, self.log_max_bytes)
         with _ACTIVE_LOCK:
             _ACTIVE_PGIDS.add(proc.pid)
         t0 = time.monotonic()
         stopped: str | None = None
         last_mtime = None
-        try:
-            while True:
-                try:
-                    rc = proc.wait(timeout=self.poll_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                if on_checkpoint is not None:
-                    last_mtime = self._stream(out_dir, last_mtime, on_checkpoint, seen)
-                if cancel.is_set():
-                    stopped = "cancelled"
-                elif time.monotonic() - t0 > self.timeout_s:
-                    stopped = f"timed out after {self.timeout_s:g} s"
-                if stopped:
-                    rc = self._kill(proc)
-                    break
+        try:  # the log's end is written whatever happens (an interrupt, a sink that raises)
+            try:
+                while True:
+                    try:
+                        rc = proc.wait(timeout=self.poll_s)
+                        break
+                    except subprocess.TimeoutExpired:
+                        pass
+                    if on_checkpoint is not None:
+                        last_mtime = self._stream(out_dir, last_mtime, on_checkpoint, seen)
+                    if cancel.is_set():
+                        stopped = "cancelled"
+                    elif time.monotonic() - t0 > self.timeout_s:
+                        stopped = f"timed out after {self.timeout_s:g} s"
+                    if stopped:
+                        rc = self._kill(proc)
+                        break
+            finally:
+                with _ACTIVE_LOCK:
+                    _ACTIVE_PGIDS.discard(proc.pid)
+                if proc.poll() is None:  # interrupted (e.g. KeyboardInterrupt): never leave it behind
+                    self._kill(proc)
+            if on_checkpoint is not None:  # what it measured before it ended is kept, whatever the end
+                self._stream(out_dir, last_mtime, on_checkpoint, seen)
+            # the group may still hold children of the program (a trainer's data workers)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         finally:
-            with _ACTIVE_LOCK:
-                _ACTIVE_PGIDS.discard(proc.pid)
-            if proc.poll() is None:  # interrupted (e.g. KeyboardInterrupt): never leave it behind
-                self._kill(proc)
-        if on_checkpoint is not None:  # what it measured before it ended is kept, whatever the end
-            self._stream(out_dir, last_mtime, on_checkpoint, seen)
-        # the group may still hold children of the program (a trainer's data workers)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+            capped.close()
         wall = time.monotonic() - t0
         with open(log_path, "ab") as log:
             log.write(f"=== mixplan: exit status {rc} after {wall:.1f} s{'; ' + stopped if stopped else ''}\n".encode())

@@ -7,6 +7,7 @@ dependencies, e.g. torch for ``builtin``):
 - ``builtin``  -> :class:`engine.runners.builtin.BuiltinRunner` (the torch trainer)
 - ``mfms-sim`` -> :mod:`engine.runners.mfms_sim` (the MFMS-BO simulator)
 - ``table``    -> :mod:`engine.runners.table` (replays a stored run table)
+- ``synthetic`` -> :mod:`engine.runners.synthetic` (the landscape that ships with mixplan)
 
 A runner module offers one of, in this order: a module-level ``make_runner(config)``, or a
 :class:`~engine.runners.base.Runner` subclass whose ``kind`` is the study's kind, built with
@@ -28,7 +29,11 @@ RUNNER_MODULES: dict[str, str] = {
     "builtin": "engine.runners.builtin",
     "mfms-sim": "engine.runners.mfms_sim",
     "table": "engine.runners.table",
+    "synthetic": "engine.runners.synthetic",
 }
+#: kinds that answer from a simulator or a table instead of training: cheap enough to run
+#: in-process (autopilot) and able to say the truth (trajectories' ``incumbent_true``).
+SIMULATED_KINDS: tuple[str, ...] = ("mfms-sim", "table", "synthetic")
 
 
 def runner_class(kind: str) -> type[Runner] | None:

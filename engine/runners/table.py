@@ -8,7 +8,10 @@ how far its mixture was (``RunResult.info``: ``table_run``, ``distance``), so a 
 answer is never mistaken for a real run of the proposed mixture.
 
 Config: ``[runner] kind = "table"  path = "runs.csv"  match = "nearest" | "exact"``
-(``max_distance`` caps the nearest match, default 2 = anything).
+``max_distance`` caps the nearest match (L1 between mixtures, 0 to 2; default
+:data:`DEFAULT_MAX_DISTANCE`): a trial farther from every stored run of its size fails with the
+distance and how to raise the limit, instead of being answered silently by a run of another
+mixture (a 92%-encyclopedia trial was once answered from a run 0.84 away).
 """
 
 from __future__ import annotations
@@ -29,13 +32,23 @@ from engine.runners.base import Runner, RunFailed
 from engine.runtable.schema import loss_columns, metric_columns, objective_values
 
 
+#: The farthest (L1) a stored run's mixture may be from a trial's and still answer it: 0.2 moves
+#: 10 percentage points of weight between domains.
+DEFAULT_MAX_DISTANCE = 0.2
+
+
 class TableRunner(Runner):
     kind: ClassVar[str] = "table"
 
-    def __init__(self, table: pd.DataFrame | str | Path, *, match: str = "nearest", max_distance: float = 2.0,
-                 domains: list[str] | None = None) -> None:
+    def __init__(self, table: pd.DataFrame | str | Path, *, match: str = "nearest",
+                 max_distance: float = DEFAULT_MAX_DISTANCE, domains: list[str] | None = None,
+                 study: str | None = None) -> None:
         if match not in ("nearest", "exact"):
             raise ValidationError(f"runner.match must be 'nearest' or 'exact', got {match!r}.")
+        if isinstance(max_distance, bool) or not isinstance(max_distance, (int, float)) or not 0 <= max_distance <= 2:
+            raise ValidationError(f"runner.max_distance must be a number from 0 to 2 (L1 between mixtures), got "
+                                  f"{max_distance!r}.", fix=f"e.g. max_distance = {DEFAULT_MAX_DISTANCE}.")
+        self.study = study
         if not isinstance(table, pd.DataFrame):
             from engine.runtable.reader import read_run_table
 
@@ -55,8 +68,8 @@ class TableRunner(Runner):
         o = config.runner.options
         if "path" not in o:
             raise ValidationError("a table runner needs a run table.", fix='add path = "runs.csv" under [runner].')
-        return cls(o["path"], match=o.get("match", "nearest"), max_distance=float(o.get("max_distance", 2.0)),
-                   domains=list(config.domains))
+        return cls(o["path"], match=o.get("match", "nearest"), max_distance=o.get("max_distance", DEFAULT_MAX_DISTANCE),
+                   domains=list(config.domains), study=config.name)
 
     def lookup(self, weights: dict[str, float], model_params: int) -> tuple[str, float]:
         """(run id, L1 distance) of the table run answering this mixture at this size."""
@@ -68,10 +81,18 @@ class TableRunner(Runner):
         dist = np.abs(self._W[same] - w).sum(axis=1)
         i = int(np.argmin(dist))
         d = float(dist[i])
-        if (self.match == "exact" and d > 1e-6) or d > self.max_distance:
+        rid = str(self._run_ids[same][i])
+        if self.match == "exact" and d > 1e-6:
             raise RunFailed(f"no run of the table has this mixture at {model_params} parameters "
-                            f"(nearest at L1 distance {d:.3g}).")
-        return str(self._run_ids[same][i]), d
+                            f"(nearest: run '{rid}' at L1 distance {d:.3g}; match = \"exact\").")
+        if d > self.max_distance:
+            study = self.study or "S"
+            raise RunFailed(
+                f"the nearest table run of {model_params} parameters (run '{rid}') is at L1 distance {d:.3g} from "
+                f"this mixture, beyond max_distance = {self.max_distance:g}: its losses would not be this mixture's. "
+                f"To accept it, raise the limit with `mixplan study edit --study {study} --config patch.toml`, "
+                f"patch.toml holding: [runner] max_distance = {min(2.0, round(d + 0.05, 2)):g}")
+        return rid, d
 
     def _rows(self, trial: Trial) -> tuple[pd.DataFrame, str, float]:
         rid, d = self.lookup(trial.weights, trial.model_params)

@@ -77,14 +77,42 @@ class ImportNotes:
 
 
 # ---- file access ---------------------------------------------------------------------------
-def _is_parquet(path: Path) -> bool:
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return True
-    if suffix in (".csv", ".tsv", ".txt"):
-        return False
+PARQUET_MAGIC = b"PAR1"
+
+
+def _sniff(path: Path) -> tuple[bool, str | None]:
+    """(read as Parquet?, a note when the name says otherwise). The bytes decide, not the
+    name: Parquet files start (and end) with ``PAR1``, so a Parquet file saved as ``.csv`` is
+    read as Parquet, and text saved as ``.parquet`` as CSV, each with a note saying so (a
+    message about CSV syntax for Parquet bytes, or the reverse, would mislead)."""
     with path.open("rb") as fh:
-        return fh.read(4) == b"PAR1"
+        head = fh.read(4096)
+    parquet_bytes = head[:4] == PARQUET_MAGIC
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq") and not parquet_bytes:
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:  # not merely a character cut at the 4096th byte
+                return True, None  # neither Parquet nor text: the Parquet reader says what is wrong
+        return False, (f"{path.name} holds text, not Parquet (a Parquet file starts with the bytes PAR1): "
+                       "read it as CSV; rename it to .csv")
+    if suffix not in (".parquet", ".pq") and parquet_bytes:
+        return True, (f"{path.name} holds Parquet data, not CSV text (its bytes start with PAR1): read it as "
+                      "Parquet; rename it to .parquet")
+    return parquet_bytes, None
+
+
+def _delimiter_hint(header_line: str, name: str) -> None:
+    """Refuse a semicolon- or tab-separated file with a hint, rather than let its whole header
+    be read as one unknown column (``'run_id;model_params;...'``)."""
+    for sep, what in ((";", "semicolons"), ("\t", "tabs")):
+        if header_line.count(sep) >= 2 and header_line.count(sep) > header_line.count(","):
+            raise ValidationError(
+                f"the header is separated by {what}, not commas ({header_line.strip()[:60]!r}); mixplan reads "
+                "comma-separated files.", file=name,
+                fix="save the table as comma-separated CSV with '.' as the decimal point (e.g. pandas "
+                    "df.to_csv(path, index=False)), or as Parquet.")
 
 
 def _csv_lines(path: Path, n_rows: int) -> np.ndarray | None:
@@ -108,9 +136,10 @@ def _csv_lines(path: Path, n_rows: int) -> np.ndarray | None:
     return np.asarray(starts, dtype=np.int64) if len(starts) == n_rows else None
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, str, np.ndarray | None]:
-    """The file as a frame, its format, and for CSV the physical line of each row (see
-    :func:`_csv_lines`). CSV cells stay strings so bad cells can be reported verbatim."""
+def _read_raw(path: Path) -> tuple[pd.DataFrame, str, np.ndarray | None, str | None]:
+    """The file as a frame, its format, for CSV the physical line of each row (see
+    :func:`_csv_lines`), and a note where the file's name and content disagree (see
+    :func:`_sniff`). CSV cells stay strings so bad cells can be reported verbatim."""
     name = str(path)
     if not path.exists():
         raise ValidationError("file not found.", file=name, fix="check the path.")
@@ -119,7 +148,12 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, str, np.ndarray | None]:
     if path.stat().st_size == 0:
         raise ValidationError("the file is empty.", file=name,
                               fix=f"export the runs again; {_FORMAT_HELP}")
-    if _is_parquet(path):
+    try:
+        parquet, note = _sniff(path)
+    except OSError as exc:
+        raise ValidationError(f"cannot read the file ({exc.strerror or exc}).", file=name,
+                              fix="check the path and its permissions.") from exc
+    if parquet:
         try:
             df = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types
@@ -128,13 +162,16 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, str, np.ndarray | None]:
         cols = [str(c) for c in df.columns]
         _check_repeated(cols, name)
         df.columns = cols
-        return df.reset_index(drop=True), "parquet", None
+        return df.reset_index(drop=True), "parquet", None, note
     try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            first_line = fh.readline()
         with path.open(newline="", encoding="utf-8-sig") as fh:
             header = next(csv.reader(fh), [])
     except UnicodeDecodeError as exc:
-        raise ValidationError("not a UTF-8 text (CSV) file.", file=name,
+        raise ValidationError("not a UTF-8 text (CSV) file, nor a Parquet file.", file=name,
                               fix="give a CSV (UTF-8) or a Parquet file.") from exc
+    _delimiter_hint(first_line, name)
     header = [h.strip() for h in header]
     if not any(header):
         raise ValidationError("the file has no header row.", file=name, fix=_FORMAT_HELP)
@@ -154,7 +191,7 @@ def _read_raw(path: Path) -> tuple[pd.DataFrame, str, np.ndarray | None]:
         lines = _csv_lines(path, len(df))
     except (csv.Error, UnicodeDecodeError):
         lines = None
-    return df, "csv", lines
+    return df, "csv", lines, note
 
 
 def _check_repeated(cols: Sequence[str], name: str) -> None:
@@ -282,6 +319,10 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
     if (i := _first(miss)) is not None:
         raise err("run_id is empty.", i, "run_id", fix="give every row the id of its run.")
     run_id = rid_s.astype(str).to_numpy(dtype=object)
+    if (bad_id := rt.first_unsafe_run_id(run_id)) is not None:
+        i, problem = bad_id
+        raise err(f"run_id {run_id[i]!r} {problem}; a run id names the run's folder.", i, "run_id",
+                  fix=rt.RUN_ID_FIX)
 
     # numbers
     parsed: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -308,9 +349,9 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
     steps_i = None
     if "steps" in parsed:
         st, st_miss = parsed["steps"]
-        bad = ~st_miss & (~np.isfinite(st) | (st < 0) | (st != np.round(st)))
+        bad = ~st_miss & (~np.isfinite(st) | (st < 0) | (st != np.round(st)) | (st >= 2.0**63))
         if (i := _first(bad)) is not None:
-            raise err(f"steps must be a whole number >= 0, got {st[i]:g}.", i, "steps",
+            raise err(f"steps must be a whole number from 0 to {2**63 - 1:.3g}, got {st[i]:g}.", i, "steps",
                       fix="give the optimiser step of the checkpoint.")
         steps_i = pd.array(np.where(st_miss, 0, st).astype("int64"), dtype="Int64")
         steps_i[st_miss] = pd.NA
@@ -377,6 +418,10 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
             what = "missing (empty or NaN)" if miss[i] else f"{v[i]} (not finite)"
             raise err(f"the loss is {what}.", i, c,
                       fix="give a finite validation loss, or drop the checkpoint (or the column).")
+        if (i := _first(v < 0)) is not None:
+            raise err(f"the loss is {v[i]:g}; a validation loss (cross-entropy) is >= 0.", i, c,
+                      fix="give the loss itself (not its negative, not a difference); a score where higher is "
+                          "better goes in a metric_<name> column.")
     for c in mcols + (["cost"] if "cost" in parsed else []):
         v, miss = parsed[c]
         if (i := _first(~miss & ~np.isfinite(v))) is not None:
@@ -427,6 +472,21 @@ def _validate(raw: pd.DataFrame, where: Locator, files: tuple[str, ...],
     notes = ImportNotes(files=files, format=fmt, runs=len(uniques), checkpoints=n, renormalised_rows=touched,
                         max_sum_deviation=float(np.max(np.abs(dev))) if n else 0.0)
     return df, notes
+
+
+def validate_results(frame: pd.DataFrame, source: str) -> None:
+    """Check a runner's checkpoints exactly as an import checks a file, before the store keeps
+    them: ``frame`` is a run table of one run (one row per checkpoint, in the order reported;
+    the trial's run_id, model_params and weights on every row). Why one validator: a result
+    that an import would refuse (a NaN or negative loss, a name that is no identifier, steps
+    beyond int64, a repeated checkpoint) must not reach a study by the runner's door either.
+    Raises :class:`~engine.errors.ValidationError` naming ``source``, the row (the checkpoint's
+    position) and the column."""
+
+    def where(i: int, col: str) -> tuple[str, int | None, int | None, str]:
+        return source, i + 1, None, col
+
+    _validate(frame.reset_index(drop=True), where, (source,), None, "result")
 
 
 # ---- RegMix --------------------------------------------------------------------------------
@@ -623,15 +683,20 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
         raise ValidationError(f"--run-prefix {run_prefix!r} starts or ends with white space or holds a control "
                               "character; run ids are read back stripped, so it would not survive an export.",
                               fix="give a prefix like 'train-1m-' (letters, digits, '-', '_', '.').")
-    raws, lines = [], []
+    if run_prefix and ("/" in run_prefix or "\\" in run_prefix):
+        raise ValidationError(f"--run-prefix {run_prefix!r} would make run ids that are paths; a run id names "
+                              "the run's folder.", fix="give a prefix like 'train-1m-' (no '/' or '\\').")
+    raws, lines, sniffed = [], [], []
     fmt = "csv"
     for p in paths:
-        raw, fmt, ln = _read_raw(p)
+        raw, fmt, ln, note = _read_raw(p)
         raws.append(raw)
         lines.append(ln)
+        sniffed.extend([note] if note else [])
     if len(paths) == 2:
-        return _regmix(paths, raws, lines, model_params=None if model_params is None else int(model_params),
-                       tokens=tokens, study_domains=study_domains, run_prefix=run_prefix)
+        df, notes = _regmix(paths, raws, lines, model_params=None if model_params is None else int(model_params),
+                            tokens=tokens, study_domains=study_domains, run_prefix=run_prefix)
+        return df, replace(notes, notes=tuple(sniffed) + notes.notes)
     raw, path, ln = raws[0], paths[0], lines[0]
     kind = regmix_kind(list(raw.columns))
     if kind is not None:
@@ -648,18 +713,27 @@ def read_run_table(path_or_paths: str | Path | Sequence[str | Path], *, study_do
         return str(path), None if ln is not None else i + 1, None if ln is None else int(ln[i]), col
 
     df, notes = _validate(raw, where, (str(path),), study_domains, fmt)
+    notes = replace(notes, notes=tuple(sniffed) + notes.notes)
     if run_prefix:
         df["run_id"] = _prefixed(df["run_id"], run_prefix)
         notes = replace(notes, notes=notes.notes + (f"run ids prefixed with '{run_prefix}'",))
     return df, replace(notes, run_prefix=run_prefix or "", locate=where)
 
 
-def write_run_table(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write a run table as Parquet (``.parquet``/``.pq``) or CSV (anything else)."""
+def write_run_table(df: pd.DataFrame, path: str | Path, *, overwrite: bool = True,
+                    protect: Sequence[str | Path] = ()) -> Path:
+    """Write a run table as Parquet (``.parquet``/``.pq``) or CSV (anything else), atomically
+    (see :func:`engine.outfile.write_out_file`: never one of ``protect``, an existing file only
+    with ``overwrite``)."""
+    from engine.outfile import write_out_file
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() in (".parquet", ".pq"):
-        df.to_parquet(p, index=False)
-    else:
-        df.to_csv(p, index=False)
-    return p
+    parquet = p.suffix.lower() in (".parquet", ".pq")
+
+    def write(tmp: Path) -> None:
+        if parquet:
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+
+    return write_out_file(p, write, overwrite=overwrite, protect=protect, example="runs.csv")

@@ -1,9 +1,12 @@
 """The MFMS-BO simulator (Yen et al. 2025): an MLP from (mixture, size, steps) to 11 outputs.
 
 Evaluates ``weights.json`` exactly as ``benchmarks/mfms-sim/FORMAT.md`` says, in numpy and
-vectorised. The file is never copied into the project: give its path, or set the environment
-variable ``MIXPLAN_MFMS_SIM``, or run from a directory where
-``../shared/benchmarks/mfms-sim/weights.json`` exists (also tried relative to the repository).
+vectorised. mixplan ships no copy: the paper's authors publish the MLP as a PyTorch checkpoint
+in github.com/namkoong-lab/data-recipes (folder :data:`PUBLISHED_RUN`);
+:func:`convert_checkpoint` (``mixplan data mfms-weights RUN_DIR --out weights.json``) turns it
+into ``weights.json``. Give its path (``[runner] path``), or set the environment variable
+``MIXPLAN_MFMS_SIM``, or run from a directory where ``../shared/benchmarks/mfms-sim/weights.json``
+exists (also tried relative to the repository).
 
     sim = MFMSSimulator.load()                       # or MFMSSimulator.load("path/weights.json")
     out = sim.evaluate(W, size_m=20, steps=6000)     # (n, 11) in OUTPUTS order
@@ -39,6 +42,16 @@ COST_PER_100_STEPS = {20: 0.012963, 60: 0.032318, 150: 0.074844, 300: 0.147731, 
 MIN_STEPS, MAX_STEPS = 100, 19_500
 ENV_VAR = "MIXPLAN_MFMS_SIM"
 DEFAULT_RELATIVE = Path("..") / "shared" / "benchmarks" / "mfms-sim" / "weights.json"
+#: where the paper's simulator is published (a folder of github.com/namkoong-lab/data-recipes)
+PUBLISHED_RUN = "opt_algos/data_models/20250119_174726_j8mad2i5"
+#: what a study on this simulator needs, said the same way by examples/slimpajama-sim.toml's first
+#: line, the README and the error when the weights are missing
+NEEDS = ("the MFMS-BO paper's simulator weights (not shipped with mixplan): download the folder "
+         f"{PUBLISHED_RUN} of github.com/namkoong-lab/data-recipes, convert it with "
+         "`mixplan data mfms-weights FOLDER --out weights.json`, then set MIXPLAN_MFMS_SIM=weights.json "
+         "(or path = \"weights.json\" under [runner]).")
+#: the inputs the published MLP reads (its feature_mask.json): x[6], x[7] (d_model, n_heads) dropped
+FEATURE_MASK = (True, True, True, True, True, True, False, False, True)
 
 
 def find_weights(path: str | Path | None = None) -> Path:
@@ -57,8 +70,7 @@ def find_weights(path: str | Path | None = None) -> Path:
         tried.append(str(c))
         if c.is_file():
             return c
-    raise NotFoundError(f"MFMS simulator weights not found (tried: {', '.join(tried)}). Fix: pass the path "
-                        f"to benchmarks/mfms-sim/weights.json or set {ENV_VAR}.")
+    raise NotFoundError(f"MFMS simulator weights not found (tried: {', '.join(tried)}). This study needs {NEEDS}")
 
 
 def size_in_m(model_params: float | np.ndarray) -> np.ndarray:
@@ -157,6 +169,55 @@ class MFMSSimulator:
             df[name] = out[:, j]
         df["cost"] = cost(s[ri], st)
         return df
+
+
+def convert_checkpoint(source: str | Path, out: str | Path, *, trust_pickle: bool = False) -> Path:
+    """Write ``weights.json`` from the published PyTorch checkpoint.
+
+    ``source``: the run folder (holding ``checkpoints/checkpoint_latest.pt`` and
+    ``feature_mask.json``) or the ``.pt`` file itself. The checkpoint holds ``model_state_dict``
+    (``layers.{0,3,6,9}.{weight,bias}``) and ``normalization_stats`` (``X_mean``, ``X_std``,
+    ``y_mean``, ``y_std``); they become the keys :meth:`MFMSSimulator.load` reads. A checkpoint
+    whose statistics are pickled numpy arrays cannot be read by torch's safe loader; loading it
+    fully runs code from the file, so it is done only with ``trust_pickle=True``."""
+    import torch
+
+    src = Path(source)
+    pt = src / "checkpoints" / "checkpoint_latest.pt" if src.is_dir() else src
+    if not pt.is_file():
+        raise NotFoundError(f"no checkpoint at {pt}. Fix: give the folder {PUBLISHED_RUN} of "
+                            "github.com/namkoong-lab/data-recipes, or its checkpoints/checkpoint_latest.pt.")
+    mask_file = (src if src.is_dir() else pt.parent.parent) / "feature_mask.json"
+    if mask_file.is_file():
+        raw_mask = json.loads(mask_file.read_text()).get("feature_mask", list(FEATURE_MASK))
+        if isinstance(raw_mask, dict):
+            raw_mask = [bool(raw_mask.get(str(i), True)) for i in range(len(FEATURE_MASK))]
+        if tuple(bool(x) for x in raw_mask) != FEATURE_MASK:
+            raise ValidationError(f"{mask_file}: feature mask {raw_mask} is not the published model's "
+                                  f"{list(FEATURE_MASK)}; mixplan evaluates only that model.")
+    try:
+        ckpt = torch.load(pt, map_location="cpu", weights_only=not trust_pickle)
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, ...
+        if trust_pickle:
+            raise ValidationError(f"{pt}: not a readable PyTorch checkpoint ({exc}).") from exc
+        raise ValidationError(f"{pt}: torch's safe loader refused the checkpoint ({type(exc).__name__}).",
+                              fix="if you trust the file (a pickle can run code), pass --trust-pickle.") from exc
+    try:
+        state, stats = ckpt["model_state_dict"], ckpt["normalization_stats"]
+        out_dict: dict[str, list] = {}
+        for k in (0, 3, 6, 9):
+            for part in ("weight", "bias"):
+                out_dict[f"layers.{k}.{part}"] = np.asarray(state[f"layers.{k}.{part}"], dtype=np.float64).tolist()
+        for name in ("X_mean", "X_std", "y_mean", "y_std"):
+            out_dict[f"norm_{name}"] = np.asarray(stats[name], dtype=np.float64).ravel().tolist()
+    except (KeyError, TypeError) as exc:
+        raise ValidationError(f"{pt}: not the MFMS-BO simulator's checkpoint (missing {exc}).",
+                              fix="it needs model_state_dict (layers.0/3/6/9) and normalization_stats.") from exc
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(out_dict))
+    MFMSSimulator.load(out).evaluate(np.full((1, len(DOMAINS)), 0.2), SIZES_M[0], 1000)
+    return out
 
 
 def runtable_columns() -> list[str]:

@@ -12,14 +12,14 @@ so models, exports and the app all read the same frame.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -28,6 +28,7 @@ import pandas as pd
 from engine.config import StudyConfig, config_from_dict
 from engine.errors import MixplanError, NotFoundError, StateError, ValidationError
 from engine.mixture import validate_weights
+from engine.outfile import remove_stale_temps, temp_path
 from engine.records import (
     EDITABLE_STATES,
     TRANSITIONS,
@@ -42,6 +43,9 @@ from engine.runtable import schema as rt
 from engine.runtable.reader import Locator
 from engine.store.connection import _file_lock, connect, transaction
 from engine.store.schema import LATEST_VERSION, MIGRATIONS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.study_edit import ConfigEdit, StudyFacts
 
 DEFAULT_DB = "runs.duckdb"
 T = TypeVar("T")
@@ -78,6 +82,17 @@ def _none(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+#: the side files of a database (and of a database being built) besides the file itself
+_SIDE_SUFFIXES = (".wal", ".lock", ".gate")
+
+
+def remove_stale_builds(path: str | Path) -> list[Path]:
+    """Delete the hidden files :meth:`Store.create_with` built a new database in (and their
+    ``.wal``/lock files) whose process is gone: what an import into a new database leaves when
+    it is killed (``kill -9`` skips its clean-up). Returns the files removed."""
+    return remove_stale_temps(Path(path), "new", _SIDE_SUFFIXES)
+
+
 @dataclass(frozen=True)
 class ImportReport:
     """What an import did."""
@@ -95,6 +110,10 @@ class Store:
     def __init__(self, path: str | Path = DEFAULT_DB, *, busy_timeout_s: float = 60.0, create: bool = True) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
+        remove_stale_builds(self.path)
+        if self.path.is_dir():
+            raise MixplanError(f"{self.path} is a folder, not a database file. Pass --db with a file, e.g. "
+                               f"{self.path / DEFAULT_DB} (a new file name starts a database).")
         if not self.path.exists():
             if not create:
                 raise NotFoundError(f"no database at {self.path}. Create one with `mixplan study create` "
@@ -117,7 +136,8 @@ class Store:
         hidden file goes in every case. Returns what ``build`` returned."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
+        remove_stale_builds(path)
+        tmp = temp_path(path, "new")
         try:
             store = cls(tmp, busy_timeout_s=busy_timeout_s)
             result = build(store)
@@ -140,7 +160,7 @@ class Store:
                     os.rename(tmp, path)
             return result
         finally:
-            for p in (tmp, *(tmp.with_name(tmp.name + ext) for ext in (".wal", ".lock", ".gate"))):
+            for p in (tmp, *(tmp.with_name(tmp.name + ext) for ext in _SIDE_SUFFIXES)):
                 p.unlink(missing_ok=True)
 
     # ---- connections and schema ----------------------------------------------------------
@@ -182,7 +202,8 @@ class Store:
                 self.migrate(con, where=str(self.path))
         except duckdb.IOException as exc:
             if "not a valid duckdb database" not in str(exc).lower():
-                raise
+                raise MixplanError(f"cannot open the database {self.path} ({exc}). Pass --db with a file you can "
+                                   "read and write (a new file name starts a database).") from exc
             raise MixplanError(self._not_duckdb()) from exc
 
     def _not_duckdb(self) -> str:
@@ -287,7 +308,9 @@ class Store:
     def _create_study(self, con: duckdb.DuckDBPyConnection, config: StudyConfig, actor: str) -> int:
         if _first(con.execute("SELECT 1 FROM studies WHERE name = ?", [config.name]).fetchall()):
             raise ValidationError(f"a study named '{config.name}' already exists.",
-                                  fix="choose another name, or import into the existing study.")
+                                  fix=f"choose another name, import into the existing study, or change its config "
+                                      f"with `mixplan study edit --study {config.name} --config PATCH.toml` (a patch "
+                                      "holds only what changes).")
         sid = self._next_id(con, "studies", "study_id")
         con.execute("INSERT INTO studies (study_id, name, config_json) VALUES (?, ?, ?)",
                     [sid, config.name, json.dumps(config.to_dict())])
@@ -313,6 +336,55 @@ class Store:
                         [json.dumps(config.to_dict()), sid])
             self._event(con, sid, None, "config_updated", actor, {"config": config.to_dict()})
             self._touch(con, sid)  # readers cache the config per data_version
+
+    def edit_config(self, study: str, patch: dict[str, Any], *, source: str = "<patch>", actor: str = "user",
+                    dry_run: bool = False) -> "ConfigEdit":
+        """Apply a config patch to a study (``mixplan study edit``; :mod:`engine.study_edit`):
+        validated like a new config and against the study's stored trials and results, in the
+        same transaction as the write, so no import can slip in between the check and the
+        change. Records a ``config_edited`` event with each change (old -> new). ``dry_run``
+        checks and returns the edit without writing."""
+        from engine.study_edit import plan_edit
+
+        with self._write() as con:
+            sid, old = self._study_row(con, study)
+            edit = plan_edit(old, patch, self._study_facts(con, sid), source)
+            if dry_run or not edit.changes:
+                return edit
+            new = edit.new
+            con.execute("UPDATE studies SET config_json = ? WHERE study_id = ?", [json.dumps(new.to_dict()), sid])
+            if tuple(new.domains) != tuple(old.domains):  # allowed only while the study has no trial
+                con.execute("DELETE FROM domains WHERE study_id = ? AND role = 'train'", [sid])
+                self._add_domains(con, sid, "train", new.domains)
+            if new.eval_domains:
+                self._add_domains(con, sid, "eval", new.eval_domains)
+            self._event(con, sid, None, "config_edited", actor,
+                        {"source": source, "changes": [c.to_dict() for c in edit.changes],
+                         "notes": list(edit.notes)})
+            self._touch(con, sid)
+        return edit
+
+    @staticmethod
+    def _study_facts(con: duckdb.DuckDBPyConnection, sid: int) -> "StudyFacts":
+        """What a config edit must not contradict: trials by state, stored checkpoints, the
+        columns they measured, and how their steps relate to tokens."""
+        from engine.study_edit import StudyFacts
+
+        states = {s: int(n) for s, n in con.execute(
+            "SELECT state, count(*) FROM trials WHERE study_id = ? GROUP BY state", [sid]).fetchall()}
+        ck, both, lo, hi, ck_steps = _first(con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE c.steps IS NOT NULL AND c.tokens IS NOT NULL AND c.steps > 0), "
+            "min(c.tokens / c.steps) FILTER (WHERE c.steps > 0), max(c.tokens / c.steps) FILTER (WHERE c.steps > 0), "
+            "count(*) FILTER (WHERE c.steps IS NOT NULL) "
+            "FROM checkpoints c JOIN trials t USING (trial_id) WHERE t.study_id = ?", [sid]).fetchall())
+        trial_steps = _first(con.execute("SELECT count(*) FROM trials WHERE study_id = ? AND steps IS NOT NULL",
+                                         [sid]).fetchall())[0]
+        measured = tuple(sorted(r[0] for r in con.execute(
+            "SELECT DISTINCT v.name FROM checkpoint_values v JOIN checkpoints c USING (checkpoint_id) "
+            "JOIN trials t USING (trial_id) WHERE t.study_id = ?", [sid]).fetchall()))
+        return StudyFacts(trials=sum(states.values()), states=states, checkpoints=int(ck), measured=measured,
+                          with_steps=int(ck_steps) + int(trial_steps),
+                          tokens_per_step_seen=(float(lo), float(hi)) if both else None)
 
     def study_names(self) -> list[str]:
         with self._read() as con:
@@ -359,14 +431,23 @@ class Store:
         All-or-nothing. ``locate`` (the reader's :attr:`ImportNotes.locate`) lets an error found
         here (a run id the study already has) point at the file, line and column it came from."""
         wcols, lcols, mcols = rt.weight_columns(table), rt.loss_columns(table), rt.metric_columns(table)
+        bad_id = rt.first_unsafe_run_id(table["run_id"].to_numpy(dtype=object)) if "run_id" in table else None
+        if bad_id is not None:  # the reader refuses these; a frame may come from elsewhere
+            i, problem = bad_id
+            f, row, line, column = locate(i, "run_id") if locate is not None else (source, i + 1, None, "run_id")
+            raise ValidationError(f"run_id {table['run_id'].iloc[i]!r} {problem}; a run id names the run's folder.",
+                                  file=f, row=row, line=line, column=column, fix=rt.RUN_ID_FIX)
         domains = [c[2:] for c in wcols]
         evals = [c[len(rt.LOSS_PREFIX):] for c in lcols]
         metrics = [c[len(rt.METRIC_PREFIX):] for c in mcols]
         with self._write() as con:
             created = False
             if _first(con.execute("SELECT 1 FROM studies WHERE name = ?", [study]).fetchall()) is None:
-                cfg = config or config_from_dict({"name": study, "domains": domains, "eval_domains": evals},
-                                                 source=source)
+                # a table's own cost column is in a unit of its own (contract 2: any unit); without
+                # one, costs are 6 x params x tokens FLOPs (engine.costs.cost_unit)
+                cfg = config or config_from_dict({"name": study, "domains": domains, "eval_domains": evals,
+                                                  **({"cost_unit": "cost units"} if "cost" in table.columns
+                                                     and table["cost"].notna().any() else {})}, source=source)
                 self._create_study(con, cfg, actor)
                 created = True
             sid, cfg = self._study_row(con, study)
@@ -544,13 +625,23 @@ class Store:
             f"WHERE {where})", params
         ).fetchall():
             mix[tid][dom] = w
+        # why rejected / cancelled trials were: the latest such event's reason and actor
+        exits: dict[int, tuple[str | None, str]] = {}
+        ended = [r[0] for r in rows if r[2] in (TrialState.REJECTED.value, TrialState.CANCELLED.value)]
+        if ended:
+            for tid, actor, detail in con.execute(
+                "SELECT trial_id, actor, detail FROM events WHERE kind IN ('rejected', 'cancelled') AND trial_id IN ("
+                + ", ".join("?" for _ in ended) + ") ORDER BY event_id", ended
+            ).fetchall():
+                exits[int(tid)] = ((json.loads(detail) if detail else {}).get("reason"), actor)
         out = []
         for r in rows:
             (tid, run_id, state, mp, steps, tokens, source, strategy, acq, pm, ps, cost, reason, seed, job,
              attempts) = r
+            why, by = exits.get(int(tid), (None, None))
             out.append(Trial(int(tid), study, run_id, TrialState(state), mix[tid], int(mp),
                              None if steps is None else int(steps), tokens, source, strategy, acq, pm, ps,
-                             cost, reason, seed, job, int(attempts or 0)))
+                             cost, reason, seed, job, int(attempts or 0), why, by))
         return out
 
     def trials(self, study: str, states: Iterable[TrialState | str] | None = None) -> list[Trial]:
@@ -579,19 +670,38 @@ class Store:
             return self._trial_rows(con, "t.trial_id = ?", [int(trial_id)], row[0])[0]
 
     def trials_frame(self, study: str) -> pd.DataFrame:
-        """Trials as a DataFrame (one row per trial, ``w_*`` columns) for tables and plots."""
+        """Trials as a DataFrame (one row per trial, ``w_*`` columns) for tables and plots.
+
+        Beside what the strategy predicted (``pred_mean``, ``pred_std``) it has what the run
+        measured: ``observed`` (the study's objective at the trial's last checkpoint) and
+        ``observed_steps`` / ``observed_tokens`` (where that checkpoint was), NaN for trials
+        without results; and ``rejection_reason`` / ``rejected_by`` for rejected or cancelled
+        trials (``reason`` stays the proposer's)."""
+        from engine.runtable.schema import objective_values
+
         trials = self.trials(study)
         cfg = self.get_config(study)
+        last = self.latest_checkpoints(study)
+        seen: dict[int, tuple[float, Any, Any]] = {}
+        if len(last):
+            try:
+                y = pd.to_numeric(objective_values(last, cfg.objective), errors="coerce").to_numpy(float)
+            except KeyError:  # the objective was never measured
+                y = np.full(len(last), np.nan)
+            for tid, v, st, tok in zip(last["trial_id"], y, last["steps"], last["tokens"]):
+                seen[int(tid)] = (float(v), _none(st), _none(tok))
         rows = []
         for t in trials:
             d = {k: getattr(t, k) for k in ("trial_id", "run_id", "model_params", "steps", "tokens", "source",
                                              "strategy", "acq_value", "pred_mean", "pred_std", "cost", "reason",
-                                             "seed", "job_id", "attempts")}
+                                             "seed", "job_id", "attempts", "rejection_reason", "rejected_by")}
             d["state"] = t.state.value
             d.update({f"w_{k}": t.weights.get(k) for k in cfg.domains})
+            d["observed"], d["observed_steps"], d["observed_tokens"] = seen.get(t.trial_id, (None, None, None))
             rows.append(d)
         cols = ["trial_id", "run_id", "state", "model_params", "steps", "tokens"] + [f"w_{k}" for k in cfg.domains] + [
-            "source", "strategy", "acq_value", "pred_mean", "pred_std", "cost", "reason", "seed", "job_id", "attempts"]
+            "source", "strategy", "acq_value", "pred_mean", "pred_std", "observed", "observed_steps", "observed_tokens",
+            "cost", "reason", "rejection_reason", "rejected_by", "seed", "job_id", "attempts"]
         return pd.DataFrame(rows, columns=cols)
 
     def add_trials(self, study: str, proposals: Sequence[Proposal], *, actor: str = "user",
@@ -617,6 +727,10 @@ class Store:
                 steps = p.steps if p.steps is not None else cfg.steps_for(p.tokens)
                 tokens = p.tokens if p.tokens is not None else cfg.tokens_for(p.steps)
                 run_id = p.run_id or f"t{tid:05d}"
+                problem = rt.run_id_problem(run_id) if isinstance(run_id, str) else "is not a string"
+                if problem:
+                    raise ValidationError(f"{where}: run_id {run_id!r} {problem}; a run id names the run's folder.",
+                                          fix=rt.RUN_ID_FIX)
                 if run_id in taken:
                     raise ValidationError(f"{where}: run_id '{run_id}' is already used in study '{study}'.")
                 taken.add(run_id)
@@ -664,10 +778,11 @@ class Store:
             sid = self._study_row(con, study)[0] if study is not None else None
             sids = set()
             for tid in trial_ids:
+                # the reason lives in the transition's event (Trial.rejection_reason reads it back):
+                # the trial's own reason stays the proposer's
                 self._transition(con, tid, to, actor, {"reason": reason} if reason else None, sid)
-                sids.add(_first(con.execute("SELECT study_id FROM trials WHERE trial_id = ?", [int(tid)]).fetchall())[0])
-                if reason and to in (TrialState.REJECTED, TrialState.CANCELLED):
-                    con.execute("UPDATE trials SET reason = ? WHERE trial_id = ?", [reason, int(tid)])
+                sids.add(_first(con.execute("SELECT study_id FROM trials WHERE trial_id = ?",
+                                            [int(tid)]).fetchall())[0])
             for s in sids:
                 self._touch(con, s)
 
@@ -786,6 +901,91 @@ class Store:
                         [v for r in chunk for v in r])
         return added if replace else len(ck_rows)
 
+    def _checked_results(self, con: duckdb.DuckDBPyConnection, trial_id: int, row: tuple,
+                         checkpoints: Sequence[Checkpoint]) -> tuple[list[Checkpoint], list[dict[str, Any]]]:
+        """A runner's checkpoints of a trial, checked before anything is stored, as an import
+        checks a run table: the same value checks (:func:`engine.runtable.reader.validate_results`:
+        names, finite and non-negative losses, steps within int64, no repeats), steps within the
+        trial's length (tokens within twice its tokens where it has no steps: runners round up
+        to whole steps), and the loss names the study's evaluation domains once they are known
+        (metric names the study's metrics once it has any), as `import` requires of a table. Why:
+        a new loss name would become an evaluation domain that every other run lacks, making
+        their ``mean_loss`` undefined. Names not known are refused, or with the study's
+        ``[runner] unknown_values = "keep"`` taken out of the checkpoints and returned apart
+        (``[{"steps", "tokens", "losses", "metrics"}]``, kept in the trial's ``done`` event).
+        Raises :class:`ValidationError` naming the trial, the checkpoint and the column."""
+        from engine.runtable.reader import validate_results
+
+        _, sid, model_params, t_steps, t_tokens = row
+        sid = int(sid)
+        # the same checkpoint twice is one checkpoint (the store's idempotent rule), not an error
+        unique: dict[tuple[str, int | float], Checkpoint] = {}
+        for c in checkpoints:
+            if c.steps is not None or c.tokens is not None:
+                unique.setdefault(self._checkpoint_key(c.steps, c.tokens), c)
+        checkpoints = list(unique.values())
+        if not checkpoints:
+            raise ValidationError(f"trial {trial_id}: a checkpoint needs steps or tokens.")
+        cfg = self._config_of(con, sid)
+        run_id = _first(con.execute("SELECT run_id FROM trials WHERE trial_id = ?", [int(trial_id)]).fetchall())[0]
+        weights = dict(con.execute("SELECT domain, weight FROM mixtures WHERE trial_id = ?", [int(trial_id)]).fetchall())
+        source = f"the result of trial {trial_id} (run '{run_id}'; row N is its N-th checkpoint)"
+        frame = pd.DataFrame([
+            {"run_id": run_id, "model_params": int(model_params),
+             **({"steps": c.steps} if any(k.steps is not None for k in checkpoints) else {}),
+             **({"tokens": c.tokens} if any(k.tokens is not None for k in checkpoints) else {}),
+             **{rt.WEIGHT_PREFIX + d: weights.get(d, 0.0) for d in cfg.domains},
+             **{rt.LOSS_PREFIX + k: v for k, v in c.losses.items()},
+             **{rt.METRIC_PREFIX + k: v for k, v in c.metrics.items()},
+             **({"cost": c.cost} if any(k.cost is not None for k in checkpoints) else {})}
+            for c in checkpoints])
+        validate_results(frame, source)
+        for i, c in enumerate(checkpoints):
+            if t_steps is not None and c.steps is not None and int(c.steps) > int(t_steps):
+                raise ValidationError(f"the checkpoint is at steps = {c.steps}, beyond the trial's {int(t_steps)} "
+                                      "steps.", file=source, row=i + 1, column="steps",
+                                      fix="report checkpoints up to the length the trial asks for.")
+            if t_steps is None and t_tokens is not None and c.tokens is not None \
+                    and float(c.tokens) > 2.0 * float(t_tokens):
+                raise ValidationError(f"the checkpoint is at tokens = {c.tokens:g}, more than twice the trial's "
+                                      f"{float(t_tokens):g} tokens.", file=source, row=i + 1, column="tokens",
+                                      fix="report checkpoints up to the length the trial asks for.")
+        keep = str(cfg.runner.options.get("unknown_values", "fail")) == "keep"
+        known_eval = self._domains(con, sid, "eval")
+        known_metrics = self._domains(con, sid, "metric")
+        kept: list[dict[str, Any]] = []
+        out: list[Checkpoint] = []
+        for i, c in enumerate(checkpoints):
+            extra_l = {k: v for k, v in c.losses.items() if known_eval and k not in known_eval}
+            extra_m = {k: v for k, v in c.metrics.items() if known_metrics and k not in known_metrics}
+            if (extra_l or extra_m) and not keep:
+                name, what, have = ((next(iter(extra_l)), "loss", known_eval) if extra_l
+                                    else (next(iter(extra_m)), "metric", known_metrics))
+                kind = "evaluation domain" if what == "loss" else "metric"
+                prefix = rt.LOSS_PREFIX if what == "loss" else rt.METRIC_PREFIX
+                raise ValidationError(
+                    f"the run reports {what} '{name}', which is not a{'n' if what == 'loss' else ''} {kind} of study "
+                    f"'{cfg.name}' ({', '.join(have)}); nothing of this result was stored.", file=source,
+                    row=i + 1, column=prefix + name,
+                    fix=f"report {what}es for the study's {kind}s only (a new name would leave every other run "
+                        "without it), or set unknown_values = \"keep\" under the study's [runner] to keep such "
+                        "values apart." if what == "loss" else
+                        f"report the study's metrics only, or set unknown_values = \"keep\" under the study's "
+                        "[runner] to keep such values apart.")
+            if extra_l or extra_m:
+                kept.append({"steps": c.steps, "tokens": c.tokens, "losses": extra_l, "metrics": extra_m})
+                c = replace(c, losses={k: v for k, v in c.losses.items() if k not in extra_l},
+                            metrics={k: v for k, v in c.metrics.items() if k not in extra_m})
+            lacking = [d for d in known_eval if d not in c.losses]
+            if lacking:
+                raise ValidationError(
+                    f"the run reports no loss for '{lacking[0]}', an evaluation domain of study '{cfg.name}' "
+                    f"({', '.join(known_eval)}); nothing of this result was stored.", file=source, row=i + 1,
+                    column=rt.LOSS_PREFIX + lacking[0],
+                    fix="report a loss for every evaluation domain of the study at every checkpoint.")
+            out.append(c)
+        return out, kept
+
     def _register_values(self, con: duckdb.DuckDBPyConnection, sid: int, checkpoints: Sequence[Checkpoint]) -> None:
         self._add_domains(con, sid, "eval", [k for c in checkpoints for k in c.losses])
         self._add_domains(con, sid, "metric", [k for c in checkpoints for k in c.metrics])
@@ -798,11 +998,11 @@ class Store:
         ``checkpoints`` in the same transaction (a retried attempt's measurements supersede the
         failed attempt's)."""
         with self._write() as con:
-            row = _first(con.execute("SELECT state, study_id FROM trials WHERE trial_id = ?", [int(trial_id)]).fetchall())
-            if row is None:
-                raise NotFoundError(f"no trial with id {trial_id}.")
+            row = self._trial_row(con, trial_id)
             if TrialState(row[0]) not in (TrialState.RUNNING, TrialState.QUEUED, TrialState.DONE):
                 raise StateError(f"trial {trial_id} is {row[0]}; checkpoints are recorded for running trials.")
+            # values kept apart are dropped here: the finished result carries them (complete_trial)
+            checkpoints, _ = self._checked_results(con, trial_id, row, checkpoints)
             self._register_values(con, int(row[1]), checkpoints)
             added = self._insert_checkpoints(con, trial_id, checkpoints, replace=replace)
             if added or replace:
@@ -822,6 +1022,10 @@ class Store:
                 return False
             if not result.checkpoints:
                 raise ValidationError(f"trial {trial_id}: the run reported no checkpoint.")
+            checkpoints, kept_apart = self._checked_results(con, trial_id, row, result.checkpoints)
+            # (``replace`` is this method's flag here, hence the module's name for the function)
+            result = dataclasses.replace(result, checkpoints=checkpoints,
+                                         info={**result.info, "kept_apart": kept_apart} if kept_apart else result.info)
             self._register_values(con, sid, result.checkpoints)
             self._insert_checkpoints(con, trial_id, result.checkpoints, replace=replace)
             cfg = self._config_of(con, sid)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -108,22 +108,28 @@ class StudyState:
             c = self.config.cost(mp, steps=st)
             out.append(Fidelity(int(mp), int(st), float(c) if c is not None else float(6 * mp * st)))
         if not out:
-            raise ValidationError(f"study '{self.config.name}' offers no scale to run at.",
-                                  fix="add [[scales]] with model_params and steps to the study config.")
+            raise self._needs_edit("offers no scale to run at")
         return out
 
     def target(self) -> Fidelity:
         """The target fidelity (the study's [target], steps preferred)."""
         t = self.config.target
         if t is None:
-            raise ValidationError(f"study '{self.config.name}' has no [target] scale.",
-                                  fix="add [target] model_params and steps (or [[scales]]) to the config.")
+            raise self._needs_edit("has no [target] scale")
         steps = t.steps if t.steps is not None else self.config.steps_for(t.tokens)
         if steps is None:
             raise ValidationError("the target gives tokens but the study has no tokens_per_step.",
                                   fix="give [target] steps, or tokens_per_step.")
         c = self.config.cost(t.model_params, steps=steps)
         return Fidelity(int(t.model_params), int(round(steps)), float(c) if c is not None else float("nan"))
+
+    def _needs_edit(self, what: str) -> ValidationError:
+        """The error of a study without scales or a target (e.g. made by `mixplan import`):
+        the fix is `mixplan study edit` with an example patch built from its runs."""
+        from engine.study_edit import needs_edit_message
+
+        return ValidationError(f"study '{self.config.name}' {what}.",
+                               fix=needs_edit_message(self.config, self.runs, "proposing runs"))
 
     def y(self) -> np.ndarray:
         """The objective on every run-table row (NaN where missing)."""
@@ -153,6 +159,11 @@ class StudyState:
         df = df.assign(y=pd.to_numeric(objective_values(df, self.objective), errors="coerce"))
         df = df.sort_values(["run_id", "steps"], kind="stable")
         return df.groupby("run_id", sort=False).tail(1).reset_index(drop=True)
+
+    def pending_weights(self) -> np.ndarray:
+        """(n, K) mixtures of the pending trials (and rejected ones: :func:`with_rejections`)."""
+        return np.array([[p.weights.get(d, 0.0) for d in self.domains] for p in self.pending],
+                        dtype=float).reshape(len(self.pending), len(self.domains))
 
     def W(self, df: pd.DataFrame) -> np.ndarray:
         return df[[f"w_{d}" for d in self.domains]].to_numpy(dtype=float)
@@ -184,6 +195,19 @@ class StudyState:
         trials = tuple(store.trials(study))
         pending = tuple(trial_to_proposal(t) for t in trials if t.state in PENDING_STATES)
         return cls(config, runs, pending, trials)
+
+
+def with_rejections(state: StudyState) -> StudyState:
+    """``state`` with the trials a person rejected among its pending ones.
+
+    Why: a rejection says "not this run"; a strategy that ignores it proposes (almost) the same
+    mixture again at the next ask, as deterministic optimisers do. Seen as pending, a rejected
+    run is excluded like any run already on its way: the GP strategies condition on it
+    (kriging believer), so its neighbourhood loses its appeal, and random designs draw away
+    from it. Autopilot's own rejections (a proposal over its budget) do not count."""
+    rejected = tuple(trial_to_proposal(t) for t in state.trials
+                     if t.state == TrialState.REJECTED and t.rejected_by != "autopilot")
+    return replace(state, pending=state.pending + rejected) if rejected else state
 
 
 def trial_to_proposal(t: Trial) -> Proposal:
@@ -298,7 +322,7 @@ def propose(store: "Store", study: str, strategy: str | Strategy, q: int = 1, se
     if q < 1:
         raise ValidationError(f"asked for {q} proposals.", fix="ask for at least one (-n 1).")
     strat = get_strategy(strategy, seed=0 if seed is None else seed) if isinstance(strategy, str) else strategy
-    st = state if state is not None else StudyState.from_store(store, study)
+    st = with_rejections(state if state is not None else StudyState.from_store(store, study))
     proposals = strat.ask(st, q)
     if not proposals:
         return []

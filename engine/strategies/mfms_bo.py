@@ -181,7 +181,7 @@ class GPStrategy(Strategy):
 
     def random_proposals(self, state: StudyState, q: int, fids: list[Fidelity], why: str) -> list[Proposal]:
         rng = self.rng(state)
-        W = space.sample(q, state.bounds(), rng)
+        W = space.away_from(space.sample(q, state.bounds(), rng), state.pending_weights(), state.bounds(), rng)
         out = []
         for w in W:
             f = fids[int(rng.integers(len(fids)))]

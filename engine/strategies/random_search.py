@@ -18,7 +18,9 @@ class RandomSearch(Strategy):
 
     def ask(self, state: StudyState, q: int = 1) -> list[Proposal]:
         t = state.target()
-        W = space.sample(q, state.bounds(), self.rng(state), self.alpha)
+        rng = self.rng(state)
+        W = space.away_from(space.sample(q, state.bounds(), rng, self.alpha), state.pending_weights(), state.bounds(),
+                            rng, alpha=self.alpha)
         return [Proposal(weights_dict(state.domains, w), t.model_params, steps=t.steps, strategy=self.name,
                          cost=t.cost, reason=f"random mixture (Dirichlet({self.alpha:g})) at the target {t.label()}, "
                                              f"cost {t.cost:.3g}")

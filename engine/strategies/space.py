@@ -27,6 +27,33 @@ def sample(n: int, bounds: np.ndarray, rng: np.random.Generator, alpha: float = 
     return W
 
 
+def away_from(W: np.ndarray, avoid: np.ndarray, bounds: np.ndarray, rng: np.random.Generator, *,
+              radius: float = 0.2, alpha: float = 1.0, tries: int = 64) -> np.ndarray:
+    """``W`` with every row that lies within L1 ``radius`` of a row of ``avoid`` (mixtures
+    pending or rejected) redrawn from Dirichlet(alpha), up to ``tries`` times; a row that never
+    gets clear keeps the draw farthest from ``avoid``. Random designs use it so that a rejected
+    mixture is not proposed again."""
+    W = np.array(W, dtype=float, copy=True)
+    A = np.atleast_2d(np.asarray(avoid, dtype=float))
+    if not len(W) or not A.size:
+        return W
+
+    def gap(V: np.ndarray) -> np.ndarray:
+        return np.abs(V[:, None, :] - A[None, :, :]).sum(axis=2).min(axis=1)
+
+    best, best_gap = W.copy(), gap(W)
+    for _ in range(tries):
+        close = best_gap < radius
+        if not close.any():
+            break
+        D = sample(int(close.sum()), bounds, rng, alpha)
+        g = gap(D)
+        better = g > best_gap[close]
+        idx = np.flatnonzero(close)[better]
+        best[idx], best_gap[idx] = D[better], g[better]
+    return best
+
+
 def candidates(n: int, bounds: np.ndarray, rng: np.random.Generator, *, around: np.ndarray | None = None,
                local_scale: float = 0.05) -> np.ndarray:
     """A screening set: uniform-ish, sparse and concentrated Dirichlet draws, the uniform
