@@ -261,6 +261,26 @@ def compute_recommendation(cfg, runs: pd.DataFrame, *, candidates: tuple[str, ..
         data_version=data_version, runs=int(runs["run_id"].nunique()), key=key)
 
 
+def target_extrapolation(store, study: str) -> Extrapolation | None:
+    """How far the study's target lies beyond its runs, with the current recommendation's
+    backtest figures where one is cached (no fitting); None without a target or runs."""
+    cfg = store.get_config(study)
+    if cfg.target is None:
+        return None
+    rec = cached_recommendation(store, study)
+    if rec is not None:
+        return rec.extrapolation
+    runs = store.latest_checkpoints(study)
+    if runs.empty:
+        return None
+    z_col = next((c for c in ("steps", "tokens") if c in runs.columns and runs[c].notna().all()), None)
+    t = cfg.target
+    length = t.steps if z_col == "steps" else (t.tokens if t.tokens is not None else cfg.tokens_for(t.steps))
+    if z_col == "steps" and t.steps is None:
+        length = cfg.steps_for(t.tokens)
+    return extrapolation(runs, t.model_params, length, z_col)
+
+
 def extrapolation(runs: pd.DataFrame, model_params: float, length: float | None, z_col: str | None,
                   backtest_rows: pd.DataFrame | None = None, model: str | None = None) -> Extrapolation:
     """How far (model_params, length) lies beyond ``runs``, and the backtest's scores of

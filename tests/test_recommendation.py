@@ -120,3 +120,9 @@ def test_one_size_study_is_recommended_without_calibration(tmp_path):
     assert rec.model == "dmsl" and "one model size" in rec.reason
     assert rec.calibration["fitted"] is False and rec.pred_std == rec.pred_std_raw
     assert "No backtest across sizes" in rec.extrapolation.describe()
+
+
+def test_propose_says_how_far_the_target_lies_beyond_the_runs(law_db):
+    r = _cli("propose", "--study", "law", "--db", str(law_db), "--strategy", "random", "-n", "1")
+    assert r.returncode == 0, r.stderr
+    assert "The target is an extrapolation: 3x the largest model size run (10M)" in r.stdout
