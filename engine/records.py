@@ -117,14 +117,23 @@ class Trial:
     #: proposer's reason, so both can be read side by side
     rejection_reason: str | None = None
     rejected_by: str | None = None
+    purpose: str = "fit"
+
+
+#: What a trial is for. ``fit``: models, strategies, backtests and trajectories read it.
+#: ``validation``: a run held out to check a prediction (e.g. the demo's runs at its target);
+#: the store leaves it out of everything a model reads unless asked for it by name.
+PURPOSES = ("fit", "validation")
 
 
 @dataclass(frozen=True)
 class StudySummary:
-    """One line of ``mixplan study list --json``."""
+    """One line of ``mixplan study list --json``. ``runs`` and ``checkpoints`` count the runs
+    models fit on; ``validation_runs`` the held-out ones (never fitted on)."""
 
     name: str
     domains: list[str]
     runs: int
     checkpoints: int
     runner: str
+    validation_runs: int = 0

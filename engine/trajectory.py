@@ -135,6 +135,25 @@ def trajectory(store, study: str, *, with_truth: bool = True) -> list[dict[str, 
     return out
 
 
+#: config keys that may differ between studies of one comparison (one study per strategy)
+_IDENTITY_KEYS = ("name", "description", "budget", "seed")
+
+
+def comparable_studies(store, study: str) -> list[str]:
+    """The other studies that ran the same experiment: identical config (domains, objective,
+    scales, target, runner and its options) but for name, description, budget and seed. One
+    study per strategy of a comparison (the bundled ``demo-bo-*``, or studies made from one
+    config file): the Trajectory page draws them together by default."""
+    def key(cfg) -> dict:
+        d = cfg.to_dict()
+        for k in _IDENTITY_KEYS:
+            d.pop(k, None)
+        return d
+
+    mine = key(store.get_config(study))
+    return [n for n in store.study_names() if n != study and key(store.get_config(n)) == mine]
+
+
 #: ``incumbent_basis`` values (the fallback's is built by :func:`fallback_basis`).
 MODEL_AT_TARGET = "model at target"
 OBSERVED_AT_TARGET = "observed at target"

@@ -217,6 +217,35 @@ def test_trajectory_page(server, page):
     shot(page, "4-trajectory")
 
 
+def test_validation_page(server, page):
+    """The bundled demo's verdict at its target: real validation runs against the predictions."""
+    url, _ = server
+    open_page(page, url, "validation", "Validation")
+    wait_plots(page, 2, timeout_s=420)  # predicted vs observed, and the loss curves
+    no_errors(page)
+    verdict = page.locator("[data-testid='stAlertContentSuccess'], [data-testid='stAlertContentWarning']")
+    assert "recommended mixture" in verdict.first.inner_text()
+    assert page.locator(".js-plotly-plot path.yerror").count() >= 1  # the predictions' error bars
+    shot(page, "3b-validation")
+
+
+def test_trajectory_compares_the_bundled_strategies(server, page):
+    """The bundled demo-bo-* studies: the Trajectory page draws every strategy's loop (true
+    regret against cost) without being asked."""
+    url, db = server
+    from engine.store import Store
+
+    bo = [n for n in Store(db).study_names() if n.startswith("demo-bo-")]
+    assert len(bo) >= 3, "runs.duckdb should hold the demo-bo-* studies (mixplan demo build --bo)"
+    open_page(page, url, f"trajectory?study={bo[0]}", "Trajectory")
+    wait_plots(page, 2)  # the incumbent's value, and its true regret
+    page.get_by_text("Speed-up", exact=False).first.wait_for(timeout=60_000)
+    no_errors(page)
+    for name in bo:
+        assert page.locator(".js-plotly-plot .legendtext", has_text=name).count() >= 1, name
+    shot(page, "4b-trajectory-bo")
+
+
 def test_proposals_page_approve(server, page):
     url, db = server
     from engine.store import Store

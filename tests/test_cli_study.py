@@ -30,7 +30,7 @@ def test_create_list_show(tmp_db: Path, data_dir: Path) -> None:
     r = cli("study", "list", "--json", "--db", tmp_db)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output) == [{"name": "small", "domains": ["web", "code", "books"], "runs": 3,
-                                     "checkpoints": 9, "runner": "builtin"}]
+                                     "checkpoints": 9, "runner": "builtin", "validation_runs": 0}]
     r = cli("study", "show", "small", "--json", "--db", tmp_db)
     shown = json.loads(r.output)
     assert shown["config"]["objective"] == "loss_code"

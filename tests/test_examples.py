@@ -38,7 +38,7 @@ def cycle(db: Path, config: Path, strategy: str = "mfms-bo", *, as_user: bool = 
     assert code == 0, out
     if as_user:
         p = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--study", name, "--workers", "1",
-                            "--db", str(db)], capture_output=True, text=True, timeout=300)
+                            "--db", str(db)], capture_output=True, text=True, timeout=300, check=False)
         return name, p.returncode, p.stdout + p.stderr
     code, out = cli("run", "--study", name, "--workers", "1", "--db", str(db))
     return name, code, out
@@ -90,7 +90,7 @@ def test_slimpajama_example_says_what_it_needs(tmp_path, monkeypatch):
     assert first_line(path) == f"# Needs: {NEEDS}"
     assert "github.com/namkoong-lab/data-recipes" in NEEDS and "MIXPLAN_MFMS_SIM" in NEEDS
     monkeypatch.setenv("MIXPLAN_MFMS_SIM", str(tmp_path / "no-weights-here.json"))
-    name, code, out = cycle(tmp_path / "runs.duckdb", path, as_user=True)
+    _, code, out = cycle(tmp_path / "runs.duckdb", path, as_user=True)
     assert code == 2, out
     assert NEEDS in " ".join(out.split())  # rich wraps long lines
 
@@ -99,5 +99,5 @@ def test_slimpajama_example_runs_with_the_weights(tmp_path, monkeypatch):
     if not SHARED_WEIGHTS.exists():
         pytest.skip(f"simulator weights not found at {SHARED_WEIGHTS}")
     monkeypatch.setenv("MIXPLAN_MFMS_SIM", str(SHARED_WEIGHTS))
-    name, code, out = cycle(tmp_path / "runs.duckdb", EXAMPLES / "slimpajama-sim.toml")
+    _, code, out = cycle(tmp_path / "runs.duckdb", EXAMPLES / "slimpajama-sim.toml")
     assert code == 0, out

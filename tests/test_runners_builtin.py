@@ -51,6 +51,9 @@ def test_from_config_reads_options_and_rejects_unknown_ones(tmp_path):
     # a typo is refused when the config is read, before any runner is made
     with pytest.raises(ConfigError, match="unknown key for a builtin runner.*did you mean 'batch_size'"):
         config_from_dict(config(tmp_path, bach_size=8))
+    # domain_sizes (the natural model's token counts) is a key of every runner kind
+    sized = make_runner(config_from_dict(config(tmp_path, domain_sizes={d: 1000 for d in DOMAINS})))
+    assert isinstance(sized, BuiltinRunner)
 
 
 def test_checkpoint_steps_and_token_budgets():

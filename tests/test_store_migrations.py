@@ -170,6 +170,18 @@ def test_v1_database_is_migrated_with_data_intact(tmp_db: Path) -> None:
     assert t2.job_id == "slurm-7" and t2.attempts == 1
     meta = store.runs_frame("old", meta=True)
     assert meta.loc[meta["trial_id"] == 2, "wall_s"].tolist() == [4.5]
+    # migration 3: trials written before it are runs models fit on; validation runs stay out
+    assert {t.purpose for t in store.trials("old", purpose=None)} == {"fit"}
+    assert list(store.runs_frame("old", meta=True)["purpose"].unique()) == ["fit"]
+    from engine.records import Proposal
+
+    val = store.add_trials("old", [Proposal({"a": 0.5, "b": 0.5}, 1000000, steps=100, run_id="v1")],
+                           state=TrialState.APPROVED, purpose="validation")[0]
+    store.transition([val.trial_id], TrialState.QUEUED)
+    store.complete_trial(val.trial_id, RunResult([Checkpoint(100, None, {"a": 2.0})]))
+    assert "v1" not in set(store.runs_frame("old")["run_id"])
+    assert set(store.runs_frame("old", purpose="validation")["run_id"]) == {"v1"}
+    assert [s.validation_runs for s in store.list_studies()] == [1]
     # opening again changes nothing
     assert Store(tmp_db).schema_version() == LATEST_VERSION
     con = duckdb.connect(str(tmp_db), read_only=True)

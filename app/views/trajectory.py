@@ -14,13 +14,15 @@ from app import common
 from engine.bench.optimize_report import CURVES_FILE, RUNS_FILE, load_results
 from engine.plots import (
     plot_regret_curves,
+    plot_regret_trajectory,
     plot_trajectory,
     scale_label,
     speedup_value,
     speedups,
     trajectory_frame,
 )
-from engine.trajectory import is_at_target, trajectory
+from engine.plots.trajectory import has_regret
+from engine.trajectory import comparable_studies, is_at_target, trajectory
 
 st.title("Trajectory")
 
@@ -61,8 +63,10 @@ def incumbent_text(last: pd.Series) -> str:
 def studies_section(name: str, cfg) -> None:
     siblings = [o for o in common.study_names()
                 if o != name and tuple(common.config(o).domains) == tuple(cfg.domains)]
+    # studies of the same experiment (one per strategy, e.g. the bundled demo-bo-*) are drawn together
+    same = [o for o in comparable_studies(common._store(common.db_path()), name) if o in siblings]
     others = st.multiselect("Compare with studies of the same domains (e.g. one study per strategy of a benchmark)",
-                            siblings, key="traj_compare", disabled=not siblings,
+                            siblings, default=same, key="traj_compare", disabled=not siblings,
                             placeholder="no other study with these domains" if not siblings else "pick studies")
     frames = []
     for s in [name] + list(others):
@@ -83,6 +87,10 @@ def studies_section(name: str, cfg) -> None:
     label = scale_label(cfg.target.model_params, cfg.target.steps, cfg.target.tokens) if cfg.target else ""
     st.plotly_chart(plot_trajectory(df.drop(columns="_study"), objective=cfg.objective, target_label=label,
                                     budget=cfg.budget if not others else None), key="trajectory_chart")
+    if has_regret(df):
+        st.plotly_chart(plot_regret_trajectory(df.drop(columns="_study"), target_label=label), key="regret_chart")
+        st.caption("The runner is mixplan's synthetic landscape, which knows its true optimum: regret = the "
+                   "incumbent's true value at the target minus the best achievable (one seed per strategy).")
     names = list(dict.fromkeys(df["strategy"]))
     if len(names) > 1:
         study_of = dict(zip(df["strategy"], df["_study"]))

@@ -66,15 +66,17 @@ def edit(
 
 @study_app.command("list")
 def list_(db: DbOption = DEFAULT_DB, as_json: JsonFlag = False) -> None:
-    """List the studies: domains, runs, checkpoints, runner."""
+    """List the studies: domains, runs, checkpoints, runner (and validation runs, counted apart:
+    held-out runs no model fits on)."""
     studies = open_store(db).list_studies()
     if as_json:
         print_json([{"name": s.name, "domains": s.domains, "runs": s.runs, "checkpoints": s.checkpoints,
-                     "runner": s.runner} for s in studies])
+                     "runner": s.runner, "validation_runs": s.validation_runs} for s in studies])
         return
-    table = PlainTable("study", "domains", "runs", "checkpoints", "runner")
+    table = PlainTable("study", "domains", "runs", "checkpoints", "validation runs", "runner")
     for s in studies:
-        table.add_row(s.name, ", ".join(s.domains), str(s.runs), str(s.checkpoints), s.runner)
+        table.add_row(s.name, ", ".join(s.domains), str(s.runs), str(s.checkpoints), str(s.validation_runs),
+                      s.runner)
     console.print(table if studies else f"no study in {esc(db)} yet: `mixplan study create --config FILE`.")
 
 
@@ -91,14 +93,17 @@ def show(
     trials = store.trials_frame(name)
     counts = trials["state"].value_counts().to_dict() if len(trials) else {}
     spent = float(trials.loc[trials["state"] == "done", "cost"].fillna(0).sum()) if len(trials) else 0.0
+    held = store.trials_frame(name, purpose="validation")
+    val_counts = held["state"].value_counts().to_dict() if len(held) else {}
     domains = store.study_domains(name)
     from engine.costs import cost_unit, format_cost
 
     reach = cfg.target_reach()
     failed = trials[trials["state"] == "failed"] if len(trials) else trials
     if as_json:
-        print_json({"config": cfg.to_dict(), "trials": counts, "cost_spent": spent, "cost_unit": cost_unit(cfg),
-                    "domains": domains, "target_reach": None if reach is None else asdict(reach),
+        print_json({"config": cfg.to_dict(), "trials": counts, "validation_trials": val_counts, "cost_spent": spent,
+                    "cost_unit": cost_unit(cfg), "domains": domains,
+                    "target_reach": None if reach is None else asdict(reach),
                     "failed": [{"trial_id": int(r.trial_id), "run_id": r.run_id, "reason": r.reason}
                                for r in failed.itertuples()]})
         return
@@ -130,6 +135,9 @@ def show(
     for r in failed.itertuples():  # the reason ends with the tail of the run's log
         console.print(f"[red]trial {int(r.trial_id)} ({esc(r.run_id)}) failed[/]: {esc(r.reason or '')}",
                       highlight=False)
+    if val_counts:
+        console.print("validation runs (held out, never fitted on; `mixplan demo report`): "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(val_counts.items())))
     ev = store.events(name, limit=10)
     if len(ev):
         table = PlainTable(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold underline")

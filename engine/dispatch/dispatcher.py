@@ -423,7 +423,7 @@ class Dispatcher:
 
     def _check_cancelled(self) -> None:
         """Stop the jobs of trials someone cancelled meanwhile (the app, `mixplan` elsewhere)."""
-        gone = {t.trial_id for t in self.store.trials(self.study, [TrialState.CANCELLED])}
+        gone = {t.trial_id for t in self.store.trials(self.study, [TrialState.CANCELLED], purpose=None)}
         for tid in [t for t in self.subs if t in gone]:
             sub = self.subs[tid]
             self._cancel_job(sub)  # what it stored stays; its spool is dropped
@@ -490,8 +490,9 @@ class Dispatcher:
         self.root.mkdir(parents=True, exist_ok=True)
         with _StudyLock(self.root / ".dispatch.lock", self.study):
             self.executor.start()
-            active = self.store.trials(self.study, ACTIVE)
-            approved = self.store.trials(self.study, [TrialState.APPROVED])
+            # every purpose: validation runs are trained like any other run
+            active = self.store.trials(self.study, ACTIVE, purpose=None)
+            approved = self.store.trials(self.study, [TrialState.APPROVED], purpose=None)
             if trial_ids is not None:
                 wanted = {int(i) for i in trial_ids}
                 known = {t.trial_id for t in approved} | {t.trial_id for t in active}

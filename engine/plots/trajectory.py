@@ -118,6 +118,40 @@ def plot_trajectory(df: pd.DataFrame, *, objective: str = "loss", target_label: 
     return fig
 
 
+def has_regret(df: pd.DataFrame) -> bool:
+    """Whether every curve of a trajectory frame carries the true regret (a ``synthetic`` study)."""
+    if "incumbent_regret" not in df.columns:
+        return False
+    groups = df.groupby("strategy")["incumbent_regret"] if "strategy" in df.columns else [(None, df["incumbent_regret"])]
+    return all(pd.Series(v).notna().any() for _, v in groups)
+
+
+def plot_regret_trajectory(df: pd.DataFrame, *, target_label: str = "", height: int = 420) -> go.Figure:
+    """Where the runner knows the true optimum (``incumbent_regret`` in the trajectory): each
+    curve's true regret at the target (the incumbent's true value minus the best) against
+    cumulative cost, log-log: the comparison a benchmark draws, here for stored studies."""
+    if not has_regret(df):
+        return empty_figure("no true regret: only a simulator that knows its optimum (synthetic) gives one")
+    groups = list(dict.fromkeys(df["strategy"])) if "strategy" in df.columns else [None]
+    fig = go.Figure()
+    floor = 1e-6  # an incumbent at the optimum (regret 0) still shows on a log axis
+    for i, s in enumerate(groups):
+        g = (df[df["strategy"] == s] if s is not None else df).sort_values("cumulative_cost")
+        g = g[g["incumbent_regret"].notna()]
+        y = np.maximum(g["incumbent_regret"].astype(float).to_numpy(), floor)
+        fig.add_trace(go.Scatter(x=g["cumulative_cost"], y=y, mode="lines+markers", name=s or "incumbent",
+                                 line={"shape": "hv", "color": domain_color(i), "width": 2.5}, marker={"size": 4},
+                                 hovertemplate=f"{s or 'incumbent'}<br>cost %{{x:.4g}}<br>regret %{{y:.3g}}"
+                                               "<extra></extra>"))
+    title = "True regret of the incumbent at the target" + (f" ({target_label})" if target_label else "") + \
+        " vs cumulative cost"
+    fig.update_layout(template=TEMPLATE, height=height, margin={"l": 60, "r": 20, "t": 60, "b": 50}, title=title,
+                      xaxis={"title": "cumulative cost", "type": "log"},
+                      yaxis={"title": "regret (true value - true optimum)", "type": "log"},
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
 def plot_regret_curves(curves: pd.DataFrame, *, height: int = 440) -> go.Figure:
     """``mixplan bench optimize`` results (``regret_curves`` / ``optimize_curves.csv``: columns
     objective, strategy, cost, regret_median, optional regret_q25 / regret_q75): per strategy the

@@ -137,9 +137,10 @@ class BuiltinRunner(Runner):
         o = dict(config.runner.options)
         allowed = {"corpus", "batch_size", "context", "lr", "checkpoints", "eval_every", "eval_batches", "threads",
                    "device", "isolate", "retry_backoff_s"}
-        from engine.config import EXECUTOR_KEYS
+        from engine.config import EXECUTOR_KEYS, RUNNER_COMMON_KEYS
 
-        executor_keys = set().union(*EXECUTOR_KEYS.values())
+        # plus the keys every kind accepts (domain_sizes: the natural model's, not the trainer's)
+        executor_keys = set().union(*EXECUTOR_KEYS.values()) | RUNNER_COMMON_KEYS
         unknown = sorted(k for k in o if k not in allowed and k not in executor_keys and not k.startswith("slurm_"))
         if unknown:
             raise ConfigError(f"key 'runner.{unknown[0]}': not an option of the builtin runner.",

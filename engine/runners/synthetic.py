@@ -34,7 +34,7 @@ import numpy as np
 from engine.config import StudyConfig
 from engine.errors import ValidationError
 from engine.records import Checkpoint, RunResult, Trial
-from engine.runners.base import Runner, RunFailed
+from engine.runners.base import RunFailed, Runner
 from engine.simulators.landscape import DEFAULT_PIVOT, DEFAULT_WIDTH, Landscape
 
 
@@ -58,7 +58,7 @@ class SyntheticRunner(Runner):
         self._optima: dict[tuple, tuple[np.ndarray, float]] = {}
 
     @classmethod
-    def from_config(cls, config: StudyConfig) -> "SyntheticRunner":
+    def from_config(cls, config: StudyConfig) -> SyntheticRunner:
         o = config.runner.options
         every = o.get("checkpoint_every")
         return cls(config.domains, noise=float(o.get("noise", 0.0)),

@@ -62,7 +62,7 @@ class Landscape:
     seed: int = 0
 
     @classmethod
-    def make(cls, k: int, seed: int = 0, *, pivot: float = DEFAULT_PIVOT, width: float = DEFAULT_WIDTH) -> "Landscape":
+    def make(cls, k: int, seed: int = 0, *, pivot: float = DEFAULT_PIVOT, width: float = DEFAULT_WIDTH) -> Landscape:
         """Draw the constants for ``k`` domains from ``seed``: E in [1.6, 2.4], A in [0.5, 0.7],
         B in [0.4, 0.6], C in [0.8, 1.2], D in [1.5, 2.5], a in [0.1, 1.0] (b = a reversed)."""
         if int(k) < 2:

@@ -87,6 +87,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE checkpoints ADD COLUMN wall_s DOUBLE",
         ],
     ),
+    (
+        3,
+        "trial purpose: 'fit' (models and strategies read it) or 'validation' (held out, never fitted on)",
+        [
+            "ALTER TABLE trials ADD COLUMN purpose VARCHAR DEFAULT 'fit'",
+            "UPDATE trials SET purpose = 'fit' WHERE purpose IS NULL",
+        ],
+    ),
 ]
 
 LATEST_VERSION: int = MIGRATIONS[-1][0]

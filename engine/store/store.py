@@ -31,6 +31,7 @@ from engine.mixture import validate_weights
 from engine.outfile import remove_stale_temps, temp_path
 from engine.records import (
     EDITABLE_STATES,
+    PURPOSES,
     TRANSITIONS,
     Checkpoint,
     Proposal,
@@ -51,8 +52,17 @@ DEFAULT_DB = "runs.duckdb"
 T = TypeVar("T")
 _TRIAL_COLUMNS = (
     "trial_id, run_id, state, model_params, steps, tokens, source, strategy, acq_value, "
-    "pred_mean, pred_std, cost, reason, seed, job_id, attempts"
+    "pred_mean, pred_std, cost, reason, seed, job_id, attempts, purpose"
 )
+
+
+def _purpose_sql(purpose: str | None, alias: str = "t") -> str:
+    """`` AND t.purpose = '...'`` for one purpose (records.PURPOSES), nothing for None (all)."""
+    if purpose is None:
+        return ""
+    if purpose not in PURPOSES:
+        raise ValidationError(f"unknown trial purpose {purpose!r}.", fix=f"use one of {', '.join(PURPOSES)}.")
+    return f" AND {alias}.purpose = {_lit(purpose)}"
 
 
 def _ident(name: str) -> str:
@@ -396,16 +406,18 @@ class Store:
             rows = con.execute(
                 """SELECT s.study_id, s.name, s.config_json,
                           (SELECT count(DISTINCT c.trial_id) FROM checkpoints c JOIN trials t USING (trial_id)
-                            WHERE t.study_id = s.study_id),
+                            WHERE t.study_id = s.study_id AND t.purpose = 'fit'),
                           (SELECT count(*) FROM checkpoints c JOIN trials t USING (trial_id)
-                            WHERE t.study_id = s.study_id)
+                            WHERE t.study_id = s.study_id AND t.purpose = 'fit'),
+                          (SELECT count(DISTINCT c.trial_id) FROM checkpoints c JOIN trials t USING (trial_id)
+                            WHERE t.study_id = s.study_id AND t.purpose = 'validation')
                    FROM studies s ORDER BY s.study_id"""
             ).fetchall()
             out = []
-            for sid, name, cfg, runs, ckpts in rows:
+            for sid, name, cfg, runs, ckpts, val in rows:
                 config = config_from_dict(json.loads(cfg), source=f"study '{name}'", check_runner_keys=False)
                 out.append(StudySummary(name, self._domains(con, sid, "train"), int(runs), int(ckpts),
-                                        config.runner.kind))
+                                        config.runner.kind, int(val)))
             return out
 
     def data_version(self, study: str) -> int:
@@ -542,14 +554,18 @@ class Store:
         return ImportReport(study, n, len(table), created, renormalised_rows)
 
     # ---- run tables out ------------------------------------------------------------------
-    def runs_frame(self, study: str, *, meta: bool = False, states: Sequence[TrialState] | None = None) -> pd.DataFrame:
+    def runs_frame(self, study: str, *, meta: bool = False, states: Sequence[TrialState] | None = None,
+                   purpose: str | None = "fit") -> pd.DataFrame:
         """The study's checkpoints as a run table (one row per checkpoint, ordered by run and
-        step). ``meta`` adds ``trial_id``, ``state``, ``checkpoint_id``, ``wall_s``, ``source``
-        and ``strategy``. ``states`` keeps only trials in those states (default: all)."""
-        return self._runs_frame(study, meta=meta, states=states, latest=False)
+        step). ``meta`` adds ``trial_id``, ``state``, ``checkpoint_id``, ``wall_s``, ``source``,
+        ``strategy`` and ``purpose``. ``states`` keeps only trials in those states (default: all).
+        ``purpose``: the runs models fit on (``"fit"``, the default: what every model, strategy,
+        backtest and trajectory reads, so a validation run can never enter a fit by accident),
+        ``"validation"`` (the held-out runs alone), or None (both)."""
+        return self._runs_frame(study, meta=meta, states=states, latest=False, purpose=purpose)
 
     def _runs_frame(self, study: str, *, meta: bool, states: Sequence[TrialState] | None,
-                    latest: bool) -> pd.DataFrame:
+                    latest: bool, purpose: str | None = "fit") -> pd.DataFrame:
         """runs_frame; ``latest`` keeps only each run's last checkpoint (filtered in SQL, before
         the pivot of its values, so the app's runs page does not read every checkpoint)."""
         with self._read() as con:
@@ -560,9 +576,9 @@ class Store:
             value_cols = [rt.LOSS_PREFIX + d for d in evals] + [rt.METRIC_PREFIX + m for m in metrics]
             w_sql = ", ".join(f"max(weight) FILTER (WHERE domain = {_lit(d)}) AS {_ident('w_' + d)}" for d in train)
             v_sql = ", ".join(f"max(value) FILTER (WHERE name = {_lit(c)}) AS {_ident(c)}" for c in value_cols)
-            state_sql = ""
+            state_sql = _purpose_sql(purpose)
             if states:
-                state_sql = " AND t.state IN (" + ", ".join(_lit(str(TrialState(s))) for s in states) + ")"
+                state_sql += " AND t.state IN (" + ", ".join(_lit(str(TrialState(s))) for s in states) + ")"
             # the study's checkpoints (only the last of each run when ``latest``): the reverse of
             # runs_frame's order, so it is the row runs_frame lists last for the run
             ck_cte = (f", ck AS (SELECT c.* FROM checkpoints c JOIN trials t USING (trial_id) "
@@ -579,7 +595,8 @@ class Store:
                 f"WHERE t.study_id = {sid} GROUP BY m.trial_id){ck_cte}{vals_cte} "
                 f"SELECT t.run_id, t.model_params, c.tokens, c.steps, "
                 + ", ".join(f"mix.{_ident('w_' + d)}" for d in train)
-                + f"{sel_vals}, c.cost, t.trial_id, t.state, c.checkpoint_id, c.wall_s, t.source, t.strategy "
+                + f"{sel_vals}, c.cost, t.trial_id, t.state, c.checkpoint_id, c.wall_s, t.source, t.strategy, "
+                f"t.purpose "
                 f"FROM ck c JOIN trials t USING (trial_id) JOIN mix USING (trial_id){join_vals} "
                 f"WHERE t.study_id = {sid}{state_sql} "
                 f"ORDER BY t.trial_id, c.steps NULLS LAST, c.tokens NULLS LAST, c.checkpoint_id"
@@ -589,7 +606,7 @@ class Store:
         df["steps"] = df["steps"].astype("Int64")
         df["tokens"] = df["tokens"].astype("float64")
         if not meta:
-            df = df.drop(columns=["trial_id", "state", "checkpoint_id", "wall_s", "source", "strategy"])
+            df = df.drop(columns=["trial_id", "state", "checkpoint_id", "wall_s", "source", "strategy", "purpose"])
         return df.reset_index(drop=True)
 
     def export_frame(self, study: str) -> pd.DataFrame:
@@ -609,9 +626,10 @@ class Store:
             df["steps"] = df["steps"].astype("int64")
         return df
 
-    def latest_checkpoints(self, study: str) -> pd.DataFrame:
-        """One row per run: its last checkpoint (the app's runs table)."""
-        return self._runs_frame(study, meta=True, states=None, latest=True)
+    def latest_checkpoints(self, study: str, *, purpose: str | None = "fit") -> pd.DataFrame:
+        """One row per run: its last checkpoint (the app's runs table); ``purpose`` as in
+        :meth:`runs_frame`."""
+        return self._runs_frame(study, meta=True, states=None, latest=True, purpose=purpose)
 
     # ---- trials --------------------------------------------------------------------------
     def _trial_rows(self, con: duckdb.DuckDBPyConnection, where: str, params: list[Any], study: str) -> list[Trial]:
@@ -637,18 +655,21 @@ class Store:
         out = []
         for r in rows:
             (tid, run_id, state, mp, steps, tokens, source, strategy, acq, pm, ps, cost, reason, seed, job,
-             attempts) = r
+             attempts, purpose) = r
             why, by = exits.get(int(tid), (None, None))
             out.append(Trial(int(tid), study, run_id, TrialState(state), mix[tid], int(mp),
                              None if steps is None else int(steps), tokens, source, strategy, acq, pm, ps,
-                             cost, reason, seed, job, int(attempts or 0), why, by))
+                             cost, reason, seed, job, int(attempts or 0), why, by, purpose or "fit"))
         return out
 
-    def trials(self, study: str, states: Iterable[TrialState | str] | None = None) -> list[Trial]:
-        """The study's trials (all, or those in ``states``), oldest first."""
+    def trials(self, study: str, states: Iterable[TrialState | str] | None = None, *,
+               purpose: str | None = "fit") -> list[Trial]:
+        """The study's trials (all, or those in ``states``), oldest first. ``purpose`` as in
+        :meth:`runs_frame`: by default the trials strategies and trajectories work with, not the
+        held-out validation runs (None: every trial, e.g. for the dispatcher)."""
         with self._read() as con:
             sid, cfg = self._study_row(con, study)
-            where, params = "t.study_id = ?", [sid]
+            where, params = "t.study_id = ?" + _purpose_sql(purpose), [sid]
             if states is not None:
                 st = [str(TrialState(s)) for s in states]
                 if not st:
@@ -669,8 +690,9 @@ class Store:
                                     "--json` or the app's Proposals page.")
             return self._trial_rows(con, "t.trial_id = ?", [int(trial_id)], row[0])[0]
 
-    def trials_frame(self, study: str) -> pd.DataFrame:
-        """Trials as a DataFrame (one row per trial, ``w_*`` columns) for tables and plots.
+    def trials_frame(self, study: str, *, purpose: str | None = "fit") -> pd.DataFrame:
+        """Trials as a DataFrame (one row per trial, ``w_*`` columns) for tables and plots;
+        ``purpose`` as in :meth:`trials`.
 
         Beside what the strategy predicted (``pred_mean``, ``pred_std``) it has what the run
         measured: ``observed`` (the study's objective at the trial's last checkpoint) and
@@ -679,7 +701,7 @@ class Store:
         trials (``reason`` stays the proposer's)."""
         from engine.runtable.schema import objective_values
 
-        trials = self.trials(study)
+        trials = self.trials(study, purpose=purpose)
         cfg = self.get_config(study)
         last = self.latest_checkpoints(study)
         seen: dict[int, tuple[float, Any, Any]] = {}
@@ -694,22 +716,25 @@ class Store:
         for t in trials:
             d = {k: getattr(t, k) for k in ("trial_id", "run_id", "model_params", "steps", "tokens", "source",
                                              "strategy", "acq_value", "pred_mean", "pred_std", "cost", "reason",
-                                             "seed", "job_id", "attempts", "rejection_reason", "rejected_by")}
+                                             "seed", "job_id", "attempts", "rejection_reason", "rejected_by",
+                                             "purpose")}
             d["state"] = t.state.value
             d.update({f"w_{k}": t.weights.get(k) for k in cfg.domains})
             d["observed"], d["observed_steps"], d["observed_tokens"] = seen.get(t.trial_id, (None, None, None))
             rows.append(d)
         cols = ["trial_id", "run_id", "state", "model_params", "steps", "tokens"] + [f"w_{k}" for k in cfg.domains] + [
             "source", "strategy", "acq_value", "pred_mean", "pred_std", "observed", "observed_steps", "observed_tokens",
-            "cost", "reason", "rejection_reason", "rejected_by", "seed", "job_id", "attempts"]
+            "cost", "reason", "rejection_reason", "rejected_by", "seed", "job_id", "attempts", "purpose"]
         return pd.DataFrame(rows, columns=cols)
 
     def add_trials(self, study: str, proposals: Sequence[Proposal], *, actor: str = "user",
-                   state: TrialState = TrialState.PROPOSED) -> list[Trial]:
+                   state: TrialState = TrialState.PROPOSED, purpose: str = "fit") -> list[Trial]:
         """Store proposals as new trials (state ``proposed`` unless told otherwise; ``approved``
         for a run a person typed in). Weights are validated against the study's domains and
-        bounds; run ids default to ``t<trial_id>``. All-or-nothing."""
+        bounds; run ids default to ``t<trial_id>``. ``purpose="validation"`` marks held-out runs
+        (:meth:`runs_frame`). All-or-nothing."""
         state = TrialState(state)
+        _purpose_sql(purpose)  # checks the name
         if state not in (TrialState.PROPOSED, TrialState.APPROVED):
             raise StateError(f"new trials start as proposed or approved, not {state}.")
         with self._write() as con:
@@ -737,17 +762,18 @@ class Store:
                 cost = p.cost if p.cost is not None else cfg.cost(p.model_params, steps=steps, tokens=tokens)
                 con.execute(
                     "INSERT INTO trials (trial_id, study_id, run_id, state, model_params, steps, tokens, source, "
-                    "strategy, acq_value, pred_mean, pred_std, cost, reason, seed, attempts) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                    "strategy, acq_value, pred_mean, pred_std, cost, reason, seed, attempts, purpose) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                     [tid, sid, run_id, state.value, int(p.model_params),
                      None if steps is None else int(round(steps)), _none(tokens),
                      "manual" if p.strategy == "manual" else "strategy", p.strategy, _none(p.acq_value),
-                     _none(p.pred_mean), _none(p.pred_std), _none(cost), p.reason, p.seed])
+                     _none(p.pred_mean), _none(p.pred_std), _none(cost), p.reason, p.seed, purpose])
                 con.executemany("INSERT INTO mixtures VALUES (?, ?, ?)", [[tid, d, v] for d, v in w.items()])
                 self._event(con, sid, tid, state.value, actor,
                             {"strategy": p.strategy, "weights": w, "model_params": p.model_params,
                              "steps": steps, "acq_value": _none(p.acq_value), "pred_mean": _none(p.pred_mean),
-                             "pred_std": _none(p.pred_std), "reason": p.reason})
+                             "pred_std": _none(p.pred_std), "reason": p.reason,
+                             **({"purpose": purpose} if purpose != "fit" else {})})
                 ids.append(tid)
                 tid += 1
             self._touch(con, sid)

@@ -10,7 +10,10 @@
   checkpoint every ``eval_every`` steps (cosine schedule over the run's full length, so a
   mid-run checkpoint is *not* a shorter run; the models treat steps as a fidelity regardless);
 - the trials go through the product's own path: stored as approved trials, then run by
-  :func:`engine.dispatch.run_approved` on the local executor.
+  :func:`engine.dispatch.run_approved` on the local executor;
+- a target beyond the observed sizes: 3M parameters at 500 steps (3x the largest, 1M), which the
+  built-in trainer trains in ~6 minutes on one CPU thread, so :mod:`engine.demo.validation` can
+  check the predictions there with real runs.
 
 Resumable: run ids are deterministic (``<size>-m<index>``), trials already stored are never
 added twice, and a build interrupted at any point continues where it stopped when the command
@@ -20,7 +23,7 @@ is run again (finished runs are kept; queued/running ones are re-attached or re-
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +47,10 @@ class DemoPlan:
     domains: tuple[str, ...] = DEMO_DOMAINS
     batch_size: int = 16
     context: int = 128
+    #: the scale the study is for: (model_params, steps), beyond every size it runs
+    target: tuple[int, int] = (3_000_000, 500)
+    #: seeds of each validation mixture at the target
+    validation_seeds: tuple[int, ...] = (0, 1)
 
 
 def design_mixtures(n: int, k: int = len(DEMO_DOMAINS), seed: int = 0) -> np.ndarray:
@@ -69,7 +76,7 @@ def demo_config(plan: DemoPlan, corpus_dir: str | None = None):
         "objective": "mean_loss",
         "tokens_per_step": plan.batch_size * plan.context,
         "scales": [{"model_params": m, "steps": [plan.steps // 2, plan.steps]} for m in sizes],
-        "target": {"model_params": sizes[-1], "steps": plan.steps},
+        "target": {"model_params": plan.target[0], "steps": plan.target[1]},
         "seed": plan.seed,
         "runner": {"kind": "builtin", "timeout_s": 3600, "eval_every": plan.eval_every,
                    "batch_size": plan.batch_size, "context": plan.context, "threads": 1,
@@ -97,18 +104,72 @@ def plan_trials(store: Store, plan: DemoPlan) -> list[Proposal]:
     return out
 
 
+def corpus_sizes(corpus_dir: str | None, domains) -> dict[str, int] | None:
+    """Training tokens per domain of the corpus the runs train on (its manifest), or None
+    where it is not prepared yet: the ``natural`` mixture's sizes."""
+    from engine.data import default_cache_dir, read_manifest
+
+    try:
+        info = read_manifest(corpus_dir or default_cache_dir())
+    except Exception:  # noqa: BLE001 - no corpus yet: the runs prepare it
+        return None
+    have = {d: int(info.domains[d].train_tokens) for d in domains if d in info.domains}
+    return have if len(have) == len(tuple(domains)) else None
+
+
+def sync_config(store: Store, plan: DemoPlan, corpus_dir: str | None = None) -> bool:
+    """Bring the stored demo config to the plan: its target, and ``domain_sizes`` from the corpus
+    (so ``natural`` means the corpus's own proportions). Returns whether it changed."""
+    cfg = store.get_config(DEMO_STUDY)
+    target = cfg.target
+    want_target = replace(target, model_params=int(plan.target[0]), steps=int(plan.target[1]), tokens=None) \
+        if target is not None else None
+    options = dict(cfg.runner.options)
+    sizes = corpus_sizes(corpus_dir, plan.domains)
+    if sizes:
+        options["domain_sizes"] = sizes
+    new = replace(cfg, target=want_target, runner=replace(cfg.runner, options=options))
+    if new == cfg:
+        return False
+    store.update_config(new, actor="demo")
+    return True
+
+
+#: what ``mixplan demo build`` builds, in this order
+PARTS = ("runs", "validation", "bo")
+
+
 def build_demo(db: str | Path, *, plan: DemoPlan = DemoPlan(), workers: int = 2, corpus_dir: str | None = None,
-               progress: Callable | None = None) -> dict:
-    """Create or resume the demo study in ``db`` and run every trial it still lacks."""
+               progress: Callable | None = None, parts: tuple[str, ...] = ("runs",),
+               log: Callable[[str], None] | None = None) -> dict:
+    """Create or resume the demo in ``db``: ``parts`` of :data:`PARTS` (the study's runs, its
+    validation runs at the target, the BO comparison studies); every step keeps what is done."""
     from engine.dispatch import run_approved
 
+    bad = [p for p in parts if p not in PARTS]
+    if bad:
+        raise ValueError(f"unknown demo part(s) {bad}; parts are {PARTS}")
     store = Store(db)
     if DEMO_STUDY not in store.study_names():
         store.create_study(demo_config(plan, corpus_dir), actor="demo")
-    new = plan_trials(store, plan)
-    if new:
-        # cheapest first, so an interrupted build already holds a useful small-scale study
-        new.sort(key=lambda p: p.model_params)
-        store.add_trials(DEMO_STUDY, new, actor="demo", state=TrialState.APPROVED)
-    summary = run_approved(store, DEMO_STUDY, executor="local", workers=workers, progress=progress)
-    return summary.to_dict() if hasattr(summary, "to_dict") else dict(summary)
+    sync_config(store, plan, corpus_dir)
+    out: dict = {}
+    if "runs" in parts:
+        new = plan_trials(store, plan)
+        if new:
+            # cheapest first, so an interrupted build already holds a useful small-scale study
+            new.sort(key=lambda p: p.model_params)
+            store.add_trials(DEMO_STUDY, new, actor="demo", state=TrialState.APPROVED)
+        summary = run_approved(store, DEMO_STUDY, executor="local", workers=workers, progress=progress)
+        out = summary.to_dict() if hasattr(summary, "to_dict") else dict(summary)
+        sync_config(store, plan, corpus_dir)  # the corpus exists now
+    if "validation" in parts:
+        from engine.demo.validation import build_validation
+
+        out["validation"] = build_validation(db, DEMO_STUDY, seeds=plan.validation_seeds, workers=workers,
+                                             progress=progress, log=log)
+    if "bo" in parts:
+        from engine.demo.bo import build_bo
+
+        out["bo"] = build_bo(db, progress=log)
+    return out
