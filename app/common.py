@@ -7,6 +7,10 @@ by (db, study, results key, model, objective) with the data_version they were fi
 with every new checkpoint, so new results invalidate a fit while approving or editing proposals
 (which also bump data_version) does not force a refit. Slow fits run in the background
 (:func:`background`): a page draws at once and fills in when the fit is done.
+
+Pages stay true while open (:func:`watch`, :func:`live_counts`: a cheap poll of the trial
+counts), keep messages in a slot that moves nothing (:func:`message_slot`), and format numbers
+with engine.numbers (:func:`table_config` for tables).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import pandas as pd
 import streamlit as st
 
 from engine.errors import MixplanError
+from engine.numbers import cost_text, cost_unit, count, duration, human  # noqa: F401 - the pages' formatters
 from engine.store import Store
 
 log = logging.getLogger("mixplan.app")
@@ -221,9 +226,22 @@ def mixture_text(weights: dict[str, float]) -> str:
     return "  ".join(f"{d} {w:.2f}" for d, w in weights.items())
 
 
+# ---- messages: in a slot of fixed height, so nothing moves under the pointer ----------------
+FLASH_KEY = "_flash"
+#: Height of the message slot (px): two lines of a message box; longer messages scroll in it.
+SLOT_PX = 76
+
+
 def flash(message: str, kind: str = "success") -> None:
-    """A message to show after the next rerun (st.rerun drops what this run drew)."""
-    st.session_state.setdefault("_flash", []).append((kind, message))
+    """A message about what the app just did, shown in :func:`message_slot` from the next run
+    on (st.rerun drops what this run drew) until the next action replaces it, and once as a
+    toast. Messages of one action are kept together."""
+    msgs = st.session_state.get(FLASH_KEY)
+    if not msgs or not st.session_state.get("_flash_new"):  # the first message of a new action
+        msgs = (time.strftime("%H:%M:%S"), [])
+    msgs[1].append((kind, message))
+    st.session_state[FLASH_KEY] = msgs
+    st.session_state["_flash_new"] = True
 
 
 def after_write(message: str, kind: str = "success") -> None:
@@ -231,12 +249,125 @@ def after_write(message: str, kind: str = "success") -> None:
     rerun reads fresh state) and show ``message`` after the rerun."""
     _version.clear()
     _study_names.clear()
+    _state_counts.clear()
     flash(message, kind)
 
 
+def message_slot(*, fixed: bool = True) -> None:
+    """The last action's messages, kept until the next action. ``fixed``: in a box of fixed
+    height drawn whether or not there is a message, so a message that appears (or goes) never
+    moves the table and buttons below it -- which once put a second click on "Approve
+    selected"; pages without such buttons draw messages only when there are some. A new
+    message also pops up as a toast (toasts float; they move nothing)."""
+    msgs = st.session_state.get(FLASH_KEY)
+    if not fixed and not msgs:
+        return
+    box = st.container(height=SLOT_PX, border=False, key="message_slot") if fixed else st.container()
+    with box:
+        if not msgs:
+            st.caption("Messages about what you do here appear in this box.")
+            return
+        when, items = msgs
+        for kind, message in items:
+            getattr(st, kind)(f"{message}  \n*{when}*" if kind != "error" else message)
+    if st.session_state.pop("_flash_new", False):
+        for kind, message in items:
+            st.toast(message, icon=":material/check_circle:" if kind == "success" else ":material/info:")
+
+
 def show_flash() -> None:
-    for kind, message in st.session_state.pop("_flash", []):
-        getattr(st, kind)(message)
+    """The messages of the last action, where there are some (:func:`message_slot`, not fixed)."""
+    message_slot(fixed=False)
+
+
+def metric(where, label: str, value, note: str | None = None, help: str | None = None) -> None:
+    """A figure with a caption under it. st.metric's ``delta`` draws an arrow and a colour that
+    say "this changed"; a caption that is no change (a std, a count of runs) goes here instead."""
+    where.metric(label, value, help=help)
+    if note:
+        where.caption(note)
+
+
+def table_config(df: pd.DataFrame, **overrides) -> dict:
+    """Column formats every table of the app shares: sizes, token counts and costs in the
+    compact form (1M, 614B: the same as :func:`human` in the text), steps with separators,
+    mixture weights to 3 decimals. ``overrides``: column -> column config."""
+    cfg: dict = {}
+    for c in df.columns:
+        if c in ("model_params", "params"):
+            cfg[c] = st.column_config.NumberColumn("params", format="compact")
+        elif c in ("tokens", "cost", "cumulative_cost", "budget", "flops") or c.endswith("_tokens"):
+            cfg[c] = st.column_config.NumberColumn(c, format="compact")
+        elif c == "steps":
+            cfg[c] = st.column_config.NumberColumn("steps", format="localized")
+        elif c.startswith("w_"):
+            cfg[c] = st.column_config.NumberColumn(c[2:], format="%.3f")
+    cfg.update(overrides)
+    return cfg
+
+
+# ---- counts that stay true -------------------------------------------------------------------
+#: How often every page asks whether the study's trials changed state (one cached query: the
+#: data_version and the count per state; shared by all sessions for FRESH_S).
+WATCH_S = 3.0
+COUNTS_KEY = "_counts_drawn"
+
+
+@st.cache_data(show_spinner=False, ttl=FRESH_S)
+def _state_counts(path: str, study: str) -> tuple[int, dict[str, int]]:
+    return _store(path).state_counts(study)
+
+
+def state_counts(study: str) -> dict[str, int]:
+    """Trials per state of the study (at most FRESH_S old)."""
+    return dict(_state_counts(db_path(), study)[1])
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """'64 finished runs · 1 running · 1 queued · 2 approved · 3 proposed · 1 failed': finished
+    (done) runs only, the rest apart -- the states of the Proposals page's Status."""
+    text = f"**{count(counts.get('done', 0))}** finished run{'s' if counts.get('done', 0) != 1 else ''}"
+    for s in ("running", "queued", "approved", "proposed", "failed"):
+        if counts.get(s):
+            text += f" · {count(counts[s])} {s}"
+    return text
+
+
+def finished(counts: dict[str, int]) -> tuple[int, int]:
+    """(done, failed): the counts whose change brings new final results to draw."""
+    return int(counts.get("done", 0)), int(counts.get("failed", 0))
+
+
+def watch(study: str) -> None:
+    """Keep the open page true, cheaply. Every WATCH_S a fragment reads the study's trial
+    counts (one cached query), shows them, and reruns the whole page when a trial finished or
+    failed since the page was drawn (new results: tables, charts and fits follow). Counts of
+    running and pending trials change more often; the parts of a page that show them redraw
+    themselves (:func:`live_counts`) without rerunning the page. Called once per run, in the
+    sidebar."""
+    st.session_state[COUNTS_KEY] = (study, finished(state_counts(study)))
+
+    @st.fragment(run_every=WATCH_S)
+    def poll() -> None:
+        with guard("watching the study"):
+            now = state_counts(study)
+            if (study, finished(now)) != st.session_state.get(COUNTS_KEY):
+                st.rerun(scope="app")
+            st.caption(counts_text(now))
+
+    poll()
+
+
+def live_counts(study: str, draw: Callable[[dict[str, int]], None]) -> None:
+    """Call ``draw(counts)`` (the study's trials per state) in a fragment that redraws itself
+    every WATCH_S: counts on a page stay true without rerunning the page."""
+
+    @st.fragment(run_every=WATCH_S)
+    def part() -> None:
+        with guard("reading the trial counts"):
+            draw(state_counts(study))
+
+    part()
 
 
 # ---- slow work in the background -----------------------------------------------------------

@@ -40,9 +40,15 @@ with st.sidebar:
                 wanted = st.query_params.get("study")
                 st.session_state[common.STUDY_KEY] = wanted if wanted in names else names[0]
             st.selectbox("Study", names, key=common.STUDY_KEY, help="Every page shows this study.")
+            common.watch(st.session_state[common.STUDY_KEY])  # reruns the page when its trials change state
         else:
             st.caption("No study yet: create one on the Study page.")
     st.caption(f"Database: `{common.db_path()}`")
+    from engine.runners.safety import commands_allowed
+
+    if commands_allowed():
+        st.caption(":material/warning: Started with `--allow-commands`: studies whose runner starts programs "
+                   "can be created and dispatched here (each dispatch shows the argv first).")
 
 with common.guard(f"drawing the {page.title} page"):  # e.g. a broken import: a message, not a traceback
     page.run()

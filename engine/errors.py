@@ -77,3 +77,12 @@ class FetchError(NotAvailableError):
 class SourceFormatError(MixplanError):
     """A data source was fetched but does not hold what mixplan expects (a file missing from
     the package, nothing parseable in it): a bug or a changed upstream, never a network issue."""
+
+
+class CommandsNotAllowedError(MixplanError):
+    """A front end that others can reach (the web app) was asked to create, edit or dispatch a
+    study whose runner starts programs, without the server's opt-in (engine.runners.safety)."""
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        self.fix = fix
+        super().__init__(message + (f" Fix: {fix}" if fix else ""))

@@ -65,6 +65,14 @@ def page(name: str | None = None, study: str | None = None, **state) -> AppTest:
     return at
 
 
+def edit_table(at: AppTest, edited_rows: dict) -> AppTest:
+    """Tick / edit rows of the Proposals table as the grid would (its key names its rows, so it
+    is read from the page's last run), then rerun."""
+    at.session_state[at.session_state["_prop_editor_key"]] = {"edited_rows": edited_rows, "added_rows": [],
+                                                               "deleted_rows": []}
+    return at.run()
+
+
 def ok(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -87,17 +95,17 @@ def test_study_page_shows_runs_and_filters(env_db):
     at = page()
     ok(at)
     labels = [m.label for m in at.metric]
-    assert "Runs with results" in labels and "Budget spent" in labels
+    assert "Finished runs" in labels and "Budget spent" in labels
     assert at.metric[0].value == "30"
-    caption = [c.value for c in at.caption if "runs match" in c.value][0]
+    caption = [c.value for c in at.caption if "runs with results match" in c.value][0]
     assert caption.startswith("30 of 30")
     at.multiselect(key="study_sizes").set_value([20_000_000]).run()
     ok(at)
-    caption = [c.value for c in at.caption if "runs match" in c.value][0]
+    caption = [c.value for c in at.caption if "runs with results match" in c.value][0]
     n = int(caption.split()[0])
     assert 0 < n < 30
     at.text_input(key="study_text").set_value("r0000").run()
-    caption = [c.value for c in at.caption if "runs match" in c.value][0]
+    caption = [c.value for c in at.caption if "runs with results match" in c.value][0]
     assert caption.startswith("1 of 30")
 
 
@@ -136,6 +144,9 @@ def test_approve_button_changes_the_store(env_db):
     tid = proposed[0]
     at.button(key=f"approve_{tid}").click().run()
     ok(at)
+    assert store.get_trial(tid).state.value == "proposed"  # it asks first
+    at.button(key="confirm_approve").click().run()
+    ok(at)
     assert store.get_trial(tid).state.value == "approved"
     assert any(f"Approved trial(s) {tid}" in s.value for s in at.success)
 
@@ -146,9 +157,7 @@ def test_reject_selected_through_the_table(env_db):
     pend = [t.trial_id for t in store.trials("demo", ["proposed", "approved"])]
     row = pend.index(proposed[-1])
     at = page("views/proposals.py")
-    at.session_state["proposals_editor"] = {"edited_rows": {row: {"select": True}}, "added_rows": [],
-                                            "deleted_rows": []}
-    at.run()
+    edit_table(at, {row: {"select": True}})
     ok(at)
     at.button(key="reject_selected").click().run()
     ok(at)
@@ -183,9 +192,7 @@ def test_table_edit_saves_weights(env_db):
     pend = [t.trial_id for t in store.trials("demo", ["proposed", "approved"])]
     row = pend.index(tid)
     at = page("views/proposals.py")
-    at.session_state["proposals_editor"] = {"edited_rows": {row: {"w_web": 0.25, "w_books": 0.5}},
-                                            "added_rows": [], "deleted_rows": []}
-    at.run()
+    edit_table(at, {row: {"w_web": 0.25, "w_books": 0.5}})
     at.button(key="save_edits").click().run()
     ok(at)
     assert store.get_trial(tid).weights == pytest.approx({"web": 0.25, "code": 0.25, "books": 0.5})
@@ -306,7 +313,10 @@ ck = [{"steps": s, "tokens": s * 1000, "losses": {"a": 3 - w["a"] - s / 1000, "b
 """
 
 
-def test_dispatch_runs_approved_trials_and_shows_failures(env_db, tmp_path):
+def test_dispatch_runs_approved_trials_and_shows_failures(env_db, tmp_path, monkeypatch):
+    """With the server's opt-in (`mixplan app --allow-commands`), Run approved first shows each
+    trial's argv; confirming starts the dispatcher; a failure shows its log tail."""
+    import json
     import sys
 
     from engine.config import parse_config
@@ -331,9 +341,18 @@ timeout_s = 60
     ok_t, bad_t = store.add_trials("cmd", [Proposal({"a": 0.5, "b": 0.5}, 1_000_000, steps=100),
                                            Proposal({"a": 0.95, "b": 0.05}, 1_000_000, steps=100)],
                                    state=TrialState.APPROVED)
+    monkeypatch.setenv("MIXPLAN_ALLOW_COMMANDS", "1")
     at = page("views/proposals.py", study="cmd", disp_workers=1)
     ok(at)
     at.button(key="dispatch_button").click().run()
+    ok(at)
+    assert not list((env_db.parent / "mixplan-runs" / "cmd").glob("dispatch-*.log"))  # nothing started yet
+    argvs = [json.loads(c.value) for c in at.code if c.language == "json"]
+    assert [a[:2] for a in argvs] == [[sys.executable, str(script)]] * 2
+    runs_dir = str(env_db.parent.resolve() / "mixplan-runs" / "cmd")
+    assert argvs[0][-1] == f"{runs_dir}/{ok_t.run_id}/<submission>" and argvs[0][3].endswith("/weights.json")
+    assert argvs[1][5] == "100"  # {steps} filled in
+    at.button(key="confirm_dispatch").click().run()
     ok(at)
     logs = list((env_db.parent / "mixplan-runs" / "cmd").glob("dispatch-*.log"))
     assert len(logs) == 1  # beside the runs' files, not in a temp dir left behind
@@ -542,8 +561,8 @@ def test_landscape_three_domains_draws_its_metrics(env_db):
     at = page("views/landscape.py", **model_state(land_res=20))
     ok(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert set(metrics) >= {"Predicted optimum", "Best observed here", "Fitted on"}
-    assert metrics["Fitted on"] == "30 runs" and float(metrics["Predicted optimum"]) > 0
+    assert set(metrics) >= {"Predicted optimum", "Best observed here", "Fitted on finished runs"}
+    assert metrics["Fitted on finished runs"] == "30" and float(metrics["Predicted optimum"]) > 0
     assert float(metrics["Best observed here"]) > 0
     opt = [m.value for m in at.markdown if m.value.startswith("**Optimum mixture**")][0]
     weights = [float(line.split(": ")[1]) for line in opt.split("  \n")[1:]]
@@ -660,7 +679,7 @@ def test_import_domains_rule():
 
 
 def test_live_status_polls_always_and_follows_state_changes(env_db, monkeypatch):
-    """The live part polls every LIVE_S (3 s) even when nothing runs (a `mixplan run` may start
+    """The live part polls every LIVE_S (2 s) even when nothing runs (a `mixplan run` may start
     from the CLI later); the page keeps the state counts it was drawn with, which the live part
     compares against to rerun the whole app."""
     import streamlit
@@ -677,7 +696,9 @@ def test_live_status_polls_always_and_follows_state_changes(env_db, monkeypatch)
     create_study(store, "live", n_runs=4, proposals=2, seed=9)
     at = page("views/proposals.py", study="live")
     ok(at)
-    assert 3.0 in intervals
+    from app import common
+
+    assert 2.0 in intervals and common.WATCH_S in intervals  # the status, and every page's watcher
     snap = at.session_state["_proposals_status"]
     assert snap[0] == "live" and snap[1][0] == 2 and snap[2] is False  # 2 proposed, no dispatcher
     store.approve("live")  # e.g. from the CLI
@@ -712,13 +733,14 @@ def test_approve_selected_saves_table_edits_first(env_db):
     a, b = store.add_trials("edits", [Proposal({"web": 0.5, "code": 0.25, "books": 0.25}, 20_000_000, steps=500),
                                       Proposal({"web": 0.2, "code": 0.4, "books": 0.4}, 20_000_000, steps=500)])
     at = page("views/proposals.py", study="edits")
-    at.session_state["proposals_editor"] = {"edited_rows": {0: {"select": True, "w_web": 0.25, "w_books": 0.5},
-                                                            1: {"w_web": 0.3, "w_code": 0.3}},
-                                            "added_rows": [], "deleted_rows": []}
-    at.run()
+    edit_table(at, {0: {"select": True, "w_web": 0.25, "w_books": 0.5}, 1: {"w_web": 0.3, "w_code": 0.3}})
     ok(at)
     assert any("Unsaved table edits of trial(s)" in c.value for c in at.caption)
     at.button(key="approve_selected").click().run()
+    ok(at)
+    assert store.get_trial(a.trial_id).state.value == "proposed"  # the dialog asks first
+    assert any("saved first" in c.value for c in at.caption)
+    at.button(key="confirm_approve").click().run()
     ok(at)
     assert store.get_trial(a.trial_id).state.value == "approved"
     assert store.get_trial(a.trial_id).weights == pytest.approx({"web": 0.25, "code": 0.25, "books": 0.5})
@@ -747,3 +769,183 @@ def test_backtest_page_recommends_the_model_export_uses(env_db):
     import json
 
     assert json.loads(shown)["weights"] == pytest.approx({d: round(w, 6) for d, w in rec.weights.items()}, abs=1e-6)
+
+
+# ---- issue 14: the approve -> run loop as a person clicks it; issue 16.1: commands need the opt-in
+CMD_CONFIG = '''name = "sneaky"
+domains = ["a", "b"]
+[runner]
+kind = "command"
+argv = ["/bin/sh", "-c", "id > {marker}"]
+'''
+
+
+def test_command_runner_configs_are_refused_without_the_opt_in(env_db, tmp_path, monkeypatch):
+    monkeypatch.delenv("MIXPLAN_ALLOW_COMMANDS", raising=False)
+    marker = tmp_path / "pwned"
+    at = page()
+    assert any("--allow-commands" in c.value for c in at.caption)  # the page says why and how
+    at.text_area(key="create_cfg_text").set_value(CMD_CONFIG.format(marker=marker)).run()
+    at.button(key="create_cfg_button").click().run()
+    assert not at.exception and at.error and "--allow-commands" in at.error[0].value
+    assert "sneaky" not in Store(env_db).study_names()
+    # the same config with a run table to import: refused too, nothing imported
+    from engine.simulators.synthetic import runs_table
+
+    csv = runs_table(3, ("a", "b"), checkpoints=2).to_csv(index=False).encode()
+    at = page()
+    at.file_uploader(key="create_table_file").set_value(("runs.csv", csv, "text/csv"))
+    at.file_uploader(key="create_table_cfg").set_value(("s.toml", CMD_CONFIG.format(marker=marker).encode(),
+                                                        "text/plain"))
+    at.text_input(key="create_table_name").set_value("sneaky")
+    at.button(key="create_table_button").click().run()
+    assert not at.exception and at.error and "--allow-commands" in at.error[0].value
+    assert "sneaky" not in Store(env_db).study_names() and not marker.exists()
+    monkeypatch.setenv("MIXPLAN_ALLOW_COMMANDS", "1")  # `mixplan app --allow-commands`
+    at = page()
+    at.text_area(key="create_cfg_text").set_value(CMD_CONFIG.format(marker=marker)).run()
+    at.button(key="create_cfg_button").click().run()
+    ok(at)
+    assert "sneaky" in Store(env_db).study_names() and not marker.exists()  # created, nothing run
+
+
+def test_command_study_is_not_dispatched_without_the_opt_in(env_db, tmp_path, monkeypatch):
+    """A command study made from the CLI: its Run button is disabled with the reason; a dispatch
+    request that reaches the server anyway (the dialog's Start) is refused there; nothing runs."""
+    from engine.config import parse_config
+    from engine.records import Proposal, TrialState
+    from engine.runners.safety import ALLOW_ENV
+
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    marker = tmp_path / "pwned"
+    store = Store(env_db)
+    cfg = parse_config(f'''name = "cli-cmd"
+domains = ["a", "b"]
+tokens_per_step = 1000
+[[scales]]
+model_params = 1000000
+steps = [100]
+[runner]
+kind = "command"
+argv = ["/bin/sh", "-c", "id > {marker}"]
+''')
+    store.create_study(cfg)
+    tid = store.add_trials("cli-cmd", [Proposal({"a": 0.5, "b": 0.5}, 1_000_000, steps=100)],
+                           state=TrialState.APPROVED)[0].trial_id
+    at = page("views/proposals.py", study="cli-cmd")
+    ok(at)
+    button = at.button(key="dispatch_button")
+    assert button.disabled and "--allow-commands" in button.help
+    assert any("started without --allow-commands" in w.value for w in at.warning)
+    at.session_state["_prop_confirm"] = {"action": "dispatch", "study": "cli-cmd", "executor": "local",
+                                         "workers": 1, "ids": [], "edits": []}
+    at.run()
+    at.button(key="confirm_dispatch").click().run()
+    assert not at.exception and at.error and "--allow-commands" in at.error[0].value
+    time.sleep(1)
+    assert store.get_trial(tid).state.value == "approved" and not marker.exists()
+    assert not list((env_db.parent / "mixplan-runs" / "cli-cmd").glob("dispatch-*.log"))
+
+
+def test_approve_asks_with_count_and_cost_and_ticks_clear_after(env_db):
+    from engine.numbers import human
+
+    store = Store(env_db)
+    create_study(store, "ask", n_runs=3, proposals=3, seed=11)
+    pend = [t.trial_id for t in store.trials("ask", ["proposed"])]
+    at = page("views/proposals.py", study="ask")
+    edit_table(at, {0: {"select": True}, 2: {"select": True}})
+    ok(at)
+    assert at.button(key="approve_selected").label == "Approve selected (2)"
+    assert at.session_state["_prop_selected"]["ask"] == [pend[0], pend[2]]
+    at.run()  # any rerun: the ticks stay
+    assert at.button(key="approve_selected").label == "Approve selected (2)"
+    at.button(key="approve_selected").click().run()
+    ok(at)
+    total = store.get_trial(pend[0]).cost + store.get_trial(pend[2]).cost
+    ask = [m.value for m in at.markdown if m.value.startswith("Approve **2 trials**")]
+    assert ask and f"**{human(total)} cost units**" in ask[0] and f"{pend[0]}, {pend[2]}" in ask[0]
+    assert store.get_config("ask").scales[0].cost_per_step  # the study prices runs per step: its unit
+    assert not store.trials("ask", ["approved"])
+    at.button(key="confirm_cancel").click().run()  # cancel: nothing approved, the ticks kept
+    ok(at)
+    assert not store.trials("ask", ["approved"]) and "_prop_confirm" not in at.session_state
+    assert at.button(key="approve_selected").label == "Approve selected (2)"
+    at.button(key="approve_selected").click().run()
+    at.button(key="confirm_approve").click().run()
+    ok(at)
+    assert {t.trial_id for t in store.trials("ask", ["approved"])} == {pend[0], pend[2]}
+    assert store.get_trial(pend[1]).state.value == "proposed"
+    assert at.button(key="approve_selected").label == "Approve selected (0)"  # the ticks cleared
+    assert at.session_state["_prop_selected"]["ask"] == []
+    assert any("Approved trial(s)" in s.value for s in at.success)
+    at.run()  # an unrelated rerun: the message stays where it was (it is not popped)
+    assert any("Approved trial(s)" in s.value for s in at.success)
+
+
+def test_ticks_follow_their_trials_when_the_rows_change(env_db):
+    """The grid keeps edits per row position; the page keeps ticks per trial id: when a row
+    above goes (rejected from the CLI), the tick stays on its trial, not on the row below."""
+    store = Store(env_db)
+    create_study(store, "rows", n_runs=3, proposals=3, seed=12)
+    a, b, c = [t.trial_id for t in store.trials("rows", ["proposed"])]
+    at = page("views/proposals.py", study="rows")
+    edit_table(at, {1: {"select": True}})  # trial b
+    key = at.session_state["_prop_editor_key"]
+    store.reject("rows", [a])  # e.g. from the CLI: b moves up to row 0
+    from app import common
+
+    common._version.clear()
+    at.run()
+    ok(at)
+    assert at.session_state["_prop_editor_key"] != key  # a fresh grid for the new rows ...
+    assert at.session_state["_prop_selected"]["rows"] == [b]  # ... with b still ticked, not c
+    assert at.button(key="approve_selected").label == "Approve selected (1)"
+
+
+def test_counts_say_finished_and_running_apart(env_db):
+    """A running trial with checkpoints so far: Study counts it as running, not as a finished
+    run; the Landscape's fit says which of its runs are finished."""
+    from engine.records import Checkpoint, Proposal, TrialState
+
+    store = Store(env_db)
+    create_study(store, "mid", n_runs=6, proposals=1, seed=13)
+    t = store.add_trials("mid", [Proposal({"web": 0.4, "code": 0.3, "books": 0.3}, 20_000_000, steps=1000)],
+                         state=TrialState.APPROVED)[0]
+    store.transition([t.trial_id], "queued", study="mid")
+    store.start_trial(t.trial_id)
+    store.record_checkpoints(t.trial_id, [Checkpoint(500, 5e8, {"web": 3.0, "code": 2.5, "books": 3.2})])
+    at = page("views/study.py", study="mid")
+    ok(at)
+    m = {x.label: x.value for x in at.metric}
+    assert m["Finished runs"] == "6" and m["Running"] == "1"
+    assert any(c.value == "1 proposed" for c in at.caption)
+    assert any(c.value.startswith("7 of 7 runs with results match (6 finished; 1 running: their checkpoints so far)")
+               for c in at.caption)
+    at = page("views/landscape.py", study="mid", **model_state(land_res=20))
+    ok(at)
+    m = {x.label: x.value for x in at.metric}
+    assert m["Fitted on finished runs"] == "6"
+    assert any("+ 1 running (checkpoints so far)" in c.value for c in at.caption)
+    assert any(c.value == "Runs: **6** finished runs · 1 running · 1 proposed" for c in at.caption)
+    assert any("**6** finished runs · 1 running · 1 proposed" in c.value for c in at.sidebar.caption)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_metric_arrows_and_human_numbers(env_db, name):
+    """No st.metric delta (an arrow and a colour that say "changed") on any page, and no raw
+    7-digit number in the text (1M, not 1000000)."""
+    import re
+
+    at = page(name, **model_state(land_res=20))
+    ok(at)
+    assert all(not m.proto.delta for m in at.metric), [(m.label, m.proto.delta) for m in at.metric]
+    texts = [e.value for kind in ("markdown", "caption", "metric", "info", "success") for e in getattr(at, kind)]
+    raw = [t for t in texts if re.search(r"(?<![\d.,])\d{7,}(?![\d.])", str(t).replace(common_db(), ""))]
+    assert not raw, raw
+
+
+def common_db() -> str:
+    from app import common
+
+    return common.db_path()

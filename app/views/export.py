@@ -123,11 +123,12 @@ def body() -> None:
     else:
         c[0].metric("Mixture of run", str(prov.run_id))
     if prov.pred_mean is not None:
-        c[1].metric(f"Predicted {prov.objective}", f"{prov.pred_mean:.4f}",
-                    f"± {prov.pred_std:.3g}" if prov.pred_std is not None else None, delta_color="off")
+        common.metric(c[1], f"Predicted {prov.objective}", f"{prov.pred_mean:.4f}",
+                      f"± {prov.pred_std:.3g} (1 std)" if prov.pred_std is not None else None)
     if prov.observed is not None:
         c[2].metric(f"Observed {prov.objective}", f"{prov.observed:.4f}")
-    c[3].metric("Rests on", f"{prov.runs:,} run(s)")
+    c[3].metric("Rests on", f"{common.count(prov.runs)} run{'s' if prov.runs != 1 else ''}",
+                help="The runs with results the mixture rests on (the fit's, or the one run).")
     st.plotly_chart(mixture_bar(ex.weights), key="export_bar")
     if prov.extrapolation:
         st.info(prov.extrapolation)

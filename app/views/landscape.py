@@ -46,12 +46,21 @@ def draw(out, domains, model, objective, mp, steps, tokens, obs, direction, runs
     fitted, opt, grid = out
     label = scale_label(mp, steps, tokens)
     m = st.columns(4)
-    m[0].metric("Predicted optimum", f"{opt.pred_mean:.4f}", f"± {opt.pred_std:.3g} (1 std)", delta_color="off")
+    common.metric(m[0], "Predicted optimum", f"{opt.pred_mean:.4f}", f"± {opt.pred_std:.3g} (1 std)")
     best = (obs["objective"].min() if direction == "minimize" else obs["objective"].max()) if len(obs) else None
-    m[1].metric("Best observed here", "-" if best is None else f"{best:.4f}",
-                f"{len(obs)} runs at this size" if len(obs) else "no run at this size", delta_color="off")
-    m[2].metric("Fitted on", f"{getattr(fitted, 'n_runs_', runs['trial_id'].nunique()):,} runs",
-                f"{fitted.fit_seconds_:.1f} s fit" if hasattr(fitted, "fit_seconds_") else None, delta_color="off")
+    common.metric(m[1], "Best observed here", "-" if best is None else f"{best:.4f}",
+                  f"{common.count(len(obs))} runs at this size" if len(obs) else "no run at this size")
+    # the fit read exactly the checkpoints of ``runs`` (the job is keyed by the results): say
+    # which of those runs are finished, and which are still running (or failed) with what they measured so far
+    states = runs.groupby("state")["trial_id"].nunique() if len(runs) else {}
+    done = int(states.get("done", 0)) if len(runs) else 0
+    partial = ", ".join(f"{common.count(n)} {s}" for s, n in dict(states).items() if s != "done")
+    fit_s = getattr(fitted, "fit_seconds_", None)
+    common.metric(m[2], "Fitted on finished runs", common.count(done),
+                  " · ".join(x for x in ((f"+ {partial} (checkpoints so far)" if partial else ""),
+                                         (f"{fit_s:.1f} s fit" if fit_s is not None else "")) if x) or None,
+                  help="The model is fitted on every stored checkpoint: those of finished runs, and those so "
+                       "far of running or failed ones (counted apart).")
     m[3].markdown("**Optimum mixture**  \n" + "  \n".join(f"{d}: {w:.3f}" for d, w in opt.weights.items()))
     titles = {v: f"{'Predicted' if v == 'pred_mean' else 'Std of predicted'} {objective} at {label} ({model})"
               for v in ("pred_mean", "pred_std")}
@@ -81,6 +90,7 @@ def body() -> None:
     runs = common.runs(name)
     domains = list(cfg.domains)
     st.caption(f"Study **{name}**: {len(domains)} domains ({', '.join(domains)})")
+    common.live_counts(name, lambda counts: st.caption("Runs: " + common.counts_text(counts)))
     if runs.empty:
         st.info("No results yet, so there is no landscape to predict. Import runs or run trials first.")
         return

@@ -98,8 +98,7 @@ def body() -> None:
         show[col] = show[col].round(6)
     for col in (c for c in show.columns if c.startswith("w_")):
         show[col] = show[col].round(3)
-    show["model_params"] = show["model_params"].map(human)
-    st.dataframe(show, hide_index=True, width="stretch")
+    st.dataframe(show, hide_index=True, width="stretch", column_config=common.table_config(show))
 
 
 common.run_page(body)

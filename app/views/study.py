@@ -16,6 +16,7 @@ from engine.errors import ValidationError
 from engine.plots import final_checkpoints, human, plot_loss_curves, with_objective
 from engine.runtable import read_run_table
 from engine.runtable.importer import import_domains
+from engine.runners.safety import HOW_TO_ALLOW, check_runner_allowed, commands_allowed
 
 st.title("Study")
 
@@ -26,18 +27,32 @@ def overview(name: str) -> None:
     trials = common.trials(name)
     done = trials[trials["state"] == "done"]
     spent = float(pd.to_numeric(done["cost"], errors="coerce").fillna(0).sum())
-    c = st.columns(5)
-    c[0].metric("Runs with results", f"{runs['trial_id'].nunique() if len(runs) else 0:,}")
-    c[1].metric("Checkpoints", f"{len(runs):,}")
-    c[2].metric("Budget spent", human(spent) + (f" / {human(cfg.budget)}" if cfg.budget else ""),
-                help="Sum of the cost of finished trials (the runner's cost, else cost_per_step x steps, "
-                     "else 6 x params x tokens).")
-    pending = trials["state"].isin(["proposed", "approved", "queued", "running"]).sum()
-    c[3].metric("Pending trials", int(pending), help="proposed, approved, queued or running")
+    c = st.columns([2, 1, 1, 1])
+
+    def counts_row(counts: dict[str, int]) -> None:
+        two = st.columns(2)
+        common.metric(two[0], "Finished runs", common.count(counts.get("done", 0)),
+                      f"{common.count(counts['failed'])} failed" if counts.get("failed") else None,
+                      help="Trials that ended with a result (state done; imported runs count too). Running and "
+                           "pending trials are counted apart, as on the Proposals page's Status.")
+        waiting = " · ".join(f"{common.count(counts[s])} {s}" for s in ("queued", "approved", "proposed")
+                             if counts.get(s))
+        common.metric(two[1], "Running", common.count(counts.get("running", 0)), waiting or "nothing pending",
+                      help="Trials running now; under it those queued for a worker, approved (waiting for Run "
+                           "approved) and proposed (waiting for a decision).")
+
+    with c[0]:
+        common.live_counts(name, counts_row)  # redraws itself as trials start and end
+    common.metric(c[1], "Checkpoints", common.count(len(runs)),
+                  f"of {common.count(runs['trial_id'].nunique() if len(runs) else 0)} runs with results",
+                  help="Every stored checkpoint, of finished runs and of running or failed runs so far.")
+    common.metric(c[2], "Budget spent", human(spent) + (f" / {human(cfg.budget)}" if cfg.budget else ""),
+                  common.cost_unit(cfg),
+                  help="Sum of the cost of finished trials (the runner's cost, else cost_per_step x steps, "
+                       "else 6 x params x tokens).")
     t = cfg.target
-    c[4].metric("Target", f"{human(t.model_params)} params" if t else "none",
-                (f"{t.steps:,} steps" if t and t.steps else (f"{human(t.tokens)} tokens" if t and t.tokens else None)),
-                delta_color="off")
+    common.metric(c[3], "Target", f"{human(t.model_params)} params" if t else "none",
+                  (f"{t.steps:,} steps" if t and t.steps else (f"{human(t.tokens)} tokens" if t and t.tokens else None)))
     left, right = st.columns([2, 3])
     with left:
         st.markdown(f"**Domains** (mixture): {', '.join(cfg.domains)}")
@@ -53,9 +68,9 @@ def overview(name: str) -> None:
         if cfg.scales:
             st.markdown("**Scales on offer**")
             st.dataframe(pd.DataFrame([{
-                "model size": human(s.model_params), "model_params": s.model_params,
-                "steps": ", ".join(f"{x:,}" for x in s.steps),
-                "cost per step": s.cost_per_step} for s in cfg.scales]), hide_index=True, width="stretch")
+                "model size": human(s.model_params), "steps": ", ".join(f"{x:,}" for x in s.steps),
+                "cost per step": human(s.cost_per_step) if s.cost_per_step is not None else "6 x params x tokens"}
+                for s in cfg.scales]), hide_index=True, width="stretch")
         else:
             st.caption("No [[scales]] in the config: proposals can only reuse the sizes already run.")
 
@@ -91,12 +106,14 @@ def runs_section(name: str) -> None:
     cols = ["run_id", "trial_id", "state", "model_params", "steps", "tokens"] + wc + ["objective", "cost",
                                                                                       "source", "strategy"]
     table = last[[c for c in cols if c in last.columns]].rename(columns={"objective": objective})
-    st.caption(f"{len(table):,} of {runs['trial_id'].nunique():,} runs match; last checkpoint of each.")
+    by_state = runs.groupby("state")["trial_id"].nunique()
+    apart = ", ".join(f"{common.count(n)} {s}" for s, n in by_state.items() if s != "done")
+    st.caption(f"{common.count(len(table))} of {common.count(runs['trial_id'].nunique())} runs with results match"
+               + (f" ({common.count(by_state.get('done', 0))} finished; {apart}: their checkpoints so far)"
+                  if apart else "") + "; last checkpoint of each.")
     st.dataframe(table, hide_index=True, width="stretch", height=320,
-                 column_config={"model_params": st.column_config.NumberColumn("params", format="compact"),
-                                "tokens": st.column_config.NumberColumn("tokens", format="compact"),
-                                **{c: st.column_config.ProgressColumn(c[2:], min_value=0.0, max_value=1.0,
-                                                                      format="%.3f") for c in wc}})
+                 column_config=common.table_config(table, **{c: st.column_config.ProgressColumn(
+                     c[2:], min_value=0.0, max_value=1.0, format="%.3f") for c in wc}))
 
 
 @contextmanager
@@ -111,6 +128,11 @@ def _saved_upload(upload):
 def create_section() -> None:
     store = common.store()
     with st.expander("Create a study", expanded=not common.study_names()):
+        allowed = commands_allowed()
+        if not allowed:
+            st.caption(":material/lock: Configs whose runner starts programs (`[runner] kind = \"command\"`) are "
+                       "refused here: this server was started without `--allow-commands`, and such a study runs "
+                       "whatever its config names as the server's user. To use one, " + HOW_TO_ALLOW)
         tab_cfg, tab_table = st.tabs(["From a config (TOML)", "From a run table (CSV / Parquet)"])
         with tab_cfg:
             st.caption("The same validation as `mixplan study create --config FILE`: every problem names the key "
@@ -125,6 +147,7 @@ def create_section() -> None:
                     if not body.strip():
                         raise ValidationError("no config given.", fix="upload a TOML file or paste one.")
                     cfg = parse_config(body, source=source)
+                    check_runner_allowed(cfg, allowed=commands_allowed(), action="create")
                     store.create_study(cfg, actor="app")
                     common.select_study(cfg.name)
                     common.after_write(f"Created study {cfg.name} with domains {', '.join(cfg.domains)}.")
@@ -142,6 +165,8 @@ def create_section() -> None:
                     if not name:
                         raise ValidationError("no study name given.", fix="type the study to import into.")
                     cfg = parse_config(cfg_up.getvalue().decode("utf-8"), source=cfg_up.name) if cfg_up else None
+                    if cfg is not None:
+                        check_runner_allowed(cfg, allowed=commands_allowed(), action="create")
                     study_domains = import_domains(store, name, cfg, config_file=cfg_up.name if cfg_up else None)
                     with _saved_upload(up) as path:
                         table, notes = read_run_table(path, study_domains=study_domains)

@@ -110,9 +110,7 @@ def studies_section(name: str, cfg) -> None:
     if isinstance(last.get("incumbent_weights"), dict):
         st.markdown(incumbent_text(last))
     show = mine.drop(columns=[c for c in ("weights", "incumbent_weights", "strategy", "_study") if c in mine.columns])
-    st.dataframe(show, hide_index=True, width="stretch", height=260,
-                 column_config={"model_params": st.column_config.NumberColumn("params", format="compact"),
-                                "tokens": st.column_config.NumberColumn("tokens", format="compact")})
+    st.dataframe(show, hide_index=True, width="stretch", height=260, column_config=common.table_config(show))
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -160,7 +158,7 @@ def bench_section() -> None:
 def body() -> None:
     name = common.require_study()
     cfg = common.config(name)
-    st.caption(f"Study **{name}**")
+    st.caption(f"Study **{name}** · costs in {common.cost_unit(cfg)}")
     with common.guard("drawing the trajectory"):
         studies_section(name, cfg)
     bench_section()

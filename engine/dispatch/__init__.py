@@ -9,6 +9,8 @@
 - :mod:`engine.dispatch.local`, :mod:`engine.dispatch.slurm`, :mod:`engine.dispatch.ray_exec`.
 - :mod:`engine.dispatch.spool` -- how results travel back (atomic files, idempotent ingest).
 - :mod:`engine.dispatch.task` -- what a worker runs.
+- :mod:`engine.dispatch.progress` -- ``study_progress``: each queued / running trial's steps,
+  loss, elapsed time, ETA and why it waits, from the files the workers write.
 
 Names are imported lazily: a worker process imports :mod:`engine.dispatch.task` without
 pulling in the store (pandas, DuckDB), which it never uses.
@@ -25,6 +27,8 @@ _EXPORTS = {
     "Progress": "engine.dispatch.dispatcher", "run_approved": "engine.dispatch.dispatcher",
     "EXECUTORS": "engine.dispatch.executors", "make_executor": "engine.dispatch.executors",
     "Spool": "engine.dispatch.spool", "Task": "engine.dispatch.task", "execute_task": "engine.dispatch.task",
+    "TrialProgress": "engine.dispatch.progress", "study_progress": "engine.dispatch.progress",
+    "run_log": "engine.dispatch.progress",
 }
 __all__ = sorted(_EXPORTS)
 

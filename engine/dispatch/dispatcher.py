@@ -34,7 +34,14 @@ from typing import Any
 
 from engine.config import StudyConfig
 from engine.dispatch.base import Executor, JobState
-from engine.dispatch.spool import RUNS_DIRNAME, SPOOL_DIRNAME, Spool, process_start_time
+from engine.dispatch.spool import (
+    RUNS_DIRNAME,
+    SPOOL_DIRNAME,
+    Spool,
+    process_start_time,
+    remove_dispatch_info,
+    write_dispatch_info,
+)
 from engine.dispatch.task import STALE_AFTER_S, Task
 from engine.errors import MixplanError, StateError, ValidationError
 from engine.records import Trial, TrialState
@@ -194,6 +201,10 @@ class Dispatcher:
                  state_check_s: float = 5.0) -> None:
         self.store, self.study, self.executor = store, study, executor
         config = store.get_config(study)
+        from engine.runners.safety import check_runner_allowed, dispatch_allowed
+
+        # a dispatcher the app started without --allow-commands re-checks what the app checked
+        check_runner_allowed(config, allowed=dispatch_allowed(), action="dispatch the trials of")
         if timeout_s is not None:
             if timeout_s <= 0:
                 raise ValidationError(f"--timeout must be > 0 seconds, got {timeout_s:g}.")
@@ -218,6 +229,7 @@ class Dispatcher:
         self._resubmits: dict[int, int] = {}
         self._total = 0
         self._message = ""
+        self._info: dict[str, Any] = {}
 
     # ---- helpers -------------------------------------------------------------------------
     def _report(self, message: str = "") -> None:
@@ -229,6 +241,14 @@ class Dispatcher:
         queued = sum(1 for s in self.subs.values() if s.state == TrialState.QUEUED)
         self.progress(Progress(self._total, len(self.summary.done), len(self.summary.failed), running, queued,
                                self.summary.checkpoints, self._message))
+
+    def _publish(self, **changes: Any) -> None:
+        """Rewrite ``dispatch.json`` (who dispatches, on what, when each trial was handed over)."""
+        self._info.update(changes)
+        try:
+            write_dispatch_info(self.root, self._info)
+        except OSError:
+            pass  # advisory: a page says less about queued trials, nothing else depends on it
 
     def _new_submission(self, trial: Trial) -> _Sub:
         problem = run_id_problem(trial.run_id)
@@ -248,6 +268,8 @@ class Dispatcher:
         job_id = self.executor.submit(task)
         if job_id != known:
             self.store.set_job(trial.trial_id, job_id)
+        self._info.setdefault("submitted", {})[str(trial.trial_id)] = time.time()
+        self._publish()
         return _Sub(trial, token, job_id, spool, out_dir, trial.state)
 
     def _resubmit(self, sub: _Sub, why: str) -> None:
@@ -490,6 +512,10 @@ class Dispatcher:
         self.root.mkdir(parents=True, exist_ok=True)
         with _StudyLock(self.root / ".dispatch.lock", self.study):
             self.executor.start()
+            workers = getattr(self.executor, "workers", None)
+            self._publish(pid=os.getpid(), pid_start=process_start_time(os.getpid()), host=socket.gethostname(),
+                          executor=self.executor.name, workers=int(workers) if workers else None,
+                          started=time.time(), submitted={})
             # every purpose: validation runs are trained like any other run
             active = self.store.trials(self.study, ACTIVE, purpose=None)
             approved = self.store.trials(self.study, [TrialState.APPROVED], purpose=None)
@@ -540,6 +566,7 @@ class Dispatcher:
                 raise
             finally:
                 self.summary.wall_s = time.monotonic() - t0
+                remove_dispatch_info(self.root)
             self.executor.shutdown(wait=True)
         self._report("finished")
         return self.summary

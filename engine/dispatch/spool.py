@@ -21,6 +21,12 @@ the runner gave up on are superseded by the next attempt's: the dispatcher inges
 latest attempt's and replaces what the store holds when a new attempt's first checkpoint
 arrives, and the final result's set replaces all of them (see :class:`SpoolSink`). A submission's directory
 is removed only after its trial reached ``done``/``failed`` in the store.
+
+Beside the trials' directories, ``<root>/<study>/dispatch.json`` says who dispatches the study
+while a dispatcher runs (pid, host, executor, workers, when each trial was handed over): what
+the app reads to say why a queued trial waits (:mod:`engine.dispatch.progress`). It is
+advisory: a dispatcher killed outright leaves it behind, and readers check that its pid is
+still that process.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from engine.records import Checkpoint, RunResult
 
 SPOOL_DIRNAME = ".mixplan-spool"
 RUNS_DIRNAME = "mixplan-runs"
+DISPATCH_FILE = "dispatch.json"
 
 
 def checkpoint_to_dict(c: Checkpoint) -> dict[str, Any]:
@@ -93,6 +100,34 @@ def _write_atomic(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_dispatch_info(study_root: Path, info: dict[str, Any]) -> None:
+    """Publish the running dispatcher's facts in ``<study_root>/dispatch.json`` (atomic rename;
+    no fsync: advisory, rewritten at each submission)."""
+    study_root.mkdir(parents=True, exist_ok=True)
+    path = study_root / DISPATCH_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_dispatch_info(study_root: Path) -> dict[str, Any] | None:
+    """What the study's dispatcher published (None: none, or unreadable). Check
+    :func:`is_same_process` on it before trusting that a dispatcher runs."""
+    try:
+        d = json.loads((Path(study_root) / DISPATCH_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def remove_dispatch_info(study_root: Path) -> None:
+    """Called by the dispatcher as it ends (only its own file: the pid must match)."""
+    path = Path(study_root) / DISPATCH_FILE
+    info = read_dispatch_info(study_root)
+    if info is not None and info.get("pid") == os.getpid():
+        path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 from plotly.colors import sample_colorscale
 
+from engine.numbers import human  # noqa: F401 - the one number formatter, re-exported for the plots
 from engine.runtable.schema import WEIGHT_PREFIX, loss_columns, metric_columns, objective_values
 
 #: Colour scale for predicted/observed loss (low = dark = good for minimised objectives).
@@ -68,15 +71,16 @@ def weight_col(domain: str) -> str:
     return WEIGHT_PREFIX + domain
 
 
-def human(n: float | int | None) -> str:
-    """1.2e9 -> '1.2B', 20_000_000 -> '20M'."""
-    if n is None or (isinstance(n, float) and not np.isfinite(n)):
-        return "-"
-    n = float(n)
-    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{unit}"
-    return f"{n:.3g}"
+def title_block(title: str, note: str | None = None, *, width: int = 60) -> tuple[str, int]:
+    """A figure title (and a smaller note under it) broken into lines at word boundaries, with
+    the top margin that fits them. Plotly never wraps a title: a long one is cut at the
+    figure's edge (in a half-width column, the note of a 6-domain slice lost its last words).
+    ``width``: characters a title line may hold (about 60 in half of a wide page; the note's
+    smaller font holds ~1.5x as many)."""
+    lines = textwrap.wrap(title, max(10, int(width))) or [""]
+    notes = textwrap.wrap(note, max(15, int(width * 1.5))) if note else []
+    text = "<br>".join(lines) + "".join(f"<br><sup>{n}</sup>" for n in notes)
+    return text, 30 + 24 * len(lines) + 16 * len(notes)
 
 
 def empty_figure(message: str, height: int = 300):

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.plots._common import TEMPLATE, VALUE_SCALE, empty_figure, human, weight_col
+from engine.plots._common import TEMPLATE, VALUE_SCALE, empty_figure, human, title_block, weight_col
 
 
 def line_grid(domains: Sequence[str], resolution: int = 40) -> pd.DataFrame:
@@ -114,9 +114,10 @@ def plot_line(grid: pd.DataFrame, domains: Sequence[str], *, objective: str = "l
             x=[xo], y=[yo], mode="markers+text", name="predicted optimum", text=["optimum"],
             textposition="top center",
             marker={"size": 18, "color": "red", "symbol": "star", "line": {"width": 1, "color": "black"}}))
+    text, top = title_block(title or f"predicted {objective}", width=100)
     fig.update_layout(
-        template=TEMPLATE, height=height, title=title or f"predicted {objective}",
-        margin={"l": 60, "r": 20, "t": 70, "b": 50}, legend={"orientation": "h", "y": -0.2},
+        template=TEMPLATE, height=height, title=text,
+        margin={"l": 60, "r": 20, "t": max(70, top), "b": 50}, legend={"orientation": "h", "y": -0.2},
         xaxis={"title": f"weight of {a}  ({b} = 1 - {a})", "range": [0, 1]},
         yaxis={"title": objective})
     return fig
@@ -153,9 +154,10 @@ def plot_ternary(grid: pd.DataFrame, domains: Sequence[str], *, value: str = "pr
             a=[optimum[domains[0]]], b=[optimum[domains[1]]], c=[optimum[domains[2]]], mode="markers+text",
             name="predicted optimum", text=["optimum"], textposition="top center",
             marker={"size": 18, "color": "red", "symbol": "star", "line": {"width": 1, "color": "black"}}))
+    text, top = title_block(title or _value_label(value, objective), width=60)
     fig.update_layout(
-        template=TEMPLATE, height=height, title=title or _value_label(value, objective),
-        margin={"l": 60, "r": 60, "t": 70, "b": 40},
+        template=TEMPLATE, height=height + max(0, top - 70), title=text,
+        margin={"l": 60, "r": 60, "t": max(70, top), "b": 40},
         legend={"orientation": "h", "y": -0.05},
         ternary={"sum": 1, "aaxis": {"title": {"text": domains[0]}, "min": 0},
                  "baxis": {"title": {"text": domains[1]}, "min": 0},
@@ -194,10 +196,10 @@ def plot_slice(grid: pd.DataFrame, x_domain: str, y_domain: str, *, value: str =
             x=[optimum[x_domain]], y=[optimum[y_domain]], mode="markers+text", name="predicted optimum",
             text=["optimum"], textposition="top center",
             marker={"size": 18, "color": "red", "symbol": "star", "line": {"width": 1, "color": "black"}}))
+    text, top = title_block(title or _value_label(value, objective), rest_note, width=60)
     fig.update_layout(
-        template=TEMPLATE, height=height, title=(title or _value_label(value, objective))
-        + (f"<br><sup>{rest_note}</sup>" if rest_note else ""),
-        margin={"l": 60, "r": 20, "t": 80, "b": 50}, legend={"orientation": "h", "y": -0.15},
+        template=TEMPLATE, height=height + max(0, top - 80), title=text,
+        margin={"l": 60, "r": 20, "t": max(80, top), "b": 50}, legend={"orientation": "h", "y": -0.15},
         xaxis={"title": f"weight of {x_domain}", "range": [0, 1], "constrain": "domain"},
         yaxis={"title": f"weight of {y_domain}", "range": [0, 1], "scaleanchor": "x"})
     return fig

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from engine.plots._common import TEMPLATE, domain_color, empty_figure
+from engine.plots._common import TEMPLATE, domain_color, empty_figure, title_block
 
 
 def trajectory_frame(entries: Sequence[dict] | pd.DataFrame, strategy: str | None = None) -> pd.DataFrame:
@@ -108,11 +108,10 @@ def plot_trajectory(df: pd.DataFrame, *, objective: str = "loss", target_label: 
     if budget:
         fig.add_vline(x=budget, line={"dash": "dash", "color": "grey"}, annotation_text="budget")
     title = ("Incumbent at the target" + (f" ({target_label})" if target_label else "") + " vs cumulative cost")
-    if any_fallback:
-        title += ("<br><sup>hollow markers: no run at the target yet, so the best run at the largest size and "
-                  "length reached stands in (not at the target; it can rise)</sup>")
-    fig.update_layout(template=TEMPLATE, height=height, margin={"l": 60, "r": 20, "t": 70 if any_fallback else 60,
-                                                                  "b": 50},
+    note = ("hollow markers: no run at the target yet, so the best run at the largest size and length reached "
+            "stands in (not at the target; it can rise)") if any_fallback else None
+    title, top = title_block(title, note, width=90)
+    fig.update_layout(template=TEMPLATE, height=height, margin={"l": 60, "r": 20, "t": max(60, top), "b": 50},
                       title=title, xaxis={"title": "cumulative cost"}, yaxis={"title": objective},
                       legend={"orientation": "h", "y": -0.2})
     return fig
