@@ -14,13 +14,6 @@ st.title("Backtest")
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _recommendation(path: str, study: str, results: str):
-    from engine.recommendation import recommend
-
-    return recommend(common._store(path), study)
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
 def _backtest(path: str, study: str, results: str, models: tuple[str, ...]):
     from engine.models.backtest import backtest
 
@@ -47,8 +40,7 @@ def body() -> None:
                f"{scale_label(cfg.target.model_params, cfg.target.steps, cfg.target.tokens)} · runs at "
                + ", ".join(human(s) for s in sizes))
     key = (common.db_path(), name, common.results_key(name))
-    rec = common.background(("recommendation",) + key, "Backtesting the models and fitting the recommended one",
-                            _recommendation, *key)
+    rec = common.recommendation(name)
     if rec is not None:
         st.subheader(f"Recommended: {rec.model}")
         st.write(rec.reason)

@@ -49,14 +49,6 @@ def cli_command(study: str, fmt: str, prov, prefix: str) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _recommendation(path: str, study: str, results: str):
-    """The study's recommendation (engine.recommendation; the Backtest page shares the cache key)."""
-    from engine.recommendation import recommend
-
-    return recommend(common._store(path), study)
-
-
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _recommend(path, study, version, model, objective, direction, mp, steps, tokens):
     """(fitted model, the data_version it was fitted at, its optimum at the target)."""
@@ -83,9 +75,7 @@ def body() -> None:
             st.warning("This study has no [target]; add one to its config to get a recommendation.")
             return
     if src == "recommendation" and model == "auto":
-        key = (common.db_path(), name, common.results_key(name))
-        rec = common.background(("recommendation",) + key, "Backtesting the models and fitting the recommended one",
-                                _recommendation, *key)
+        rec = common.recommendation(name)
         if rec is None:
             return
         ex = from_recommendation(common.store(), name, rec)
