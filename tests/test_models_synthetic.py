@@ -53,8 +53,9 @@ def test_mfms_gp_recovers_surface_and_optimum():
     # the mean-only path and the structured cross kernel give the same numbers
     assert np.allclose(gp.predict_mean(q), mu, rtol=0, atol=1e-9)  # summation order differs
     X = gp.transform(q)
+    model = gp.model_
     with torch.no_grad():
-        assert torch.allclose(gp._cross_kernel(X), gp._kernel(X, gp.X_train_), rtol=1e-12, atol=1e-15)
+        assert torch.allclose(model.cross_kernel(X), model.kernel_matrix(X, model.train_X), rtol=1e-12, atol=1e-15)
 
 
 def test_mfms_gp_botorch_access_and_warm_start():
@@ -71,10 +72,15 @@ def test_mfms_gp_botorch_access_and_warm_start():
     fixed = gp.scale_columns(int(3e7), steps=500)
     mu, sd = gp.predict(q)
     assert np.allclose(post.mean.detach().squeeze(-1).numpy(), mu)
+    # the posterior is GPyTorch's exact GP posterior (same kernel, mean, noise and data) ...
     with torch.no_grad():
-        ref = gp.singletask_gp.posterior(X.detach())
-        assert np.allclose(ref.mean.squeeze(-1).numpy(), mu, atol=1e-8)
-        assert np.allclose(ref.variance.squeeze(-1).sqrt().numpy(), sd, atol=1e-6)
+        ref = _exact_gp_posterior(gp, X.detach())
+        assert np.allclose(ref.mean.numpy(), mu, atol=1e-8)
+        assert np.allclose(ref.variance.sqrt().numpy(), sd, atol=1e-6)
+        # ... jointly too: a batch of q points has the exact joint covariance
+        joint = gp.botorch_model.posterior(X.detach().unsqueeze(0))
+        ref_cov = ref.covariance_matrix * 1.0
+        assert torch.allclose(joint.mvn.covariance_matrix[0], ref_cov, atol=1e-8 * gp.y_std_ ** 2)
     # an MC acquisition function over the mixture with the scale columns fixed
     from botorch.acquisition.logei import qLogExpectedImprovement
     from botorch.optim import optimize_acqf
@@ -88,18 +94,31 @@ def test_mfms_gp_botorch_access_and_warm_start():
                             options={"maxiter": 20})
     assert cand.shape == (2, K + 2) and torch.allclose(cand[:, :K].sum(-1), torch.ones(2, dtype=torch.float64))
     assert fixed == pytest.approx({K: float(X[0, K]), K + 1: float(X[0, K + 1])})
-    # the fidelity slice model (inputs: w only) gives the same posterior at that fidelity
-    fm = gp.fidelity_model(int(3e7), steps=500)
-    with torch.no_grad():
-        full = gp.botorch_model.posterior(X.detach().reshape(1, 5, K + 2))
-        sl = fm.posterior(X.detach()[:, :K].reshape(1, 5, K))
-    assert torch.allclose(full.mean, sl.mean, atol=1e-8)
-    # covariances agree to ~1e-6 of the prior variance (the slice uses an explicit K^-1)
-    tol = 1e-6 * gp.outputscale_ * gp.y_std_ ** 2
-    assert torch.allclose(full.mvn.covariance_matrix, sl.mvn.covariance_matrix, atol=tol)
     gp2 = get_model("mfms-gp").fit(runs_table(32), "loss_x", warm_start=gp)
     mu2, _ = gp2.predict(q)
     assert np.abs(mu2 - mu).max() < 0.05
+
+
+def _exact_gp_posterior(gp, X):
+    """GPyTorch's own exact-GP posterior at X with the fitted GP's kernel, noise, mean and data
+    (objective units): what the direct Cholesky posterior must equal."""
+    import gpytorch
+
+    m = gp.model_
+
+    class Exact(gpytorch.models.ExactGP):
+        def __init__(self):
+            lik = gpytorch.likelihoods.FixedNoiseGaussianLikelihood(noise=m.noise_var)
+            super().__init__(m.train_X, (m.train_y - m.y_mean) / m.y_std, lik)
+
+        def forward(self, x):
+            return gpytorch.distributions.MultivariateNormal((m.prior_mean(x) - m.y_mean) / m.y_std, m.kernel(x))
+
+    e = Exact().eval()
+    with gpytorch.settings.fast_pred_var(False), gpytorch.settings.max_cholesky_size(10 ** 6):
+        f = e(X)
+    return gpytorch.distributions.MultivariateNormal(f.mean * m.y_std + m.y_mean,
+                                                     f.covariance_matrix * m.y_std ** 2)
 
 
 def test_mfms_gp_exact_variant_small():
@@ -231,16 +250,18 @@ def test_mfms_gp_noise_scales_with_checkpoint_counts():
     gp = get_model("mfms-gp").fit(df, "loss_x")
     assert gp.counts_.max() > 5 and (gp.counts_ >= 1).all()
     # the solve's covariance is K(X, X) + diag(sigma^2 / n_eff)
+    model = gp.model_
     with torch.no_grad():
-        Kxx = gp._kernel(gp.X_train_, gp.X_train_)
-        noise = torch.diagonal(gp.L_ @ gp.L_.T - Kxx).numpy()
-    sigma2 = float(gp._lik.noise)
-    assert np.allclose(noise, sigma2 / gp.counts_ + gp.jitter_, rtol=1e-6, atol=1e-10)
-    # BoTorch's SingleTaskGP (fantasies, believers) sees the same per-point noise
+        Kxx = model.kernel_matrix(model.train_X, model.train_X)
+        noise = torch.diagonal(model.L @ model.L.T - Kxx).numpy()
+    sigma2 = float(model.noise_model.noise)
+    assert np.allclose(noise, sigma2 / gp.counts_ + model.jitter, rtol=1e-6, atol=1e-10)
+    # conditioning on a new point (a believer) gives it one checkpoint's noise, sigma^2
+    x = gp.transform(query(1, 3e7, 700)[0])
     with torch.no_grad():
-        post = gp.singletask_gp.posterior(gp.X_train_[:20])
-    mu, _ = gp.predict_tensor(gp.X_train_[:20])
-    assert np.allclose(post.mean.squeeze(-1).numpy(), mu.numpy(), atol=1e-8)
+        cond = model.condition_on_observations(x, model.posterior(x.unsqueeze(-2)).mean.reshape(-1))
+        L2 = cond.L @ cond.L.T - cond.kernel_matrix(cond.train_X, cond.train_X)
+    assert float(L2[-1, -1]) == pytest.approx(sigma2 + model.jitter, rel=1e-6)
 
 
 def test_mfms_gp_keeps_every_run_above_the_run_cap():
@@ -250,7 +271,7 @@ def test_mfms_gp_keeps_every_run_above_the_run_cap():
     assert set(gp._design_runs) == set(df["run_id"]) and gp.n_train_ == 45
     # one point per run: the last checkpoint
     last = df.sort_values("steps").groupby("run_id").tail(1)
-    assert np.allclose(np.sort(gp.Y_train_.squeeze(-1).numpy()), np.sort(last["loss_x"].to_numpy()))
+    assert np.allclose(np.sort(gp.model_.train_y.numpy()), np.sort(last["loss_x"].to_numpy()))
     gp = get_model("mfms-gp", max_points=60, maxiter=5).fit(runs_table(25, max_steps=1000), "loss_x")
     assert gp.points_per_run_ == 2 and gp.n_train_ == 50
     with pytest.warns(UserWarning, match="70 runs exceed max_points=60; 10 runs"):
@@ -278,8 +299,8 @@ def test_mfms_gp_fit_failures_are_reported():
     assert torch.isnan(m.covar_module.raw_lengthscale).all()  # the starting values, restored
     # through the model: a warning, fit_ok_ False, then a clear error instead of a broken Cholesky
     bad = get_model("mfms-gp").fit(df, "loss_x")
-    bad.hypers_["covar"] = {k: torch.full_like(v, float("nan")) if "lengthscale" in k else v
-                            for k, v in bad.hypers_["covar"].items()}
+    bad.hypers_["kernel"] = {k: torch.full_like(v, float("nan")) if "raw_lengthscale" in k else v
+                             for k, v in bad.hypers_["kernel"].items()}
     with pytest.warns(UserWarning, match="hyperparameter fit failed"):
         with pytest.raises(ValidationError, match="not positive definite even with a jitter of 1e-2"):
             get_model("mfms-gp").fit(df, "loss_x", warm_start=bad)
@@ -293,9 +314,9 @@ def test_mfms_gp_parameter_count_and_few_mixtures():
     with pytest.raises(ValidationError, match=r"mfms-gp with 3 domains needs at least 2 runs \(two mixtures"):
         gp.fit(runs_table(1), "loss_x")
     few = gp.fit(runs_table(3), "loss_x")  # 3 mixtures < K + 2: the mean's mixture exponents stay 0
-    assert not few.mean_mixture_terms_ and np.allclose(few.mean_module_.t[:K].detach().numpy(), 0)
+    assert not few.mean_.mixture_terms_ and np.allclose(few.mean_.t[:K].detach().numpy(), 0)
     many = get_model("mfms-gp").fit(runs_table(12), "loss_x")
-    assert many.mean_mixture_terms_ and np.abs(many.mean_module_.t[:K].detach().numpy()).max() > 0
+    assert many.mean_.mixture_terms_ and np.abs(many.mean_.t[:K].detach().numpy()).max() > 0
 
 
 W_SMALL, W_BIG = np.array([0.6, 0.25, 0.15]), np.array([0.15, 0.3, 0.55])
@@ -344,9 +365,9 @@ def test_mfms_gp_loss_law_stays_a_loss_far_beyond_its_runs():
     mu, sd = gp.predict(q)
     assert (mu > 0).all() and np.isfinite(sd).all()
     assert float(mu.min()) >= 0.5 * float(truth.min())  # floor: no collapse below a plausible loss
-    mean, K_ = gp.mean_module_, len(gp.domains_)
+    mean, K_ = gp.mean_, len(gp.domains_)
     assert float(mean.k) >= 0 and (mean.t[K_:K_ + 2] <= 0).all()
-    assert float(mean.c) * gp.y_std_ + gp.y_mean_ >= -1e-9
+    assert float(mean.c) * float(mean.scale) + float(mean.loc) >= -1e-9  # the irreducible loss
 
 
 def test_mfms_gp_warm_start_without_relearning_keeps_the_mean():
@@ -359,13 +380,12 @@ def test_mfms_gp_warm_start_without_relearning_keeps_the_mean():
     assert gp2.y_mean_ != gp.y_mean_  # new data, new standardisation
     X = gp.transform(query(50, 3e8, 2000)[0])  # far beyond the runs: the mean dominates there
     with torch.no_grad():
-        m1 = gp.mean_module_(X) * gp.y_std_ + gp.y_mean_
-        m2 = gp2.mean_module_(X) * gp2.y_std_ + gp2.y_mean_
+        m1, m2 = gp.mean_(X), gp2.mean_(X)
     assert torch.allclose(m1, m2, atol=1e-9)
     # re-learning (warm_maxiter > 0) refits the mean as before
     gp3 = get_model("mfms-gp", warm_maxiter=5).fit(bigger, "loss_x", warm_start=gp)
     with torch.no_grad():
-        m3 = gp3.mean_module_(X) * gp3.y_std_ + gp3.y_mean_
+        m3 = gp3.mean_(X)
     assert not torch.allclose(m1, m3, atol=1e-6)
 
 
@@ -382,13 +402,14 @@ def test_mfms_gp_far_noise_grows_below_the_largest_scale():
     df["loss_x"] += noise
     far = get_model("mfms-gp", noise="far").fit(df, "loss_x")
     count = get_model("mfms-gp").fit(df, "loss_x")
-    assert float(far._lik.far[1]) > 1.0  # the steps term: early checkpoints are the noisy ones
+    noise_model = far.model_.noise_model
+    assert float(noise_model.far[1]) > 1.0  # the steps term: early checkpoints are the noisy ones
     u = far.X_train_[:, -2:]
-    with torch.no_grad():
-        noise_var = far._lik.train_noise(len(u)).numpy()
+    noise_var = far.model_.noise_var.numpy()
+    sigma2 = float(noise_model.noise)
     top = (u == u.max(0).values).all(-1).numpy()
-    assert top.any() and np.allclose(noise_var[top], float(far._lik.noise), rtol=1e-9)  # sigma^2 there
-    assert noise_var[~top].min() >= float(far._lik.noise) * (1 - 1e-9) and noise_var.max() > 2 * noise_var[top].min()
+    assert top.any() and np.allclose(noise_var[top], sigma2, rtol=1e-9)  # sigma^2 there
+    assert noise_var[~top].min() >= sigma2 * (1 - 1e-9) and noise_var.max() > 2 * noise_var[top].min()
     # held-out mixtures at the largest size and length, against the noiseless law
     q, y = query(200, 1e8, 2000)
     err = {name: float(np.sqrt(np.mean((m.predict(q)[0] - y) ** 2))) for name, m in (("far", far), ("count", count))}

@@ -201,26 +201,34 @@ def test_hyperband_promotes_the_best(tmp_path):
     assert len(res.done) == 14
 
 
-def test_fast_marginals_match_the_gp_posterior(store):
-    """The acquisition's direct Cholesky predictions equal BoTorch's posterior and the model's predict."""
-    from engine.strategies.acquisition import GPView, marginals, target_corr
+def test_acquisitions_read_the_gp_posterior(store):
+    """Every score comes from the model's posterior: the stored predictions, the believer, and
+    the acquisitions (FidelityLogEI without a target is BoTorch's LogExpectedImprovement)."""
+    import torch
+    from botorch.acquisition.analytic import LogExpectedImprovement
+
+    from engine.strategies.acquisition import FidelityLogEI
 
     state = StudyState.from_store(store, "synth")
     strat = get_strategy("mfms-bo", seed=4)
     sur = strat.fit(state)
     W = np.random.default_rng(0).dirichlet(np.ones(3), 16)
     X = sur.encode(W, 1_000_000, 300)
-    mu, sd = marginals(sur.gp, X)
-    post = sur.gp.posterior(X.unsqueeze(-2))
-    np.testing.assert_allclose(mu.detach().numpy(), post.mean.reshape(-1).detach().numpy(), rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(sd.detach().numpy(), post.variance.sqrt().reshape(-1).detach().numpy(), rtol=1e-5)
+    with torch.no_grad():
+        post = sur.model.posterior(X.unsqueeze(-2))
+    mu, sd = post.mean.reshape(-1).numpy(), post.variance.reshape(-1).sqrt().numpy()
     m2, s2 = sur.predict(W, 1_000_000, 300)
-    np.testing.assert_allclose(mu.detach().numpy(), m2, rtol=1e-6, atol=1e-9)
-    # believing a point shrinks the uncertainty there; correlations are in (0, 1]
-    v2 = GPView(sur.gp).believe(X[:1])
-    assert float(marginals(v2, X[:1])[1]) < float(sd[0])
-    c = target_corr(sur.gp, X, sur.encode(W, 10_000_000, 900))
-    assert ((c > 0) & (c <= 1)).all()
+    np.testing.assert_allclose(mu, m2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sd, s2, rtol=1e-9, atol=1e-12)
+    # believing a point shrinks the uncertainty there
+    with torch.no_grad():
+        believed = sur.model.believe(X[:1]).posterior(X[:1].unsqueeze(-2))
+    assert float(believed.variance.sqrt()) < sd[0]
+    best = torch.tensor(float(mu.min()), dtype=torch.float64)
+    with torch.no_grad():
+        ours = FidelityLogEI(sur.model, best, maximize=False)(X.unsqueeze(-2))
+        ref = LogExpectedImprovement(sur.model, best_f=best, maximize=False)(X.unsqueeze(-2))
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-9, atol=1e-9)
 
 
 def test_plain_ei_per_cost_variant(store):
@@ -239,7 +247,8 @@ def test_augmented_scores_at_the_target_are_log_ei(store):
 
     import torch
 
-    from engine.strategies.acquisition import augmented_scores, log_ei, marginals
+    from engine.models.gp.compat import log_ei
+    from engine.strategies.search import augmented_scores
 
     state = StudyState.from_store(store, "synth")
     strat = get_strategy("mfms-bo", seed=6)
@@ -248,16 +257,23 @@ def test_augmented_scores_at_the_target_are_log_ei(store):
     fids = state.fidelities()
     C = np.random.default_rng(1).dirichlet(np.ones(3), 12)
     best = float(state.observed_incumbent().pred_mean)
-    sc, lei_t, lcorr = augmented_scores(sur.gp, sur, C, fids, t, best, maximize=False, corr_power=2.0)
-    mu, sd = marginals(sur.gp, sur.encode(C, t.model_params, t.steps))
-    np.testing.assert_allclose(lei_t, log_ei(mu, sd, best, False).detach().numpy(), rtol=1e-6, atol=1e-9)
+    sc, lei_t, lcorr = augmented_scores(sur.model, sur, C, fids, t, best, maximize=False, corr_power=2.0)
+    with torch.no_grad():
+        post = sur.model.posterior(sur.encode(C, t.model_params, t.steps).unsqueeze(-2))
+        mu, sd = post.mean.reshape(-1), post.variance.reshape(-1).sqrt()
+    np.testing.assert_allclose(lei_t, log_ei(mu, sd, best, False).numpy(), rtol=1e-6, atol=1e-9)
     for j, f in enumerate(fids):
         ratio = math.log(f.cost / t.cost)
         np.testing.assert_allclose(sc[:, j], lei_t + 2.0 * lcorr[:, j] - ratio, rtol=1e-9, atol=1e-9)
         if (f.model_params, f.steps) == (t.model_params, t.steps):
             assert np.all(lcorr[:, j] == 0)
+        else:  # the correlation of the joint posterior at the two points
+            x = torch.stack([sur.encode(C, f.model_params, f.steps), sur.encode(C, t.model_params, t.steps)], 1)
+            with torch.no_grad():
+                cov = sur.model.posterior(x).mvn.covariance_matrix
+            corr = (cov[:, 0, 1] / (cov[:, 0, 0] * cov[:, 1, 1]).sqrt()).clamp(1e-6, 1).numpy()
+            np.testing.assert_allclose(lcorr[:, j], np.log(corr), rtol=1e-6, atol=1e-9)
     assert np.all(lcorr <= 1e-12)
-    assert torch.is_tensor(mu)
 
 
 def test_mfms_bo_augmented_acquisition(store):

@@ -49,7 +49,7 @@ class BO(GPStrategy):
             return self._ask(state, q)
 
     def _ask(self, state: StudyState, q: int) -> list[Proposal]:
-        from engine.strategies.acquisition import fidelity_incumbents, select_batch
+        from engine.strategies.search import fidelity_incumbents, select_batch
 
         fids = self.offered(state)
         sur = self.fit(state)
@@ -59,7 +59,7 @@ class BO(GPStrategy):
         W_obs = self.observed_mixtures(state, self.run_summary(state))
         inc = self.model_incumbent(state, sur, W_obs)
         self.incumbent_ = inc
-        best_f = fidelity_incumbents(sur, W_obs, fids, state.maximize)
+        best_f = fidelity_incumbents(sur.model, sur, W_obs, fids, state.maximize)
         around = np.vstack([np.array([inc.weights[d] for d in state.domains])[None], W_obs[-3:]])
         picks = select_batch(sur, fids, best_f, q, state.bounds(), self.rng(state), maximize=state.maximize,
                              pending_X=self.pending_X(state, sur), around=around, n_screen=self.n_screen,
@@ -89,7 +89,7 @@ class MFBO(BO):
         return [f for f in state.fidelities() if f.model_params == t.model_params]
 
     def _ask(self, state: StudyState, q: int) -> list[Proposal]:
-        from engine.strategies.acquisition import select_augmented
+        from engine.strategies.search import select_augmented
 
         fids = self.offered(state)
         t = state.target()

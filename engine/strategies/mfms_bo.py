@@ -117,7 +117,7 @@ class GPStrategy(Strategy):
         return space.unique_rows(state.W(df))
 
     def model_incumbent(self, state: StudyState, sur: Surrogate, W_obs: np.ndarray) -> Incumbent:
-        from engine.strategies.acquisition import _no_grad_marginals
+        import torch
 
         t = state.target()
         optimum = getattr(self, "incumbent_mode", "observed") == "optimum"
@@ -130,8 +130,9 @@ class GPStrategy(Strategy):
         sgn = -1.0 if state.maximize else 1.0
 
         def scored(W):
-            mu, sd = _no_grad_marginals(sur.gp, sur.encode(W, t.model_params, t.steps))
-            mu, sd = mu.numpy(), sd.numpy()
+            with torch.no_grad():
+                post = sur.model.posterior(sur.encode(W, t.model_params, t.steps).unsqueeze(-2))
+            mu, sd = post.mean.reshape(-1).numpy(), post.variance.reshape(-1).sqrt().numpy()
             return mu, sd, sgn * mu + beta * sd
 
         mu, sd, score = scored(W_obs)
@@ -244,7 +245,7 @@ class MFMSBO(GPStrategy):
             return self._ask(state, q)
 
     def _ask(self, state: StudyState, q: int) -> list[Proposal]:
-        from engine.strategies.acquisition import fidelity_incumbents, select_augmented, select_batch
+        from engine.strategies.search import fidelity_incumbents, select_augmented, select_batch
 
         fids = fidelity_filter(self.offered(state), state.target(), self.max_fidelities)
         sur = self.fit(state)
@@ -259,12 +260,8 @@ class MFMSBO(GPStrategy):
                                      maximize=state.maximize, pending_X=self.pending_X(state, sur), around=around,
                                      n_screen=self.n_screen, corr_power=self.corr_power)
             return self.to_proposals(state, sur, picks, inc)
-        best_f = fidelity_incumbents(sur, W_obs, fids, state.maximize)
-        tcols = None
-        if self.target_corr:
-            t = state.target()
-            fx = sur.fixed_columns(t.model_params, t.steps)
-            tcols = (fx[len(state.domains)], fx[len(state.domains) + 1])
+        best_f = fidelity_incumbents(sur.model, sur, W_obs, fids, state.maximize)
+        tcols = sur.target_columns(state.target()) if self.target_corr else None
         picks = select_batch(sur, fids, best_f, q, state.bounds(), self.rng(state), maximize=state.maximize,
                              pending_X=self.pending_X(state, sur), around=around, n_screen=self.n_screen,
                              n_coarse=self.n_coarse, n_fid=self.n_fid, n_refine=self.n_refine,
