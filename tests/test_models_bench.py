@@ -123,7 +123,7 @@ def test_regmix_leave_larger_out_fits_small_and_scores_the_1b_runs():
     t = regmix_table(REGMIX)
     assert t.groupby("model_params")["run_id"].nunique().to_dict() == {1_000_000: 576, 60_000_000: 64,
                                                                         1_000_000_000: 64}
-    res = regmix_extrapolation(REGMIX.parent.parent, models=("dmsl", "regmix"), targets=["pile_cc"],
+    res = regmix_extrapolation(REGMIX.parent, models=("dmsl", "regmix"), targets=["pile_cc"],
                                log=lambda *_: None)
     rows = {r["model"]: r for r in res["rows"]}
     assert set(rows) == {"dmsl", "regmix"} and all(r["model_params"] == 1_000_000_000 for r in rows.values())
