@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, console_err, esc,
-                               open_store, print_json)
+                               open_store, print_json, say)
 
 
 def run_backtest(db: Path, study: str, models: list[str], cut: str, *, calibrate: bool = True,
@@ -105,9 +105,9 @@ def register(app: typer.Typer) -> None:
                           _f(r.coverage_2std, "{:.0%}"))
         console.print(table)
         if res.recommended:
-            console.print(f"[bold]trust {esc(res.recommended)}[/]: {esc(res.reason)}", soft_wrap=True)
+            say(f"trust {res.recommended}: {res.reason}")
         else:
-            console.print(res.reason, markup=False, soft_wrap=True)
+            say(res.reason)
         if csv is not None:
             console_err.print(f"wrote {len(res.rows)} rows to {csv}")
 
