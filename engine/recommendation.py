@@ -383,6 +383,7 @@ def _write_json(path: Path, obj: dict) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".rec-", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, default=_plain)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the app run as another user
         os.replace(tmp, path)
     except OSError:
         pass
