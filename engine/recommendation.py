@@ -60,6 +60,9 @@ class Extrapolation:
     backtest_spearman: float | None = None
     backtest_regret: float | None = None
     backtest_coverage_1std: float | None = None
+    #: False where no backtest across sizes is possible (runs at one size); None where none was
+    #: run for this answer (``mixplan backtest`` measures it)
+    backtestable: bool | None = None
 
     @property
     def beyond(self) -> bool:
@@ -81,8 +84,10 @@ class Extrapolation:
             msg += (f" The backtest measured this model at {self.backtest_ratio:.3g}x: mean relative error "
                     f"{_pct(self.backtest_mre)}, Spearman {_num(self.backtest_spearman)}, regret of its pick "
                     f"{_num(self.backtest_regret, 4)}, +-1 std held {_pct(self.backtest_coverage_1std, 0)}.")
-        elif self.beyond:
+        elif self.beyond and self.backtestable is False:
             msg += " No backtest across sizes was possible (runs at one size): treat the std as a lower bound."
+        elif self.beyond:
+            msg += " `mixplan backtest` measures how well the models extrapolate that far."
         return msg
 
 
@@ -289,7 +294,8 @@ def extrapolation(runs: pd.DataFrame, model_params: float, length: float | None,
     longest = float(pd.to_numeric(runs[z_col]).max()) if z_col else None
     size_ratio = float(model_params) / largest
     length_ratio = float(length) / longest if (length is not None and longest) else None
-    ext = dict(size_ratio=size_ratio, length_ratio=length_ratio, largest_size=int(largest), longest=longest)
+    ext = dict(size_ratio=size_ratio, length_ratio=length_ratio, largest_size=int(largest), longest=longest,
+               backtestable=bool(pd.to_numeric(runs["model_params"]).nunique() >= 2))
     if backtest_rows is not None and model is not None and len(backtest_rows):
         r = backtest_rows[(backtest_rows["model"] == model) & backtest_rows["error"].isna()]
         if len(r):
@@ -377,6 +383,7 @@ def _write_json(path: Path, obj: dict) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".rec-", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, default=_plain)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the app run as another user
         os.replace(tmp, path)
     except OSError:
         pass

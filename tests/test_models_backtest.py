@@ -156,3 +156,37 @@ def test_auto_chooses_and_calibrates_on_the_fitted_sizes_only():
     p = clean.predictions
     assert (p["pred_std"] >= p["pred_std_raw"] - 1e-12).all() and (p["pred_std"] > p["pred_std_raw"]).any()
     assert made[0].calibration_.fitted
+
+
+def _import_regmix(folder, db):
+    for mix, loss in (("train_mixture_1m.csv", "train_pile_loss_1m.csv"), ("test_mixture_60m.csv", "test_pile_loss_60m.csv"),
+                      ("test_mixture_1B.csv", "test_pile_loss_1B.csv")):
+        r = subprocess.run([sys.executable, "-m", "engine.cli", "import", str(folder / mix), str(folder / loss),
+                            "--study", "pile", "--db", str(db)], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+
+
+def test_backtest_cli_on_an_imported_regmix_study(tmp_path, data_dir):
+    """RegMix's layout (mixture + loss pairs, tokens only, three sizes) imported through the CLI:
+    the backtest fits 1M + 60M and scores the ~1B runs."""
+    db = tmp_path / "pile.duckdb"
+    _import_regmix(data_dir / "regmix", db)
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--study", "pile", "--db", str(db),
+                        "--models", "mixing-law,regmix", "--objective", "loss_pile_cc", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert {row["model_params"] for row in rows} == {1_000_000_000} and {row["cut"] for row in rows} == {60_000_000}
+    assert all(row["n"] == 3 for row in rows)
+
+
+@pytest.mark.slow
+def test_backtest_cli_on_the_real_regmix_tables(tmp_path, regmix_dir):
+    db = tmp_path / "pile.duckdb"
+    _import_regmix(regmix_dir, db)
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "backtest", "--study", "pile", "--db", str(db),
+                        "--models", "dmsl,regmix", "--objective", "loss_pile_cc", "--cut", "60000000", "--json"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    rows = {row["model"]: row for row in json.loads(r.stdout)}
+    assert rows["dmsl"]["n"] == 64 and rows["dmsl"]["spearman"] > 0.9 and rows["dmsl"]["recommended"]

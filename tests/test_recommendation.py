@@ -107,7 +107,7 @@ def test_explored_bounds_keep_the_optimum_near_the_runs():
 def test_extrapolation_within_the_runs_says_so():
     e = Extrapolation(size_ratio=1.0, length_ratio=1.0, largest_size=1_000_000, longest=500.0)
     assert not e.beyond and "within the observed runs" in e.describe()
-    e = Extrapolation(size_ratio=1.0, length_ratio=3.0, largest_size=1_000_000, longest=500.0)
+    e = Extrapolation(size_ratio=1.0, length_ratio=3.0, largest_size=1_000_000, longest=500.0, backtestable=False)
     assert "3x the longest run (500)" in e.describe() and "No backtest" in e.describe()
 
 
@@ -125,4 +125,6 @@ def test_one_size_study_is_recommended_without_calibration(tmp_path):
 def test_propose_says_how_far_the_target_lies_beyond_the_runs(law_db):
     r = _cli("propose", "--study", "law", "--db", str(law_db), "--strategy", "random", "-n", "1")
     assert r.returncode == 0, r.stderr
-    assert "The target is an extrapolation: 3x the largest model size run (10M)" in r.stdout
+    text = " ".join(r.stdout.split())  # wrapped to the terminal
+    assert "The target is an extrapolation: 3x the largest model size run (10M)" in text
+    assert "`mixplan backtest` measures" in text and "No backtest" not in text

@@ -15,13 +15,13 @@ from typing import Annotated, Optional
 import typer
 
 from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, console_err, esc,
-                               open_store, print_json)
+                               open_store, print_json, say)
 
 
 def run_backtest(db: Path, study: str, models: list[str], cut: str, *, calibrate: bool = True,
-                 show_progress: bool = True):
-    """The backtest of a stored study (its objective, domains, tokens_per_step and direction),
-    with a progress bar on stderr."""
+                 show_progress: bool = True, objective: str | None = None):
+    """The backtest of a stored study (its objective unless ``objective``, domains,
+    tokens_per_step and direction), with a progress bar on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from engine.models.backtest import backtest, size_cuts
@@ -45,8 +45,9 @@ def run_backtest(db: Path, study: str, models: list[str], cut: str, *, calibrate
             seen[0] += 1
             bar.update(task, now=msg)
 
-        res = backtest(runs, cfg.objective, models=models, cut=cut, domains=list(cfg.domains),
-                       tokens_per_step=cfg.tokens_per_step, direction=cfg.direction_for(cfg.objective),
+        objective = objective or cfg.objective
+        res = backtest(runs, objective, models=models, cut=cut, domains=list(cfg.domains),
+                       tokens_per_step=cfg.tokens_per_step, direction=cfg.direction_for(objective),
                        calibrate=calibrate, progress=progress)
         bar.advance(task)
     return res
@@ -60,6 +61,8 @@ def register(app: typer.Typer) -> None:
             "mfms-gp,dmsl,dmsl-joint,mixing-law,regmix",
         cut: Annotated[str, typer.Option("--cut", help="auto (every size boundary that leaves two sizes to fit) "
                                                        "or the largest model size to fit on, e.g. 60000000.")] = "auto",
+        objective: Annotated[Optional[str], typer.Option("--objective", help="loss_<domain>, mean_loss or "
+                                                         "metric_<name> (default: the study's).")] = None,
         csv: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV here.")] = None,
         no_calibration: Annotated[bool, typer.Option("--no-calibration", help="Score each model's own std "
                                                      "(faster: no inner backtest per cut).")] = False,
@@ -80,7 +83,8 @@ def register(app: typer.Typer) -> None:
         unknown = [m for m in names if m not in MODELS]
         if unknown:
             raise NotFoundError(f"unknown model(s) {', '.join(unknown)}. Models: {', '.join(MODELS)}.")
-        res = run_backtest(db, study, names, cut, calibrate=not no_calibration, show_progress=not as_json)
+        res = run_backtest(db, study, names, cut, calibrate=not no_calibration, show_progress=not as_json,
+                           objective=objective)
         if csv is not None:
             from engine.outfile import database_files, write_out_file
 
@@ -101,9 +105,9 @@ def register(app: typer.Typer) -> None:
                           _f(r.coverage_2std, "{:.0%}"))
         console.print(table)
         if res.recommended:
-            console.print(f"[bold]trust {esc(res.recommended)}[/]: {esc(res.reason)}", soft_wrap=True)
+            say(f"trust {res.recommended}: {res.reason}")
         else:
-            console.print(res.reason, markup=False, soft_wrap=True)
+            say(res.reason)
         if csv is not None:
             console_err.print(f"wrote {len(res.rows)} rows to {csv}")
 

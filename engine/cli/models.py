@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, esc, print_json,
+from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, esc, print_json, say,
                                whole_number)
 from engine.errors import ValidationError
 
@@ -123,8 +123,8 @@ def register(app: typer.Typer) -> None:
         console.print(f"wrote {len(res)} prediction(s) of {esc(res.attrs.get('model', model))} to {esc(out)}")
         far = float(res["size_ratio"].max()) if len(res) else 1.0
         if far > 1.0:
-            console.print(f"the largest query size is {far:.3g}x the largest run: pred_std is calibrated by the "
-                          "study's backtest (pred_std_uncalibrated is the model's own)", markup=False)
+            say(f"the largest query size is {far:.3g}x the largest run: pred_std is calibrated by the "
+                "study's backtest (pred_std_uncalibrated is the model's own)")
 
     @app.command("optimum")
     def optimum(
@@ -152,8 +152,8 @@ def register(app: typer.Typer) -> None:
         from engine.store import Store
 
         shown = objective or Store(db, create=False).get_config(study).objective
-        console.print(f"predicted {shown}: {opt['pred_mean']:.4f} +- {opt['pred_std']:.4f} (1 std, calibrated; "
-                      f"the model's own: {opt['pred_std_uncalibrated']:.4f})", markup=False)
-        console.print(opt["extrapolation"], markup=False, soft_wrap=True)
+        say(f"predicted {shown}: {opt['pred_mean']:.4f} +- {opt['pred_std']:.4f} (1 std, calibrated; "
+            f"the model's own: {opt['pred_std_uncalibrated']:.4f})")
+        say(opt["extrapolation"])
         if opt.get("reason"):
-            console.print("why this model: " + opt["reason"], markup=False, soft_wrap=True)
+            say("why this model: " + opt["reason"])

@@ -16,6 +16,7 @@ from engine.cli.common import (
     esc,
     open_store,
     print_json,
+    say,
 )
 
 STRATEGIES = "mfms-bo, autoscale, random, hyperband, mf-bo, bo, mf-kg"
@@ -72,7 +73,7 @@ def _say_extrapolation(store, study: str) -> None:
 
     ext = target_extrapolation(store, study)
     if ext is not None and ext.beyond:
-        console.print(ext.describe() + " (`mixplan backtest` measures it)", markup=False, soft_wrap=True)
+        say(ext.describe())
 
 
 def _proposal_block(t, unit: str) -> None:
@@ -192,9 +193,9 @@ def _say_recommendation(store, study: str) -> None:
         console.print(f"no recommendation yet: {exc}", markup=False)
         return
     mix = " ".join(f"{d}={w:.3f}" for d, w in rec.weights.items())
-    console.print(f"recommended mixture ({rec.model}; `mixplan export` gives it): {mix} (predicted "
-                  f"{rec.pred_mean:.4g} +- {rec.pred_std:.2g})", markup=False, soft_wrap=True)
-    console.print(rec.extrapolation.describe(), markup=False, soft_wrap=True)
+    say(f"recommended mixture ({rec.model}; `mixplan export` gives it): {mix} (predicted "
+        f"{rec.pred_mean:.4g} +- {rec.pred_std:.2g})")
+    say(rec.extrapolation.describe())
 
 
 def trajectory_cmd(
