@@ -39,6 +39,8 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import ValidationError
+from engine.models.backtest import plain
+from engine.numbers import human
 
 from engine.models.auto import CANDIDATES
 
@@ -75,7 +77,7 @@ class Extrapolation:
         else:
             parts = []
             if self.size_ratio > 1.0 + 1e-9:
-                parts.append(f"{self.size_ratio:.3g}x the largest model size run ({_size(self.largest_size)})")
+                parts.append(f"{self.size_ratio:.3g}x the largest model size run ({human(self.largest_size)})")
             if (self.length_ratio or 1.0) > 1.0 + 1e-9:
                 parts.append(f"{self.length_ratio:.3g}x the longest run ({self.longest:,.0f})")
             where = "an extrapolation: " + " and ".join(parts)
@@ -257,7 +259,7 @@ def compute_recommendation(cfg, runs: pd.DataFrame, *, candidates: tuple[str, ..
     bt = auto.backtest_
     length = auto.encoding_.z_from(steps=steps, tokens=tokens) if auto.encoding_.z_kind else None
     ext = extrapolation(runs, mp, length, _z_col_of(auto), bt.rows if bt is not None else None, auto.chosen_)
-    summary = [{k: _plain(v) for k, v in r.items()} for r in bt.summary.to_dict("records")] if bt is not None else []
+    summary = [{k: plain(v) for k, v in r.items()} for r in bt.summary.to_dict("records")] if bt is not None else []
     return Recommendation(
         study=cfg.name, objective=objective, direction=direction, model=auto.chosen_, reason=reason,
         weights={d: float(opt.weights[d]) for d in auto.domains_}, pred_mean=float(opt.pred_mean),
@@ -301,9 +303,9 @@ def extrapolation(runs: pd.DataFrame, model_params: float, length: float | None,
         if len(r):
             i = int(np.argmin(np.abs(np.log(r["size_ratio"].to_numpy(float)) - math.log(max(size_ratio, 1e-12)))))
             row = r.iloc[i]
-            ext.update(backtest_ratio=float(row["size_ratio"]), backtest_mre=_plain(row["mre"]),
-                       backtest_spearman=_plain(row["spearman"]), backtest_regret=_plain(row["best_regret"]),
-                       backtest_coverage_1std=_plain(row["coverage_1std"]))
+            ext.update(backtest_ratio=float(row["size_ratio"]), backtest_mre=plain(row["mre"]),
+                       backtest_spearman=plain(row["spearman"]), backtest_regret=plain(row["best_regret"]),
+                       backtest_coverage_1std=plain(row["coverage_1std"]))
     return Extrapolation(**ext)
 
 
@@ -382,7 +384,7 @@ def _write_json(path: Path, obj: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".rec-", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, default=_plain)
+            json.dump(obj, f, default=plain)
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the app run as another user
         os.replace(tmp, path)
     except OSError:
@@ -393,20 +395,6 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
-def _plain(v):
-    if isinstance(v, (np.floating, float)):
-        return None if not math.isfinite(float(v)) else float(v)
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
-
-
-def _size(n: float) -> str:
-    n = float(n)
-    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= div:
-            return f"{n / div:g}{unit}"
-    return f"{n:g}"
 
 
 def _pct(v, digits: int = 1) -> str:

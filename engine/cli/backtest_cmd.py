@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from engine.numbers import human
 from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, console_err, esc,
                                open_store, print_json, say)
 
@@ -97,10 +98,10 @@ def register(app: typer.Typer) -> None:
                       title=f"backtest of {esc(study)} ({res.objective}, {res.direction})")
         for r in res.rows.itertuples():
             if isinstance(r.error, str):
-                table.add_row(r.model, _size(r.cut), _size(r.model_params), str(r.n), "error", r.error[:60],
+                table.add_row(r.model, human(r.cut), human(r.model_params), str(r.n), "error", r.error[:60],
                               "", "", "")
                 continue
-            table.add_row(r.model, _size(r.cut), _size(r.model_params), str(r.n), _f(r.spearman, "{:.3f}"),
+            table.add_row(r.model, human(r.cut), human(r.model_params), str(r.n), _f(r.spearman, "{:.3f}"),
                           _f(r.mre, "{:.2%}"), _f(r.best_regret, "{:.4f}"), _f(r.coverage_1std, "{:.0%}"),
                           _f(r.coverage_2std, "{:.0%}"))
         console.print(table)
@@ -120,10 +121,3 @@ def _f(v, fmt: str) -> str:
     except (TypeError, ValueError):
         return "n/a"
 
-
-def _size(n) -> str:
-    n = float(n)
-    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= div:
-            return f"{n / div:g}{unit}"
-    return f"{n:g}"

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import ValidationError
+from engine.numbers import human
 from engine.runtable.schema import METRIC_PREFIX, objective_values
 
 #: the models a backtest compares by default (the registry's loss models that extrapolate in
@@ -62,13 +63,14 @@ class BacktestResult:
         """``backtest --json`` rows: the score columns plus ``recommended`` on every row."""
         out = []
         for r in self.rows.to_dict("records"):
-            rec = {k: _plain(r.get(k)) for k in ROW_COLUMNS if k in r}
+            rec = {k: plain(r.get(k)) for k in ROW_COLUMNS if k in r}
             rec["recommended"] = self.recommended
             out.append(rec)
         return out
 
 
-def _plain(v):
+def plain(v):
+    """A score as JSON has it: numpy numbers as Python numbers, NaN and infinities as None."""
     if isinstance(v, (np.floating, float)):
         return None if not math.isfinite(float(v)) else float(v)
     if isinstance(v, np.integer):
@@ -181,7 +183,7 @@ def backtest(runs: pd.DataFrame, objective: str, *, models: Sequence[str] = DEFA
         d = distance(held["model_params"].to_numpy(float), length, max_fit, _max_length(fit_runs))
         for name in models:
             if progress:
-                progress(f"{name} on sizes <= {_size(c)}")
+                progress(f"{name} on sizes <= {human(c)}")
             t0 = time.perf_counter()
             mean, std, err, model = _fit_predict(make, name, fit_runs, held, objective, domains, tokens_per_step)
             std_raw = std
@@ -305,10 +307,3 @@ def recommend_model(summary: pd.DataFrame) -> tuple[str | None, str]:
     return str(best.model), why + "."
 
 
-
-def _size(n: float) -> str:
-    n = float(n)
-    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= div:
-            return f"{n / div:g}{unit}"
-    return f"{n:g}"
