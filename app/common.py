@@ -207,6 +207,23 @@ def _optimum(path: str, study: str, results: str, model: str, objective: str, di
                      direction=direction)
 
 
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _recommendation(path: str, study: str, results: str):
+    """The study's one recommendation (engine.recommendation: backtest, calibrated model, its
+    optimum at the target; cached on disk per data version, so the CLI and every page agree)."""
+    from engine.recommendation import recommend
+
+    return recommend(_store(path), study)
+
+
+def recommendation(study: str):
+    """The study's recommendation, fitted in the background (None while it is being computed:
+    the page draws the rest and reruns when it is in)."""
+    key = (db_path(), study, results_key(study))
+    return background(("recommendation",) + key, "Backtesting the models and fitting the recommended one",
+                      _recommendation, *key)
+
+
 def direction(study: str, objective: str) -> str:
     """Which way ``objective`` is optimised in ``study`` (engine.config.objective_direction)."""
     return config(study).direction_for(objective)

@@ -20,6 +20,7 @@ PAGES = [
     st.Page("views/study.py", title="Study", icon=":material/table_view:", url_path="study", default=True),
     st.Page("views/landscape.py", title="Landscape", icon=":material/landscape:", url_path="landscape"),
     st.Page("views/scaling.py", title="Scaling", icon=":material/stacked_bar_chart:", url_path="scaling"),
+    st.Page("views/backtest.py", title="Backtest", icon=":material/query_stats:", url_path="backtest"),
     st.Page("views/validation.py", title="Validation", icon=":material/fact_check:", url_path="validation"),
     st.Page("views/trajectory.py", title="Trajectory", icon=":material/timeline:", url_path="trajectory"),
     st.Page("views/proposals.py", title="Proposals", icon=":material/how_to_reg:", url_path="proposals"),

@@ -194,9 +194,9 @@ def _mean_curve(curve: pd.DataFrame) -> pd.DataFrame:
 
 def verdict(store, study: str, *, model: str | None = None, fitted=None) -> Verdict:
     """The verdict on the study's validation runs (see the module docstring). ``model``: the loss
-    model whose predictions are judged (default: the one the latest plan recommended with, else
-    the export default); ``fitted``: an already fitted model (the app passes its cached fit)."""
-    from engine.export.recommend import DEFAULT_MODEL, fit_study_model
+    model whose predictions are judged (default: the model the latest plan's recommendation came
+    from, else the study's recommended one; calibrated, as `mixplan optimum` answers); ``fitted``: an already fitted model (the app passes its cached fit)."""
+    from engine.recommendation import AUTO, study_model
 
     cfg = store.get_config(study)
     t = cfg.target
@@ -204,7 +204,7 @@ def verdict(store, study: str, *, model: str | None = None, fitted=None) -> Verd
         raise ValidationError(f"study '{study}' has no target in steps, so its validation runs cannot be judged.")
     sign = 1.0 if cfg.direction == "minimize" else -1.0
     plan = latest_plan(store, study) or {"arms": []}
-    model = model or plan.get("model") or DEFAULT_MODEL
+    model = model or plan.get("model") or AUTO
     held = store.runs_frame(study, meta=True, purpose="validation")
     trials = store.trials(study, purpose="validation")
     domains = list(cfg.domains)
@@ -253,7 +253,8 @@ def verdict(store, study: str, *, model: str | None = None, fitted=None) -> Verd
     # predictions at the target, from the study's own runs only
     if arms and len(fit_runs):
         if fitted is None:
-            fitted = fit_study_model(store, study, model, runs=fit_runs)
+            fitted, _ = study_model(store, study, model)
+        model = getattr(fitted, "chosen_", model)
         q = pd.DataFrame([{**{f"w_{d}": a.weights[d] for d in domains}, "model_params": int(t.model_params),
                            "steps": int(t.steps), "tokens": cfg.tokens_for(t.steps)} for a in arms])
         mean, std = fitted.predict(q)

@@ -748,6 +748,29 @@ def test_approve_selected_saves_table_edits_first(env_db):
     assert any("after saving the table's edits" in s.value for s in at.success)
 
 
+@pytest.mark.slow
+def test_backtest_page_recommends_the_model_export_uses(env_db):
+    """Backtest: the recommended model with its reason and extrapolation, the per-model table and
+    the predicted-vs-observed chart; Export (default: the recommendation) names the same model
+    and mixture as `mixplan export`."""
+    from engine.recommendation import recommend
+
+    at = page("views/backtest.py", study="demo", backtest_models=["dmsl", "mixing-law"])
+    ok(at)
+    rec = recommend(Store(env_db), "demo")
+    assert [s.value for s in at.subheader] == [f"Recommended: {rec.model}"]
+    assert any("beyond" in i.value or "within the observed" in i.value or "extrapolation" in i.value
+               for i in at.info)
+    assert len(at.dataframe) >= 1 and set(at.dataframe[0].value["model"]) == {"dmsl", "mixing-law"}
+    ex = page("views/export.py", study="demo", export_model="auto")
+    ok(ex)
+    assert ex.metric[0].label == "Recommended by" and ex.metric[0].value == rec.model
+    shown = [c.value for c in ex.code if c.language == "json"][0]
+    import json
+
+    assert json.loads(shown)["weights"] == pytest.approx({d: round(w, 6) for d, w in rec.weights.items()}, abs=1e-6)
+
+
 # ---- issue 14: the approve -> run loop as a person clicks it; issue 16.1: commands need the opt-in
 CMD_CONFIG = '''name = "sneaky"
 domains = ["a", "b"]

@@ -232,6 +232,25 @@ def test_scaling_page(server, page):
     shot(page, "3-scaling")
 
 
+def test_backtest_page(server, page):
+    """Issue 11 in the browser: the bundled demo's backtest (fit the small sizes, predict the
+    larger), the recommended model with how far the target lies beyond the runs, and predicted vs
+    observed with error bars; the Export page then exports that recommendation by default."""
+    url, db = server
+    open_page(page, url, "backtest", "Backtest")
+    page.get_by_text("Recommended:").first.wait_for(timeout=600_000)
+    wait_plots(page, 1, timeout_s=600)
+    no_errors(page)
+    from engine.recommendation import cached_recommendation
+    from engine.store import Store
+
+    rec = cached_recommendation(Store(db), "demo")
+    assert rec is not None and page.get_by_text(f"Recommended: {rec.model}").count() == 1
+    assert page.get_by_text("3x the largest model size run").count() >= 1
+    assert page.locator(".js-plotly-plot path.yerror").count() >= 1  # the predictions' error bars
+    shot(page, "3c-backtest")
+
+
 def test_trajectory_page(server, page):
     url, _ = server
     open_page(page, url, "trajectory", "Trajectory")
@@ -315,6 +334,12 @@ def test_export_page_download(server, page, tmp_path):
     assert prov["study"] == "demo" and prov["runs"] == len(done) and prov["source"] in ("optimum", "run")
     if prov["source"] == "optimum":
         assert prov["model"] and "pred_mean" in prov and "pred_std" in prov
+        from engine.recommendation import recommend
+
+        # the default export is the study's one recommendation, the mixture `mixplan export` gives
+        rec = recommend(store, "demo")
+        assert prov["recommended"] is True and prov["model"] == rec.model
+        assert doc["weights"] == pytest.approx({d: round(w, 6) for d, w in rec.weights.items()}, abs=1e-6)
     with page.expect_download() as info:
         page.get_by_role("button", name="Download Megatron").click()
     mpath = tmp_path / info.value.suggested_filename

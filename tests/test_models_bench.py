@@ -102,3 +102,29 @@ def test_mfms_bench_gives_every_model_a_row():
     assert np.isfinite(by["autoscale"]["rmse"])  # it got per-domain token counts (tokens_per_step)
     text = _render(format_tables({"mfms": res}))
     assert "predict s" in text and all(m in text for m in MFMS_MODELS)
+
+
+def test_extrapolation_bench_skips_cleanly_when_absent(monkeypatch):
+    import engine.bench.extrapolation as ex
+
+    monkeypatch.setattr(ex, "find_benchmarks", lambda path=None: None)
+    monkeypatch.setattr(ex, "mfms_table", lambda *a, **k: None)
+    assert ex.regmix_extrapolation(log=lambda *_: None) is None
+    assert ex.mfms_extrapolation(log=lambda *_: None) is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REGMIX / "train_mixture_1m.csv").exists(), reason="../shared/benchmarks/regmix absent")
+def test_regmix_leave_larger_out_fits_small_and_scores_the_1b_runs():
+    """RegMix's 512 + 64 runs at 1M and 64 at 60M fitted, the 64 ~1B runs predicted: every row
+    is a held-out 1B group, and DMSL ranks them (the paper's task) better than chance by far."""
+    from engine.bench.extrapolation import regmix_extrapolation, regmix_table
+
+    t = regmix_table(REGMIX)
+    assert t.groupby("model_params")["run_id"].nunique().to_dict() == {1_000_000: 576, 60_000_000: 64,
+                                                                        1_000_000_000: 64}
+    res = regmix_extrapolation(REGMIX.parent, models=("dmsl", "regmix"), targets=["pile_cc"],
+                               log=lambda *_: None)
+    rows = {r["model"]: r for r in res["rows"]}
+    assert set(rows) == {"dmsl", "regmix"} and all(r["model_params"] == 1_000_000_000 for r in rows.values())
+    assert rows["dmsl"]["n"] == 64 and rows["dmsl"]["spearman"] > 0.9

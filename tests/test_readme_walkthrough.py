@@ -121,9 +121,16 @@ def test_quickstart_ends_in_an_exported_mixture(tmp_path: Path) -> None:
     work = tmp_path / "clone"
     work.mkdir()
     shutil.copy(ROOT / "runs.duckdb", work / "runs.duckdb")  # the bundled study (a copy: export logs an event)
+    if (ROOT / ".mixplan-cache" / "demo").is_dir():  # its precomputed recommendation, as a clone has it
+        shutil.copytree(ROOT / ".mixplan-cache" / "demo", work / ".mixplan-cache" / "demo")
     done = run_literally(cmds, work)
     assert "64" in done[0][2] or "done 64" in done[0][2]
     from engine.export import parse_megatron
 
     blend = parse_megatron((work / "blend.txt").read_text())
     assert all(p.startswith("data/") for p in blend) and sum(blend.values()) == pytest.approx(1.0, abs=1e-5)
+    # one recommended mixture: the optimum printed is the mixture exported
+    table = {ln.split()[1]: float(ln.split()[3]) for ln in done[1][2].splitlines() if ln.count("│") == 3}
+    exported = {p.removeprefix("data/").removesuffix("_text_document"): w for p, w in blend.items()}
+    assert "an extrapolation: 3x the largest model size run" in done[1][2]
+    assert table == pytest.approx({d: round(w, 4) for d, w in exported.items()}, abs=2e-4)

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import common
-from engine.export import FORMATS, MIME, SUFFIX, from_optimum, from_run, log_export, render
+from engine.export import FORMATS, MIME, SUFFIX, from_optimum, from_recommendation, from_run, log_export, render
 from engine.plots import human, scale_label
 from engine.plots._common import TEMPLATE, domain_color
 
@@ -40,7 +40,10 @@ def cli_command(study: str, fmt: str, prov, prefix: str) -> str:
     import shlex
 
     parts = ["mixplan", "export", "--study", study, "--format", fmt]
-    parts += ["--model", str(prov.model)] if prov.source == "optimum" else ["--run", str(prov.run_id)]
+    if prov.source == "optimum":
+        parts += [] if prov.recommended else ["--model", str(prov.model)]
+    else:
+        parts += ["--run", str(prov.run_id)]
     if prefix != "{domain}" and fmt in ("megatron", "olmo", "hf"):
         parts += ["--prefix", prefix]
     return " ".join(shlex.quote(p) for p in parts)
@@ -65,11 +68,19 @@ def body() -> None:
                    else "A run's mixture")
     ex = None
     if src == "recommendation":
-        model = st.selectbox("Loss model", models, key="export_model")
+        model = st.selectbox("Loss model", ["auto"] + [m for m in models if m != "auto"], key="export_model",
+                             format_func=lambda m: "recommended (the Backtest page's choice)" if m == "auto" else m)
         t = cfg.target
         if t is None:
             st.warning("This study has no [target]; add one to its config to get a recommendation.")
             return
+    if src == "recommendation" and model == "auto":
+        rec = common.recommendation(name)
+        if rec is None:
+            return
+        ex = from_recommendation(common.store(), name, rec)
+    elif src == "recommendation":
+        t = cfg.target
         tokens = t.tokens if t.tokens is not None else cfg.tokens_for(t.steps)
         args = (common.db_path(), name, common.results_key(name), model, cfg.objective,
                 cfg.direction_for(cfg.objective))
@@ -98,7 +109,7 @@ def body() -> None:
     prov = ex.provenance
     c = st.columns(4)
     if prov.source == "optimum":
-        c[0].metric("Optimum predicted by", str(prov.model))
+        c[0].metric("Recommended by" if prov.recommended else "Optimum predicted by", str(prov.model))
     else:
         c[0].metric("Mixture of run", str(prov.run_id))
     if prov.pred_mean is not None:
@@ -109,6 +120,10 @@ def body() -> None:
     c[3].metric("Rests on", f"{common.count(prov.runs)} run{'s' if prov.runs != 1 else ''}",
                 help="The runs with results the mixture rests on (the fit's, or the one run).")
     st.plotly_chart(mixture_bar(ex.weights), key="export_bar")
+    if prov.extrapolation:
+        st.info(prov.extrapolation)
+    if prov.reason:
+        st.caption("Why this model: " + prov.reason)
     prefix = st.text_input("Data path per domain ({domain} is replaced)", "{domain}", key="export_prefix",
                            help="Used by the Megatron, OLMo and Hugging Face formats, e.g. data/{domain}_text_document.")
     texts = {fmt: render(ex, fmt, prefix_template=prefix) for fmt in FORMATS}

@@ -91,8 +91,9 @@ def body() -> None:
         else:
             st.markdown(f"**{m}**: the optimum at {first_label} stays within tolerance of optimal at every scale "
                         "shown.")
-    st.caption(f"Tolerance: max(1 std of the prediction, {REL_TOL:.1%} of the predicted {objective}); a model "
-               "that reports no uncertainty (AutoScale: std 0) is judged by the relative part alone.")
+    st.caption(f"Tolerance: max(1 std of the prediction, {REL_TOL:.1%} of the predicted {objective}): a model's "
+               "own std where it is wide, but never below half a percent, so a model whose std is tiny (AutoScale's "
+               "bootstrap spread where its refits agree) does not flag regrets of 1e-6 as a shift.")
     show = table.drop(columns=["shifted"]).copy()
     for col in ("pred_mean", "pred_std", "small_pred", "regret", "tolerance"):
         show[col] = show[col].round(6)

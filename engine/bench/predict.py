@@ -38,8 +38,8 @@ import pandas as pd
 
 REGMIX_SCALES = {"1m": (1_000_000, 1e9), "60m": (60_000_000, 1e9), "1B": (1_000_000_000, 25e9)}
 #: every loss model of the registry plus the paper's linear reference
-REGMIX_MODELS = ("linear", "mixing-law", "regmix", "mfms-gp", "autoscale", "uniform", "natural")
-MFMS_MODELS = ("mfms-gp", "autoscale", "mixing-law", "regmix", "uniform", "natural")
+REGMIX_MODELS = ("linear", "auto", "dmsl", "mixing-law", "regmix", "mfms-gp", "autoscale", "uniform", "natural")
+MFMS_MODELS = ("mfms-gp", "auto", "dmsl", "dmsl-joint", "autoscale", "mixing-law", "regmix", "uniform", "natural")
 #: the MFMS simulator's tokens per step (engine.runners.mfms_sim's study config)
 MFMS_TOKENS_PER_STEP = 1_048_576
 
@@ -372,6 +372,10 @@ def run_predict_bench(which: str = "all", *, quick: bool = False, log=print) -> 
     if which in ("scaling", "all"):
         res["scaling"] = scaling_bench(rows=20_000 if quick else 100_000,
                                        exact_runs=(5, 10) if quick else (5, 10, 20, 40), log=log)
+    if which in ("extrapolation", "all"):
+        from engine.bench.extrapolation import run_extrapolation_bench
+
+        res["extrapolation"] = run_extrapolation_bench(quick=quick, log=log)
     return res
 
 
@@ -386,6 +390,10 @@ def format_tables(res: dict) -> list:
     from rich.table import Table
 
     out = []
+    if res.get("extrapolation"):
+        from engine.bench.extrapolation import format_extrapolation_tables
+
+        out += format_extrapolation_tables(res["extrapolation"])
     reg = res.get("regmix")
     if reg:
         t = Table("model", "target", "R2 1M", "rho 1M", "rho 60M", "rho 1B", "fit s", "predict s", "note",
@@ -436,7 +444,7 @@ def format_tables(res: dict) -> list:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("which", nargs="?", default="all", choices=["regmix", "mfms", "scaling", "all"])
+    ap.add_argument("which", nargs="?", default="all", choices=["regmix", "mfms", "scaling", "extrapolation", "all"])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the results here")
     a = ap.parse_args(argv)

@@ -20,7 +20,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
 
-from engine.cli import app_cmd, bench, data_cmd, demo_cmd, export, models, propose, run, runs, study, trials
+from engine.cli import app_cmd, backtest_cmd, bench, data_cmd, demo_cmd, export, models, propose, run, runs, study, trials
 from engine.cli.common import console_err, esc
 from engine.errors import MixplanError
 
@@ -64,7 +64,7 @@ def _click_exceptions() -> tuple[type[BaseException], ...]:
     return tuple(classes)
 
 
-for module in (study, runs, models, propose, trials, run, export, bench, app_cmd, data_cmd, demo_cmd):
+for module in (study, runs, models, backtest_cmd, propose, trials, run, export, bench, app_cmd, data_cmd, demo_cmd):
     module.register(app)
 
 

@@ -40,6 +40,16 @@ class PlainTable(Table):
         super().add_row(*(Text(r) if isinstance(r, str) else r for r in renderables), **kwargs)
 
 
+def say(text: str, *, indent: str = "") -> None:
+    """Print a sentence or two of plain text (never read as markup) wrapped to the terminal, so
+    an explanation fits 80 columns instead of running off the edge."""
+    import textwrap
+
+    width = max(40, console.width) - 1
+    console.print(textwrap.fill(str(text), width=width, initial_indent=indent, subsequent_indent=indent,
+                                break_on_hyphens=False), markup=False, highlight=False, soft_wrap=True)
+
+
 def print_json(obj: Any) -> None:
     """Print JSON to stdout (plain, no colour codes, so scripts can parse it). NaN and
     infinities become null: ``json.dumps`` would write ``NaN``, which is not JSON."""

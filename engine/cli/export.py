@@ -16,7 +16,9 @@ def export(
     fmt: Annotated[str, typer.Option("--format", "-f", help="json, yaml, megatron, olmo or hf.")] = "json",
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists (never the database).")] = False,
-    model: Annotated[str, typer.Option("--model", "-m", help="Loss model whose optimum at the target to export.")] = "mfms-gp",
+    model: Annotated[str, typer.Option("--model", "-m", help="auto (default: the study's recommended model and "
+                                       "mixture, as `mixplan optimum` gives it) or a loss model whose optimum at the "
+                                       "target to export.")] = "auto",
     trial: Annotated[Optional[int], typer.Option("--trial", help="Export this trial's mixture instead.")] = None,
     run: Annotated[Optional[str], typer.Option("--run", help="Export this run's mixture instead (run_id).")] = None,
     prefix: Annotated[Optional[str], typer.Option(

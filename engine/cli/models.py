@@ -16,12 +16,13 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, esc, print_json,
+from engine.cli.common import (DEFAULT_DB, DbOption, JsonFlag, PlainTable, StudyOption, console, esc, print_json, say,
                                whole_number)
 from engine.errors import ValidationError
 
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="mfms-gp, mfms-gp-exact, autoscale, mixing-law, "
-                                                                 "regmix, uniform or natural.")]
+ModelOption = Annotated[str, typer.Option(
+    "--model", "-m", help="auto (the study's recommended model: the best in its backtest; `mixplan backtest`), "
+                          "mfms-gp, dmsl, dmsl-joint, mixing-law, autoscale, regmix, uniform or natural.")]
 ObjectiveOption = Annotated[str | None, typer.Option("--objective", help="loss_<domain>, mean_loss or "
                                                                           "metric_<name> (default: the study's).")]
 
@@ -64,7 +65,11 @@ def fit_study_model(runs, config, model: str, objective: str | None = None, **mo
 
 
 def predict_cmd(db: str, study: str, model: str, query: Path, out: Path, objective: str | None = None):
-    """Fit ``model`` on the study and write ``query``'s rows plus ``pred_mean``, ``pred_std``."""
+    """Fit ``model`` (``auto``: the study's recommended one) on the study and write ``query``'s
+    rows plus ``pred_mean``, ``pred_std`` (calibrated: widened by what the study's backtest
+    showed at each row's distance beyond the runs), ``pred_std_uncalibrated`` (the model's
+    own) and ``size_ratio`` (the row's size over the largest run's)."""
+    from engine.recommendation import study_model
     from engine.store import Store
 
     from engine.outfile import check_out_path, database_files, write_out_file
@@ -73,11 +78,14 @@ def predict_cmd(db: str, study: str, model: str, query: Path, out: Path, objecti
     # an existing PRED file is replaced (a prediction is recomputed at will), never the database
     check_out_path(out, overwrite=True, protect=database_files(db), example="pred.csv")
     store = Store(db, create=False)
-    fitted = fit_study_model(store.runs_frame(study), store.get_config(study), model, objective)
+    fitted, _ = study_model(store, study, model, objective)
     q = _read_table(query)
     mean, std = fitted.predict(q)
     res = q.copy()
     res["pred_mean"], res["pred_std"] = mean, std
+    res["pred_std_uncalibrated"] = fitted.predict_raw(q)[1]
+    res["size_ratio"] = q["model_params"].to_numpy(float) / fitted.largest_size_
+    res.attrs["model"] = fitted.chosen_
     parquet = str(out).endswith((".parquet", ".pq"))
     write_out_file(out, (lambda tmp: res.to_parquet(tmp, index=False)) if parquet
                    else (lambda tmp: res.to_csv(tmp, index=False)), overwrite=True,
@@ -86,41 +94,43 @@ def predict_cmd(db: str, study: str, model: str, query: Path, out: Path, objecti
 
 
 def optimum_cmd(db: str, study: str, model: str, model_params: int, *, steps: int | None = None,
-                tokens: float | None = None, objective: str | None = None):
-    """Fit ``model`` on the study and return its :class:`engine.models.base.Optimum` at the scale,
-    within the study's weight bounds and in the study's direction."""
+                tokens: float | None = None, objective: str | None = None) -> dict:
+    """The best mixture at a scale within the study's bounds (and near the mixtures its runs
+    explored), in the study's direction: ``{"weights", "pred_mean", "pred_std", "model",
+    "extrapolation", ...}`` (:func:`engine.recommendation.study_optimum`; ``auto`` at the
+    study's target is the study's one recommended mixture)."""
+    from engine.recommendation import study_optimum
     from engine.store import Store
 
     if steps is None and tokens is None:
         raise ValidationError("give --steps or --tokens.", fix="e.g. --steps 19500.")
     store = Store(db, create=False)
-    config = store.get_config(study)
-    fitted = fit_study_model(store.runs_frame(study), config, model, objective)
-    obj = objective or config.objective
-    direction = config.direction_for(obj)
-    bounds = [config.bound(d) for d in fitted.domains_]
-    return fitted.optimum(int(model_params), steps=steps, tokens=tokens, bounds=bounds, direction=direction)
+    return study_optimum(store, study, model, int(model_params), steps=steps, tokens=tokens, objective=objective)
 
 
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def predict(
         study: StudyOption,
-        model: ModelOption,
         query: Annotated[Path, typer.Option("--query", help="CSV/Parquet rows: w_*, model_params, steps or tokens.")],
         out: Annotated[Path, typer.Option("--out", help="Where to write the rows with pred_mean and pred_std.")],
+        model: ModelOption = "auto",
         objective: ObjectiveOption = None,
         db: DbOption = DEFAULT_DB,
     ) -> None:
         """Predict the objective (mean, std) at each query row with a model fitted on the study."""
         res = predict_cmd(str(db), study, model, query, out, objective)
-        console.print(f"wrote {len(res)} prediction(s) to {esc(out)}")
+        console.print(f"wrote {len(res)} prediction(s) of {esc(res.attrs.get('model', model))} to {esc(out)}")
+        far = float(res["size_ratio"].max()) if len(res) else 1.0
+        if far > 1.0:
+            say(f"the largest query size is {far:.3g}x the largest run: pred_std is calibrated by the "
+                "study's backtest (pred_std_uncalibrated is the model's own)")
 
     @app.command("optimum")
     def optimum(
         study: StudyOption,
-        model: ModelOption,
         model_params: Annotated[float, typer.Option("--model-params", help="Model size in parameters (1e9 ok).")],
+        model: ModelOption = "auto",
         steps: Annotated[int | None, typer.Option("--steps", help="Training steps at the target.")] = None,
         tokens: Annotated[float | None, typer.Option("--tokens", help="Training tokens at the target.")] = None,
         objective: ObjectiveOption = None,
@@ -131,14 +141,19 @@ def register(app: typer.Typer) -> None:
         model_params = whole_number(model_params, "--model-params")
         opt = optimum_cmd(str(db), study, model, model_params, steps=steps, tokens=tokens, objective=objective)
         if as_json:
-            print_json(opt.to_json())
+            print_json({k: v for k, v in opt.items() if k != "extrapolation_detail"})
             return
-        table = PlainTable("domain", "weight", title=f"{model} optimum at {int(model_params):,} params, "
+        what = f"{opt['model']} (recommended)" if opt.get("recommended") else opt["model"]
+        table = PlainTable("domain", "weight", title=f"{esc(what)} optimum at {int(model_params):,} params, "
                       + (f"{steps:,} steps" if steps is not None else f"{tokens:,.0f} tokens"))
-        for d, w in opt.weights.items():
+        for d, w in opt["weights"].items():
             table.add_row(d, f"{w:.4f}")
         console.print(table)
         from engine.store import Store
 
         shown = objective or Store(db, create=False).get_config(study).objective
-        console.print(f"predicted {shown}: {opt.pred_mean:.4f} +- {opt.pred_std:.4f} (1 std)", markup=False)
+        say(f"predicted {shown}: {opt['pred_mean']:.4f} +- {opt['pred_std']:.4f} (1 std, calibrated; "
+            f"the model's own: {opt['pred_std_uncalibrated']:.4f})")
+        say(opt["extrapolation"])
+        if opt.get("reason"):
+            say("why this model: " + opt["reason"])

@@ -16,6 +16,7 @@ from engine.cli.common import (
     esc,
     open_store,
     print_json,
+    say,
 )
 
 STRATEGIES = "mfms-bo, autoscale, random, hyperband, mf-bo, bo, mf-kg"
@@ -62,6 +63,17 @@ def propose_cmd(
         for t in trials:
             _proposal_block(t, unit)
     console.print(f"approve with `mixplan approve --study {study} --all` (or name the ids).", markup=False)
+    _say_extrapolation(store, study)
+
+
+def _say_extrapolation(store, study: str) -> None:
+    """How far the study's target lies beyond its runs (and what the backtest measured there, where
+    a current recommendation has one): the predictions above are extrapolations by that much."""
+    from engine.recommendation import target_extrapolation
+
+    ext = target_extrapolation(store, study)
+    if ext is not None and ext.beyond:
+        say(ext.describe())
 
 
 def _proposal_block(t, unit: str) -> None:
@@ -162,7 +174,28 @@ def autopilot_cmd(
         mix = " ".join(f"{d}={w:.3f}" for d, w in res.incumbent.weights.items())
         sd = res.incumbent.pred_std
         pm = f"{res.incumbent.pred_mean:.4g}" + (f" +- {sd:.2g}" if sd is not None and sd > 0 else "")
-        console.print(f"incumbent at the target: {esc(mix)} (predicted {pm}; {esc(res.incumbent.source)})")
+        console.print(f"{strategy}'s incumbent at the target: {mix} (predicted {pm}; {res.incumbent.source})",
+                      markup=False)
+    _say_recommendation(store, study)
+
+
+def _say_recommendation(store, study: str) -> None:
+    """The study's one recommended mixture after the loop (what `mixplan optimum` and `export`
+    give): the strategy's incumbent is its own search's belief, the recommendation is the
+    backtest-chosen model's answer on every run."""
+    from engine.errors import MixplanError
+    from engine.recommendation import recommend
+
+    try:
+        with console.status("backtesting the models for the recommendation"):
+            rec = recommend(store, study)
+    except MixplanError as exc:
+        console.print(f"no recommendation yet: {exc}", markup=False)
+        return
+    mix = " ".join(f"{d}={w:.3f}" for d, w in rec.weights.items())
+    say(f"recommended mixture ({rec.model}; `mixplan export` gives it): {mix} (predicted "
+        f"{rec.pred_mean:.4g} +- {rec.pred_std:.2g})")
+    say(rec.extrapolation.describe())
 
 
 def trajectory_cmd(

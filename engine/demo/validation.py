@@ -43,12 +43,13 @@ def _slug(label: str) -> str:
 
 def plan_arms(store, study: str) -> tuple[list[Arm], str]:
     """The mixtures to validate now, and the model the recommendation came from."""
-    from engine.export.recommend import fit_study_model, from_optimum
+    from engine.export.recommend import from_optimum
+    from engine.recommendation import AUTO, study_model
 
     cfg = store.get_config(study)
     domains = list(cfg.domains)
-    rec = from_optimum(store, study)
-    model = rec.provenance.model or "mfms-gp"
+    rec = from_optimum(store, study)  # the study's one recommendation (engine.recommendation)
+    model = rec.provenance.model or AUTO
     t = cfg.target
     arms = [Arm("recommended", clean_mixture(rec.weights, domains),
                 f"{model} optimum at the target ({t.model_params:,} params, {t.steps} steps): `mixplan export`'s "
@@ -61,7 +62,8 @@ def plan_arms(store, study: str) -> tuple[list[Arm], str]:
                         "token-proportional to the corpus the runs train on ([runner] domain_sizes)"))
     runs = store.runs_frame(study)
     small = int(runs["model_params"].min())
-    fitted = fit_study_model(store, study, model, runs=runs)
+    # the same model, calibrated and kept near the explored mixtures, asked at the smallest size
+    fitted, _ = study_model(store, study, AUTO)
     opt = fitted.optimum(small, steps=t.steps, tokens=cfg.tokens_for(t.steps), bounds=cfg.bounds_array(),
                          direction=cfg.direction)
     arms.append(Arm("small-scale optimum", clean_mixture(opt.weights, domains),

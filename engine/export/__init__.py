@@ -1,6 +1,7 @@
 """Export the chosen mixture for the target scale, with provenance, in the formats trainers read.
 
->>> ex = from_optimum(store, "my-study", "mfms-gp")      # or from_run(store, "my-study", run_id="r7")
+>>> ex = from_optimum(store, "my-study")     # the recommended mixture; or a model: from_optimum(store, "my-study", "dmsl")
+>>> ex = from_run(store, "my-study", run_id="r7")
 >>> text = render(ex, "megatron", prefix_template="data/{domain}_text_document")
 """
 
@@ -13,6 +14,7 @@ from engine.export.recommend import (
     available_models,
     fit_study_model,
     from_optimum,
+    from_recommendation,
     from_run,
     model_registry,
     optimum_at_target,
@@ -32,6 +34,6 @@ def log_export(store, ex: MixtureExport, fmt: str, *, actor: str = "user", out: 
 
 __all__ = [
     "DEFAULT_MODEL", "FORMATS", "KNOWN_MODELS", "MIME", "SUFFIX", "MixtureExport", "Provenance",
-    "available_models", "fit_study_model", "from_optimum", "from_run", "log_export", "model_registry",
+    "available_models", "fit_study_model", "from_optimum", "from_recommendation", "from_run", "log_export", "model_registry",
     "optimum_at_target", "parse_megatron", "render", "rounded", "runs_at_version", "target_of",
 ]

@@ -16,8 +16,10 @@ from engine import __version__
 from engine.errors import NotFoundError, ValidationError
 
 #: Loss models the registry is expected to offer (DESIGN.md: mfms-gp, autoscale, mixing-law, regmix).
-KNOWN_MODELS = ("mfms-gp", "autoscale", "mixing-law", "regmix", "uniform", "natural")
-DEFAULT_MODEL = "mfms-gp"
+KNOWN_MODELS = ("mfms-gp", "dmsl", "autoscale", "mixing-law", "regmix", "uniform", "natural")
+#: ``auto``: the study's recommended model and mixture (engine.recommendation), the one every
+#: command and page agrees on
+DEFAULT_MODEL = "auto"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class Provenance:
     steps: float | None = None
     tokens: float | None = None
     runs: int = 0  # how many runs the recommendation rests on
+    recommended: bool | None = None  # the study's recommended model and mixture (engine.recommendation)
+    reason: str | None = None  # why that model (its backtest)
+    extrapolation: str | None = None  # how far the target lies beyond the runs, what the backtest measured there
     run_ids: tuple[str, ...] = ()
     data_version: int | None = None
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -142,6 +147,8 @@ def from_optimum(store, study: str, model: str = DEFAULT_MODEL, *, fitted=None, 
     (the app passes its cached fit, with ``data_version``: the version of the runs it was fitted
     on, which the provenance records; approving proposals bumps the version without a refit)."""
     cfg = store.get_config(study)
+    if model == DEFAULT_MODEL and fitted is None and optimum is None:
+        return from_recommendation(store, study)
     if runs is None:
         runs, read_at = runs_at_version(store, study)
         data_version = read_at if data_version is None and fitted is None else data_version
@@ -157,6 +164,23 @@ def from_optimum(store, study: str, model: str = DEFAULT_MODEL, *, fitted=None, 
                       runs=len(run_ids), run_ids=run_ids,
                       data_version=data_version if data_version is not None else store.data_version(study))
     return MixtureExport({d: float(opt.weights[d]) for d in cfg.domains}, prov)
+
+
+def from_recommendation(store, study: str, rec=None) -> MixtureExport:
+    """The study's recommended mixture (:func:`engine.recommendation.recommend`) with its
+    provenance: the model the backtest chose and why, the calibrated std, the extrapolation."""
+    from engine.recommendation import recommend
+
+    cfg = store.get_config(study)
+    rec = rec if rec is not None else recommend(store, study)
+    runs = store.runs_frame(study)
+    run_ids = tuple(dict.fromkeys(runs["run_id"].astype(str))) if len(runs) else ()
+    prov = Provenance(study=study, source="optimum", objective=rec.objective, model=rec.model,
+                      pred_mean=rec.pred_mean, pred_std=rec.pred_std, model_params=rec.model_params,
+                      steps=rec.steps, tokens=rec.tokens, runs=len(run_ids), run_ids=run_ids,
+                      data_version=rec.data_version, recommended=True, reason=rec.reason,
+                      extrapolation=rec.extrapolation.describe())
+    return MixtureExport({d: float(rec.weights[d]) for d in cfg.domains}, prov)
 
 
 def from_run(store, study: str, *, run_id: str | None = None, trial_id: int | None = None) -> MixtureExport:

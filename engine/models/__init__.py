@@ -5,9 +5,10 @@
     mean, std = model.predict(query)
     best = model.optimum(1_000_000_000, steps=19_500)
 
-Names (``MODELS``): ``mfms-gp``, ``mfms-gp-exact``, ``autoscale``, ``mixing-law``, ``regmix``,
-``uniform``, ``natural``; :func:`register_model` adds one (``engine.registry``). See
-:mod:`engine.models.base` for the interface.
+Names (``MODELS``): ``auto`` (the candidate with the best backtest, calibrated: mixplan's default),
+``mfms-gp``, ``mfms-gp-exact``, ``mfms-gp-law``, ``dmsl``, ``dmsl-joint``, ``autoscale``,
+``mixing-law``, ``regmix``, ``uniform``, ``natural``; :func:`register_model` adds one
+(``engine.registry``). See :mod:`engine.models.base` for the interface.
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ from engine.models.base import LossModel, Optimum  # noqa: E402
 from engine.registry import Registry  # noqa: E402
 
 _MODELS: dict[str, tuple[str, str]] = {
+    "auto": ("engine.models.auto", "AutoModel"),
     "mfms-gp": ("engine.models.mfms_gp", "MFMSGP"),
     "mfms-gp-exact": ("engine.models.mfms_gp", "MFMSGPExact"),
+    "mfms-gp-law": ("engine.models.mfms_gp", "MFMSGPLaw"),
+    "dmsl": ("engine.models.dmsl", "DMSL"),
+    "dmsl-joint": ("engine.models.dmsl", "DMSLJoint"),
     "autoscale": ("engine.models.autoscale", "AutoScale"),
     "mixing-law": ("engine.models.mixing_law", "MixingLaw"),
     "regmix": ("engine.models.regmix", "RegMix"),

@@ -316,3 +316,14 @@ class MFMSGPExact(MFMSGP):
 
 
 __all__ = ["DTYPE", "GPSettings", "MFMSGP", "MFMSGPExact", "NOISE_MODELS", "bin_checkpoints"]
+
+
+class MFMSGPLaw(MFMSGP):
+    """MFMS-GP whose prior mean is the DMSL law (``mean="dmsl"``, :mod:`engine.models.gp.law_mean`):
+    the level extrapolates like the law, the kernel models the residual near the runs."""
+
+    name = "mfms-gp-law"
+
+    def __init__(self, **overrides):
+        overrides.setdefault("mean", "dmsl")
+        super().__init__(**overrides)

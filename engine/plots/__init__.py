@@ -6,6 +6,7 @@ notebook. The app (``app/``) only lays them out.
 """
 
 from engine.plots._common import final_checkpoints, human, objectives_of, with_objective
+from engine.plots.backtest import backtest_table, plot_backtest
 from engine.plots.landscape import (
     line_grid,
     observed_at,
@@ -30,7 +31,7 @@ from engine.plots.trajectory import (
 from engine.plots.validation import plot_validation, plot_validation_curves
 
 __all__ = [
-    "ScalePoint", "budget_points", "final_checkpoints", "human", "line_grid", "objectives_of",
+    "backtest_table", "plot_backtest", "ScalePoint", "budget_points", "final_checkpoints", "human", "line_grid", "objectives_of",
     "observed_at", "plot_line", "plot_loss_curves", "plot_parallel_coordinates", "plot_regret_curves", "plot_scaling",
     "plot_regret_trajectory", "plot_slice", "plot_ternary", "plot_trajectory", "plot_validation",
     "plot_validation_curves", "predict_grid", "scale_label", "scaling_table",

@@ -5,8 +5,8 @@ every scale, the loss of the *smallest* scale's optimum: where that falls behind
 optimum by more than a tolerance, the small-scale optimum has stopped being optimal. The
 tolerance is ``max(pred_std, rel_tol * |pred_mean|)`` (default ``rel_tol`` 0.5%): the
 prediction's std where the model has one, but never below half a percent of the predicted loss,
-since some models (AutoScale's power laws) report std 0 and would otherwise flag regrets of
-1e-6 as a shift. Scales may be model sizes or training lengths at one size; those beyond the
+since a model's std can be tiny (AutoScale's bootstrap spread where its refits agree) and would
+otherwise flag regrets of 1e-6 as a shift. Scales may be model sizes or training lengths at one size; those beyond the
 longest run are marked ``extrapolated``. :func:`plot_scaling` draws stacked bars of the optimal
 weights per scale (one column per model) over the predicted loss, and marks that point.
 """

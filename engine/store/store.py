@@ -728,12 +728,15 @@ class Store:
             "cost", "reason", "rejection_reason", "rejected_by", "seed", "job_id", "attempts", "purpose"]
         return pd.DataFrame(rows, columns=cols)
 
-    def state_counts(self, study: str) -> tuple[int, dict[str, int]]:
+    def state_counts(self, study: str, *, purpose: str | None = "fit") -> tuple[int, dict[str, int]]:
         """(data_version, {state: number of trials}) in one short read: what a page polls to
-        notice that trials changed state (cheaper than reading the trials themselves)."""
+        notice that trials changed state (cheaper than reading the trials themselves).
+        ``purpose`` as in :meth:`trials`: the study's own trials, validation runs apart."""
+        cond = _purpose_sql(purpose).replace(" AND ", " AND (", 1) + " OR t.trial_id IS NULL)" if purpose else ""
         with self._read() as con:
             rows = con.execute("SELECT s.data_version, t.state, count(t.trial_id) FROM studies s LEFT JOIN trials t "
-                               "USING (study_id) WHERE s.name = ? GROUP BY s.data_version, t.state", [study]).fetchall()
+                               "USING (study_id) WHERE s.name = ?" + cond + " GROUP BY s.data_version, t.state",
+                               [study]).fetchall()
             if not rows:
                 self._study_row(con, study)  # raises NotFoundError, naming the studies there are
         return int(rows[0][0]), {str(s): int(n) for _, s, n in rows if s is not None}

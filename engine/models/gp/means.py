@@ -377,3 +377,5 @@ class ScalingMean(_UnitMean):
 
 __all__ = ["GPMean", "LinearMean", "ScalingMean", "check_mean", "is_loss", "make_mean", "mean_kind", "mean_names",
            "register_mean", "standardisation", "standardised"]
+
+from engine.models.gp import law_mean  # noqa: E402,F401 - registers mean="dmsl"
