@@ -74,6 +74,13 @@ def test_backtest_scores_a_law_that_extrapolates_and_recommends_it():
     assert res.recommended == "dmsl" and "held-out level" in res.reason
     # the coverage columns are those of the calibrated std; the raw ones are kept beside them
     assert d["coverage_1std"].between(0, 1).all() and d["coverage_1std_raw"].notna().all()
+    # every model keeps its predictions (the calibration's inner backtests once replaced them
+    # with the last model's, and the Backtest page plotted "no predictions" for the others)
+    p = res.predictions
+    assert set(p["model"]) == {"dmsl", "regmix"}
+    for model in ("dmsl", "regmix"):
+        mine = p[p["model"] == model]
+        assert len(mine) == int(res.rows[res.rows["model"] == model]["n"].sum()) and mine["pred_std"].gt(0).all()
     recs = res.to_records()
     assert {"model", "cut", "model_params", "n", "spearman", "mre", "best_regret", "coverage_1std",
             "coverage_2std", "recommended"} <= set(recs[0])

@@ -98,7 +98,11 @@ def test_mfms_bench_gives_every_model_a_row():
     by = {r["model"]: r for r in res["summary"]}
     assert set(by) == set(MFMS_MODELS) >= {"autoscale", "natural"}
     for model, r in by.items():
-        assert np.isfinite(r["predict_s"]) and np.isfinite(r["fit_s"]) and np.isfinite(r["regret_1B"]), (model, r)
+        assert np.isfinite(r["predict_s"]) and np.isfinite(r["fit_s"]), (model, r)
+        if model in ("dmsl", "dmsl-joint"):  # 12 runs of one size: fewer than the law's parameters
+            assert not np.isfinite(r["regret_1B"]) and "needs at least 13 runs" in r["note"], (model, r)
+        else:
+            assert np.isfinite(r["regret_1B"]), (model, r)
     assert np.isfinite(by["autoscale"]["rmse"])  # it got per-domain token counts (tokens_per_step)
     text = _render(format_tables({"mfms": res}))
     assert "predict s" in text and all(m in text for m in MFMS_MODELS)

@@ -133,4 +133,5 @@ def test_quickstart_ends_in_an_exported_mixture(tmp_path: Path) -> None:
     table = {ln.split()[1]: float(ln.split()[3]) for ln in done[1][2].splitlines() if ln.count("│") == 3}
     exported = {p.removeprefix("data/").removesuffix("_text_document"): w for p, w in blend.items()}
     assert "an extrapolation: 3x the largest model size run" in done[1][2]
+    table = {d: w for d, w in table.items() if w > 0}  # the blend leaves out the domains weighted 0
     assert table == pytest.approx({d: round(w, 4) for d, w in exported.items()}, abs=2e-4)

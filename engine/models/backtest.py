@@ -200,10 +200,10 @@ def backtest(runs: pd.DataFrame, objective: str, *, models: Sequence[str] = DEFA
                     # the two largest inner cuts: the closest to this fit, and the cheapest way to
                     # measure how the error grows with the distance (all cuts made a 500-run study's
                     # backtest ~2x slower for the same calibration)
-                    preds = [backtest(fit_runs, objective, models=[name], cut=ic, domains=domains,
+                    inner = [backtest(fit_runs, objective, models=[name], cut=ic, domains=domains,
                                       tokens_per_step=tokens_per_step, direction=direction, calibrate=False,
                                       make_model=make).predictions for ic in inner_cuts[-INNER_CUTS:]]
-                    cal = calibration_from_backtest(pd.concat(preds, ignore_index=True), name)
+                    cal = calibration_from_backtest(pd.concat(inner, ignore_index=True), name)
                     std = cal.apply(mean, std, d)
                     note = cal.describe()
                 else:
