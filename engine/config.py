@@ -299,19 +299,23 @@ def objective_direction(objective: str | None, config: StudyConfig | None = None
     return "maximize" if str(objective).startswith("metric_") else "minimize"
 
 
-def load_config(path: str | Path) -> StudyConfig:
-    """Read and validate a study config file."""
+def read_toml(path: str | Path, *, fix: str = "see the config reference in the README.") -> dict[str, Any]:
+    """A TOML file as a dict, or a ConfigError naming the file (missing, not TOML: ``fix``, not
+    UTF-8): one reader for study configs and study-edit patches, so both fail the same way."""
     p = Path(path)
     if not p.exists():
         raise ConfigError("file not found.", file=str(p), fix="check the path given to --config.")
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML ({exc}).", file=str(p),
-                          fix="see the config reference in the README.") from exc
+        raise ConfigError(f"not valid TOML ({exc}).", file=str(p), fix=fix) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError("not a UTF-8 text file.", file=str(p)) from exc
-    return config_from_dict(raw, source=str(p))
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study config file."""
+    return config_from_dict(read_toml(path), source=str(Path(path)))
 
 
 def parse_config(text: str, source: str = "<config>") -> StudyConfig:

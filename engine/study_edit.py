@@ -36,7 +36,7 @@ from typing import Any
 
 import pandas as pd
 
-from engine.config import StudyConfig, _check_runner_keys, config_from_dict
+from engine.config import StudyConfig, _check_runner_keys, config_from_dict, read_toml
 from engine.errors import ConfigError, ValidationError
 
 #: Keys a patch may not change once the study has trials (the study's identity).
@@ -95,15 +95,7 @@ def _show(v: Any) -> str:
 def read_patch(path: str | Path) -> dict[str, Any]:
     """The patch file as a dict (TOML), or a ConfigError naming the file."""
     p = Path(path)
-    if not p.exists():
-        raise ConfigError("file not found.", file=str(p), fix="check the path given to --config.")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML ({exc}).", file=str(p),
-                          fix="a patch holds only the keys and tables to change; see the README's study edit.") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError("not a UTF-8 text file.", file=str(p)) from exc
+    raw = read_toml(p, fix="a patch holds only the keys and tables to change; see the README's study edit.")
     if not raw:
         raise ConfigError("the patch is empty: nothing to change.", file=str(p),
                           fix="put the tables or keys to change in it, e.g. [target] with model_params and steps.")

@@ -24,7 +24,8 @@ def test_counts_and_durations():
 
 
 def test_cost_unit_follows_the_config():
-    flops = config_from_dict({"name": "s", "domains": ["a", "b"], "scales": [{"model_params": 1000, "steps": [10]}]})
+    flops = config_from_dict({"name": "s", "domains": ["a", "b"], "tokens_per_step": 2048,
+                              "scales": [{"model_params": 1000, "steps": [10]}]})
     units = config_from_dict({"name": "s", "domains": ["a", "b"],
                               "scales": [{"model_params": 1000, "steps": [10], "cost_per_step": 0.5}]})
     assert cost_unit(flops) == "FLOPs" and cost_unit(units) == "cost units"

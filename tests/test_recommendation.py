@@ -23,7 +23,7 @@ def law_db(tmp_path):
     db = tmp_path / "runs.duckdb"
     store = Store(db)
     store.create_study(config_from_dict({
-        "name": "law", "domains": ["web", "code", "books"], "objective": "loss_x",
+        "name": "law", "domains": ["web", "code", "books"], "objective": "loss_x", "tokens_per_step": 4096,
         "scales": [{"model_params": s, "steps": [8000]} for s in (1_000_000, 3_000_000, 10_000_000)],
         "target": {"model_params": 30_000_000, "steps": 8000}}))
     store.import_runs("law", law_table(sizes=(1e6, 3e6, 10e6), n_mix=10))

@@ -94,6 +94,26 @@ def test_memory_store_runs_the_study_loop_like_the_database(tmp_path):
     assert m[2].strategy_states == d[2].strategy_states == {"k": {"x": [1.5, 2.25]}}
 
 
+@pytest.mark.parametrize("run_id", ["../escape", "a/b", "t00001"])
+def test_both_stores_refuse_the_same_proposals(tmp_path, run_id):
+    """A run id that is not a folder name, or one already used, is refused by the in-memory store
+    as by the database (one check), and neither store keeps any of the batch."""
+    from engine.errors import ValidationError
+
+    for store in (MemoryStore(), Store(tmp_path / f"r{len(run_id)}.duckdb")):
+        store.create_study(study_config("s"))
+        ok = Proposal(weights={"web": 0.5, "code": 0.3, "books": 0.2}, model_params=1_000_000, steps=100,
+                      strategy="manual", run_id="t00001")
+        store.add_trials("s", [ok])
+        bad = Proposal(weights={"web": 0.5, "code": 0.3, "books": 0.2}, model_params=1_000_000, steps=100,
+                       strategy="manual", run_id=run_id)
+        good = Proposal(weights={"web": 0.2, "code": 0.3, "books": 0.5}, model_params=1_000_000, steps=100,
+                        strategy="manual")
+        with pytest.raises(ValidationError, match="proposal 2: run_id"):
+            store.add_trials("s", [good, bad])
+        assert [t.run_id for t in store.trials("s")] == ["t00001"]
+
+
 def test_an_unpriced_study_is_refused_with_the_fix(tmp_path):
     """Neither cost_per_step nor tokens_per_step: runs cannot be priced, so the study is refused
     at creation (a ConfigError: the CLI prints the fix and exits 2); a stored config like that (made before this

@@ -73,3 +73,31 @@ class StudyStore(Protocol):
 
 #: the event kind strategy states are saved under (``strategy_state:<key>``)
 STRATEGY_STATE = "strategy_state"
+
+
+def checked_proposal(p: Proposal, cfg: StudyConfig, where: str, default_run_id: str,
+                     taken: set[str]) -> tuple[dict[str, float], float | None, float | None, str]:
+    """(weights, steps, tokens, run id) of a proposal about to become a trial, checked as every
+    store checks it (weights against the study's domains and bounds, a positive size, a length,
+    a run id usable as a folder name and not yet used in the study); ``taken`` gains the run id.
+    One function so the DuckDB and in-memory stores refuse the same proposals."""
+    from engine.errors import ValidationError
+    from engine.mixture import validate_weights
+    from engine.runtable.schema import RUN_ID_FIX, run_id_problem
+
+    w = validate_weights(p.weights, cfg.domains, cfg.bounds_array(), where=where)
+    if p.model_params <= 0:
+        raise ValidationError(f"{where}: model_params must be > 0, got {p.model_params}.")
+    if p.steps is None and p.tokens is None:
+        raise ValidationError(f"{where}: give steps or tokens.")
+    steps = p.steps if p.steps is not None else cfg.steps_for(p.tokens)
+    tokens = p.tokens if p.tokens is not None else cfg.tokens_for(p.steps)
+    run_id = p.run_id or default_run_id
+    problem = run_id_problem(run_id) if isinstance(run_id, str) else "is not a string"
+    if problem:
+        raise ValidationError(f"{where}: run_id {run_id!r} {problem}; a run id names the run's folder.",
+                              fix=RUN_ID_FIX)
+    if run_id in taken:
+        raise ValidationError(f"{where}: run_id '{run_id}' is already used in study '{cfg.name}'.")
+    taken.add(run_id)
+    return dict(w), steps, tokens, run_id

@@ -20,10 +20,9 @@ import pandas as pd
 
 from engine.config import StudyConfig
 from engine.errors import NotFoundError, StateError, ValidationError
-from engine.mixture import validate_weights
 from engine.records import TRANSITIONS, Proposal, RunResult, Trial, TrialState
 from engine.runtable import schema as rt
-from engine.store.base import STRATEGY_STATE
+from engine.store.base import STRATEGY_STATE, checked_proposal
 from engine.store.store import Store
 
 
@@ -172,18 +171,8 @@ class MemoryStore:
         taken = {self._trials[t].run_id for t in st.trial_ids}
         new: list[Trial] = []
         for i, p in enumerate(proposals):  # validate all first: all-or-nothing
-            w = validate_weights(p.weights, cfg.domains, cfg.bounds_array(), where=f"proposal {i + 1}")
-            if p.model_params <= 0:
-                raise ValidationError(f"proposal {i + 1}: model_params must be > 0, got {p.model_params}.")
-            if p.steps is None and p.tokens is None:
-                raise ValidationError(f"proposal {i + 1}: give steps or tokens.")
-            steps = p.steps if p.steps is not None else cfg.steps_for(p.tokens)
-            tokens = p.tokens if p.tokens is not None else cfg.tokens_for(p.steps)
             tid = self._next_trial + len(new)
-            run_id = p.run_id or f"t{tid:05d}"
-            if run_id in taken:
-                raise ValidationError(f"proposal {i + 1}: run_id '{run_id}' is already used in study '{study}'.")
-            taken.add(run_id)
+            w, steps, tokens, run_id = checked_proposal(p, cfg, f"proposal {i + 1}", f"t{tid:05d}", taken)
             cost = p.cost if p.cost is not None else cfg.cost(p.model_params, steps=steps, tokens=tokens)
             new.append(Trial(tid, study, run_id, state, dict(w), int(p.model_params),
                              None if steps is None else int(round(steps)), tokens,

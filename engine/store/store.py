@@ -42,7 +42,7 @@ from engine.records import (
 )
 from engine.runtable import schema as rt
 from engine.runtable.reader import Locator
-from engine.store.base import STRATEGY_STATE
+from engine.store.base import STRATEGY_STATE, checked_proposal
 from engine.store.connection import _file_lock, connect, transaction
 from engine.store.schema import LATEST_VERSION, MIGRATIONS
 
@@ -757,22 +757,7 @@ class Store:
             tid = self._next_id(con, "trials", "trial_id")
             ids = []
             for i, p in enumerate(proposals):
-                where = f"proposal {i + 1}"
-                w = validate_weights(p.weights, cfg.domains, cfg.bounds_array(), where=where)
-                if p.model_params <= 0:
-                    raise ValidationError(f"{where}: model_params must be > 0, got {p.model_params}.")
-                if p.steps is None and p.tokens is None:
-                    raise ValidationError(f"{where}: give steps or tokens.")
-                steps = p.steps if p.steps is not None else cfg.steps_for(p.tokens)
-                tokens = p.tokens if p.tokens is not None else cfg.tokens_for(p.steps)
-                run_id = p.run_id or f"t{tid:05d}"
-                problem = rt.run_id_problem(run_id) if isinstance(run_id, str) else "is not a string"
-                if problem:
-                    raise ValidationError(f"{where}: run_id {run_id!r} {problem}; a run id names the run's folder.",
-                                          fix=rt.RUN_ID_FIX)
-                if run_id in taken:
-                    raise ValidationError(f"{where}: run_id '{run_id}' is already used in study '{study}'.")
-                taken.add(run_id)
+                w, steps, tokens, run_id = checked_proposal(p, cfg, f"proposal {i + 1}", f"t{tid:05d}", taken)
                 cost = p.cost if p.cost is not None else cfg.cost(p.model_params, steps=steps, tokens=tokens)
                 con.execute(
                     "INSERT INTO trials (trial_id, study_id, run_id, state, model_params, steps, tokens, source, "
