@@ -111,8 +111,7 @@ def size_cuts(runs: pd.DataFrame, cut: str | int | float = "auto") -> list[int]:
 
 def final_rows(runs: pd.DataFrame) -> pd.DataFrame:
     """Each run's last checkpoint (largest steps, else tokens)."""
-    key = "steps" if "steps" in runs.columns and runs["steps"].notna().all() else (
-        "tokens" if "tokens" in runs.columns and runs["tokens"].notna().all() else None)
+    key = _length_column(runs)
     df = runs.reset_index(drop=True)
     if key is None:
         return df.groupby("run_id", sort=False).tail(1)
@@ -251,11 +250,17 @@ def _fit_predict(make, name: str, fit_runs: pd.DataFrame, held: pd.DataFrame, ob
         return nan, nan, f"{type(exc).__name__}: {str(exc).splitlines()[0][:240]}", None
 
 
-def _length(df: pd.DataFrame) -> np.ndarray | None:
+def _length_column(df: pd.DataFrame) -> str | None:
+    """The column that measures a run's length: steps where every row has them, else tokens."""
     for col in ("steps", "tokens"):
         if col in df.columns and df[col].notna().all():
-            return df[col].to_numpy(float)
+            return col
     return None
+
+
+def _length(df: pd.DataFrame) -> np.ndarray | None:
+    col = _length_column(df)
+    return None if col is None else df[col].to_numpy(float)
 
 
 def _max_length(df: pd.DataFrame) -> float | None:
