@@ -395,8 +395,6 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
-
-
 def _pct(v, digits: int = 1) -> str:
     return "n/a" if v is None or not math.isfinite(v) else f"{v:.{digits}%}"
 
