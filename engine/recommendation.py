@@ -46,7 +46,7 @@ from engine.models.auto import CANDIDATES
 
 #: the name that means "the study's recommended model" on the command line and in the app
 AUTO = "auto"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,10 @@ def test_validation_page_shows_the_verdict(db, monkeypatch):
     at = page("views/validation.py", "synthetic", db, monkeypatch)
     assert not at.exception, at.exception
     text = " ".join(m.value for m in at.markdown)
-    assert "validation runs" in text and "17x" in text and "mfms-gp" in text
+    from engine.recommendation import recommend
+
+    model = recommend(Store(db), "synthetic").model  # the page names the study's recommended model
+    assert "validation runs" in text and "17x" in text and f"Predictions by **{model}**" in text
     verdict = [e.value for e in list(at.success) + list(at.warning)]
     assert len(verdict) == 1 and "recommended mixture" in verdict[0]
     assert ("loses" in verdict[0]) == bool(at.warning)

@@ -86,6 +86,51 @@ def test_backtest_scores_a_law_that_extrapolates_and_recommends_it():
             "coverage_2std", "recommended"} <= set(recs[0])
 
 
+def _held_out(obs, preds: dict, cut=1_000_000, size=60_000_000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A backtest's predictions and summary for one held-out group (``preds``: model -> means)."""
+    from engine.models.backtest import summarise
+
+    frames, rows = [], []
+    for name, mean in preds.items():
+        frames.append(pd.DataFrame({"model": name, "cut": cut, "run_id": [f"r{i}" for i in range(len(obs))],
+                                    "model_params": size, "observed": obs, "pred_mean": mean}))
+        rows.append({"model": name, "cut": cut, "model_params": size,
+                     **score(obs, mean, np.full(len(obs), 0.01)), "coverage_1std_raw": None,
+                     "coverage_2std_raw": None, "error": None})
+    return pd.concat(frames, ignore_index=True), summarise(pd.DataFrame(rows))
+
+
+def test_a_lead_within_the_noise_keeps_the_model_listed_first():
+    """RegMix's two-size table: every model fitted on one size misses the larger size's level by
+    ~23% in the same way; a hair's lead (repeatable, but tiny beside the error) must not override
+    the law listed first, while a clear lead does."""
+    from engine.models.backtest import lead_shares, recommend_model
+
+    rng = np.random.default_rng(0)
+    obs = 3.0 + rng.normal(0, 0.05, 40)
+    law = obs * 1.23 + rng.normal(0, 0.004, 40)
+    hair = law - 0.005  # every run 0.2% closer: better in every resample, by ~0.6% of the cost
+    pred, summary = _held_out(obs, {"law": law, "trees": hair})
+    assert summary.set_index("model").loc["trees", "mre"] < summary.set_index("model").loc["law", "mre"]
+    assert recommend_model(summary)[0] == "trees"  # the point estimate alone picks the hair's lead
+    model, why = recommend_model(summary, pred, preference=["law", "trees"])
+    assert model == "law" and "listed first" in why and "trees scored better" in why
+    assert lead_shares(pred, ["law", "trees"], "trees", margin=0.0)["law"] == 1.0  # repeatable ...
+    assert lead_shares(pred, ["law", "trees"], "trees")["law"] == 0.0  # ... but not by 10%
+    # a clear lead (half the level error, same ranking) overrides the order
+    close = obs * 1.10 + rng.normal(0, 0.004, 40)
+    pred, summary = _held_out(obs, {"law": law, "gp": close})
+    assert recommend_model(summary, pred, preference=["law", "gp"])[0] == "gp"
+    # so does a better ranking at the same level, where it is repeatable
+    ranked = obs * 1.23 + rng.normal(0, 0.0005, 40)
+    noisy = obs * 1.23 + rng.normal(0, 0.06, 40)
+    pred, summary = _held_out(obs, {"law": noisy, "gp": ranked})
+    assert recommend_model(summary, pred, preference=["law", "gp"])[0] == "gp"
+    # ... and with four runs of evidence it does not
+    pred, summary = _held_out(obs[:4], {"law": noisy[:4] + np.array([0, 0.05, -0.05, 0]), "gp": ranked[:4]})
+    assert recommend_model(summary, pred, preference=["law", "gp"])[0] == "law"
+
+
 def test_a_failing_model_gets_rows_with_its_error():
     runs = law_table(sizes=(1e6, 3e6, 10e6), n_mix=4)
     res = backtest(runs, "loss_x", models=["dmsl", "mfms-gp"], cut=3e6, calibrate=False)

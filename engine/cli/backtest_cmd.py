@@ -58,8 +58,10 @@ def register(app: typer.Typer) -> None:
     @app.command("backtest")
     def backtest_cmd(
         study: StudyOption,
-        models: Annotated[str, typer.Option("--models", help="Comma-separated models to compare.")] =
-            "mfms-gp,dmsl,dmsl-joint,mixing-law,regmix",
+        models: Annotated[Optional[str], typer.Option(
+            "--models", help="Comma-separated models to compare, the one to prefer first (a later one must beat "
+                             "it clearly). Default: the candidates of the study's recommendation (`auto`), so "
+                             "the model named here is the one the recommendation uses.")] = None,
         cut: Annotated[str, typer.Option("--cut", help="auto (every size boundary that leaves two sizes to fit) "
                                                        "or the largest model size to fit on, e.g. 60000000.")] = "auto",
         objective: Annotated[Optional[str], typer.Option("--objective", help="loss_<domain>, mean_loss or "
@@ -73,7 +75,9 @@ def register(app: typer.Typer) -> None:
         """Fit each model on the runs at sizes <= the cut and predict the final checkpoint of every larger
         run: per held-out size, Spearman, mean relative error, regret of the predicted best and +-1/+-2 std
         coverage; names the model to trust and why."""
-        names = [m.strip() for m in models.split(",") if m.strip()]
+        from engine.models.auto import CANDIDATES
+
+        names = [m.strip() for m in models.split(",") if m.strip()] if models else list(CANDIDATES)
         if csv is not None:  # a bad --csv is refused before the backtest runs, not after
             from engine.outfile import check_out_path
 
