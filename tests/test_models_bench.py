@@ -132,3 +132,25 @@ def test_regmix_leave_larger_out_fits_small_and_scores_the_1b_runs():
     rows = {r["model"]: r for r in res["rows"]}
     assert set(rows) == {"dmsl", "regmix"} and all(r["model_params"] == 1_000_000_000 for r in rows.values())
     assert rows["dmsl"]["n"] == 64 and rows["dmsl"]["spearman"] > 0.9
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks" / "mfms-sim"
+                         / "weights.json").exists(), reason="../shared/benchmarks/mfms-sim absent")
+def test_simulator_leave_larger_out_scores_models_against_the_noise_ceiling():
+    """One split of the simulator: every held-out size gets a row per model and one for the
+    noise-free simulator, which ranks the noisy runs nearly perfectly (the ceiling) and whose
+    figures are not those of any model."""
+    from engine.bench.extrapolation import CEILING, format_extrapolation_tables, mfms_extrapolation
+
+    res = mfms_extrapolation(models=("dmsl",), objectives=("mean_loss",), splits=("E5",), log=lambda *_: None)
+    rows = pd.DataFrame(res["rows"])
+    assert set(rows["model"]) == {"dmsl", CEILING}
+    assert set(rows["model_params"]) == {700_000_000, 1_000_000_000}
+    ceiling = rows[rows["model"] == CEILING]
+    dmsl = rows[rows["model"] == "dmsl"]
+    assert (ceiling["spearman"] > 0.95).all() and (ceiling["mre"] < 0.01).all()
+    assert ceiling["coverage_1std"].isna().all() and dmsl["coverage_1std"].notna().all()
+    assert (ceiling["spearman"].to_numpy() >= dmsl["spearman"].to_numpy()).all()
+    assert list(ceiling["n"]) == list(dmsl["n"]) == [20, 20]
+    text = _render(format_extrapolation_tables({"mfms": res}))
+    assert CEILING in text and "nan" not in text

@@ -12,7 +12,9 @@ calibrated std), never by in-sample fit:
 - ``mfms``: the MFMS-BO simulator's SlimPajama runs: ``runs_per_size`` random mixtures at each
   of its sizes (20M-1B), a checkpoint every ``checkpoint_every`` steps up to 19,500, a little
   noise per checkpoint and per run (real runs are not noiseless); splits fit the sizes <= X and
-  predict the final checkpoint of every run at each larger size.
+  predict the final checkpoint of every run at each larger size. A ``noise ceiling`` row per
+  split scores the noise-free simulator itself against the noisy runs: the Spearman and the
+  "best found" no model can beat, since the seed noise alone reorders close mixtures.
 
 ``mfms-gp`` (the default before ``auto``) is the baseline measured in the same run; ``auto``
 is mixplan's default (the backtest-chosen, calibrated model, choosing on the fitted sizes only).
@@ -27,8 +29,11 @@ import numpy as np
 import pandas as pd
 
 from engine.bench.predict import REGMIX_SCALES, find_benchmarks, load_regmix
+from engine.models.backtest import final_rows
 
 MODELS = ("mfms-gp", "auto", "dmsl", "dmsl-joint", "mixing-law", "regmix")
+#: the simulator's noise-free value as a "model": what seed noise leaves for any model to find
+CEILING = "noise ceiling"
 MFMS_SPLITS = {"E3": 150, "E4": 300, "E5": 500}
 
 
@@ -97,6 +102,7 @@ def mfms_extrapolation(path: str | Path | None = None, *, models=MODELS, objecti
         log("extrapolation/mfms: ../shared/benchmarks/mfms-sim/weights.json absent, skipped")
         return None
     table = table.drop(columns=[c for c in table.columns if c.startswith("metric_") or c == "train_ce"])
+    clean = final_rows(mfms_table(path, noise=0.0, run_noise=0.0)).set_index("run_id")
     rows = []
     for obj in objectives:
         for split in splits:
@@ -105,13 +111,35 @@ def mfms_extrapolation(path: str | Path | None = None, *, models=MODELS, objecti
                            tokens_per_step=1_048_576)
             for r in res.rows.to_dict("records"):
                 rows.append(_row(r) | {"objective": obj, "split": split})
+            ceiling = noise_ceiling(table, clean, obj, MFMS_SPLITS[split] * 1_000_000, split)
+            rows += ceiling
             s = res.summary
             log(f"extrapolation/mfms {obj} {split}: " + "  ".join(
                 f"{r.model}: rho {r.spearman:.3f} mre {r.mre:.1%} cov {r.coverage_1std:.0%}"
-                for r in s.itertuples() if r.error is None) + f"  ({time.perf_counter() - t0:.0f}s)")
+                for r in s.itertuples() if r.error is None)
+                + f"  {CEILING}: rho {np.mean([c['spearman'] for c in ceiling]):.3f}"
+                + f"  ({time.perf_counter() - t0:.0f}s)")
     df = pd.DataFrame(rows)
     return {"rows": rows, "mean": _mean(df, ["objective", "model"]).to_dict("records"),
             "runs_per_size": int(table["run_id"].nunique() // 7)}
+
+
+def noise_ceiling(table: pd.DataFrame, clean: pd.DataFrame, objective: str, cut: int, split: str) -> list[dict]:
+    """Rows of the noise-free simulator (``clean``: final checkpoints by run id) scored as a
+    model against the noisy held-out runs of ``table`` above ``cut`` (no std: no coverage)."""
+    from engine.models.backtest import score
+    from engine.runtable.schema import objective_values
+
+    held = final_rows(table[table["model_params"] > cut])
+    obs = objective_values(held, objective).to_numpy(float)
+    truth = objective_values(clean.loc[held["run_id"]].reset_index(), objective).to_numpy(float)
+    out = []
+    for size, i in held.reset_index(drop=True).groupby("model_params").indices.items():
+        sc = score(obs[i], truth[i], np.zeros(len(i)))
+        out.append(_row(sc | {"model": CEILING, "cut": cut, "model_params": int(size), "coverage_1std": np.nan,
+                              "coverage_2std": np.nan, "size_ratio": float(size) / cut, "fit_s": 0.0})
+                   | {"objective": objective, "split": split})
+    return out
 
 
 def _row(r: dict) -> dict:
@@ -150,7 +178,11 @@ def format_extrapolation_tables(res: dict) -> list:
                   "±1σ cover", "±2σ cover", "fit s", title=title)
         for m in r["mean"]:
             t.add_row(*([m["objective"]] if key == "mfms" else []), m["model"], f"{m['spearman']:.3f}",
-                      f"{m['mre']:.2%}", f"{m['best_regret']:.4f}", f"{m['found']:.0%}", f"{m['coverage_1std']:.0%}",
-                      f"{m['coverage_2std']:.0%}", f"{m['fit_s']:.1f}")
+                      f"{m['mre']:.2%}", f"{m['best_regret']:.4f}", f"{m['found']:.0%}", _pct(m["coverage_1std"]),
+                      _pct(m["coverage_2std"]), f"{m['fit_s']:.1f}")
         out.append(t)
     return out
+
+
+def _pct(x) -> str:
+    return "-" if x is None or not np.isfinite(x) else f"{x:.0%}"
