@@ -154,3 +154,20 @@ def test_simulator_leave_larger_out_scores_models_against_the_noise_ceiling():
     assert list(ceiling["n"]) == list(dmsl["n"]) == [20, 20]
     text = _render(format_extrapolation_tables({"mfms": res}))
     assert CEILING in text and "nan" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REGMIX / "train_mixture_1m.csv").exists(), reason="../shared/benchmarks/regmix absent")
+def test_extrapolation_backtests_in_parallel_give_the_serial_rows_in_order():
+    """``--jobs 2`` runs the per-domain backtests in two processes: the same rows, in the same
+    order, as one process, and a log line per domain."""
+    from engine.bench.extrapolation import regmix_extrapolation
+
+    lines: list[str] = []
+    kw = dict(models=("dmsl",), targets=["github", "pile_cc"])
+    serial = regmix_extrapolation(REGMIX.parent, jobs=1, log=lambda *_: None, **kw)
+    parallel = regmix_extrapolation(REGMIX.parent, jobs=2, log=lines.append, **kw)
+    assert [r["target"] for r in parallel["rows"]] == ["github", "pile_cc"]
+    for a, b in zip(serial["rows"], parallel["rows"]):
+        assert {k: v for k, v in a.items() if k != "fit_s"} == {k: v for k, v in b.items() if k != "fit_s"}
+    assert sorted(line.split()[1] for line in lines) == ["github", "pile_cc"]

@@ -46,28 +46,62 @@ def regmix_table(folder: Path, n_test: int = 64) -> pd.DataFrame:
 
 
 def regmix_extrapolation(folder: str | Path | None = None, *, models=MODELS, targets: list[str] | None = None,
-                         log=print) -> dict | None:
-    """Per-domain backtests of RegMix's tables, cut at 60M (module docstring)."""
-    from engine.models.backtest import backtest
-
+                         jobs: int = 1, log=print) -> dict | None:
+    """Per-domain backtests of RegMix's tables, cut at 60M (module docstring); ``jobs`` domains
+    at once (:func:`run_tasks`)."""
     root = find_benchmarks(folder)
     if root is None or not (root / "regmix" / "train_mixture_1m.csv").exists():
         log("extrapolation/regmix: ../shared/benchmarks/regmix absent, skipped")
         return None
-    table = regmix_table(root / "regmix")
-    doms = [c[5:] for c in table.columns if c.startswith("loss_")]
-    rows = []
-    for dom in targets or doms:
-        t0 = time.perf_counter()
-        res = backtest(table, f"loss_{dom}", models=models, cut=REGMIX_SCALES["60m"][0])
-        for r in res.rows.to_dict("records"):
-            rows.append(_row(r) | {"target": dom})
-        log(f"extrapolation/regmix {dom:18s} " + "  ".join(
-            f"{r['model']}: rho {r['spearman']:.3f} mre {r['mre']:.1%}" for r in res.rows.to_dict("records")
-            if r["error"] is None) + f"  ({time.perf_counter() - t0:.0f}s)")
+    doms = [c[5:] for c in regmix_table(root / "regmix").columns if c.startswith("loss_")]
+    rows = run_tasks(_regmix_domain, [(root, dom, tuple(models)) for dom in targets or doms], jobs, log)
     df = pd.DataFrame(rows)
     return {"rows": rows, "mean": _mean(df, ["model"]).to_dict("records"), "n_fit_runs": 512 + 64 + 64,
             "held_out": "64 mixtures at ~1B params, 25B tokens"}
+
+
+def _regmix_domain(root: Path, dom: str, models: tuple[str, ...]) -> tuple[list[dict], str]:
+    """One RegMix domain's backtest: its rows and its log line."""
+    from engine.models.backtest import backtest
+
+    t0 = time.perf_counter()
+    res = backtest(regmix_table(root / "regmix"), f"loss_{dom}", models=models, cut=REGMIX_SCALES["60m"][0])
+    recs = res.rows.to_dict("records")
+    line = f"extrapolation/regmix {dom:18s} " + "  ".join(
+        f"{r['model']}: rho {r['spearman']:.3f} mre {r['mre']:.1%}" for r in recs if r["error"] is None
+    ) + f"  ({time.perf_counter() - t0:.0f}s)"
+    return [_row(r) | {"target": dom} for r in recs], line
+
+
+def run_tasks(fn, args: list[tuple], jobs: int, log) -> list[dict]:
+    """``fn(*a)`` for every ``a`` (each returns (rows, log line)), ``jobs`` at a time in fresh
+    processes with one torch thread each (2 jobs on 2 cores take about half the time); rows in
+    the order of ``args`` whatever order they finish in, each log line as it finishes."""
+    if jobs <= 1 or len(args) <= 1:
+        out = []
+        for a in args:
+            rows, line = fn(*a)
+            log(line)
+            out.append(rows)
+        return [r for rows in out for r in rows]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn, not fork: a forked child of a process whose OpenMP pool is running can hang
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_one_thread) as ex:
+        futures = {ex.submit(fn, *a): i for i, a in enumerate(args)}
+        done: dict[int, list[dict]] = {}
+        for f in as_completed(futures):
+            rows, line = f.result()
+            log(line)
+            done[futures[f]] = rows
+    return [r for i in range(len(args)) for r in done[i]]
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def mfms_table(path: str | Path | None = None, *, runs_per_size: int = 20, checkpoint_every: int = 500,
@@ -93,35 +127,38 @@ def mfms_table(path: str | Path | None = None, *, runs_per_size: int = 20, check
 
 
 def mfms_extrapolation(path: str | Path | None = None, *, models=MODELS, objectives=("mean_loss",
-                       "loss_stackexchange"), splits=tuple(MFMS_SPLITS), log=print) -> dict | None:
-    """Leave-larger-out splits of the simulator (module docstring)."""
-    from engine.models.backtest import backtest
-
+                       "loss_stackexchange"), splits=tuple(MFMS_SPLITS), jobs: int = 1, log=print) -> dict | None:
+    """Leave-larger-out splits of the simulator (module docstring); ``jobs`` (objective, split)
+    pairs at once (:func:`run_tasks`)."""
     table = mfms_table(path)
     if table is None:
         log("extrapolation/mfms: ../shared/benchmarks/mfms-sim/weights.json absent, skipped")
         return None
-    table = table.drop(columns=[c for c in table.columns if c.startswith("metric_") or c == "train_ce"])
-    clean = final_rows(mfms_table(path, noise=0.0, run_noise=0.0)).set_index("run_id")
-    rows = []
-    for obj in objectives:
-        for split in splits:
-            t0 = time.perf_counter()
-            res = backtest(table, obj, models=models, cut=MFMS_SPLITS[split] * 1_000_000,
-                           tokens_per_step=1_048_576)
-            for r in res.rows.to_dict("records"):
-                rows.append(_row(r) | {"objective": obj, "split": split})
-            ceiling = noise_ceiling(table, clean, obj, MFMS_SPLITS[split] * 1_000_000, split)
-            rows += ceiling
-            s = res.summary
-            log(f"extrapolation/mfms {obj} {split}: " + "  ".join(
-                f"{r.model}: rho {r.spearman:.3f} mre {r.mre:.1%} cov {r.coverage_1std:.0%}"
-                for r in s.itertuples() if r.error is None)
-                + f"  {CEILING}: rho {np.mean([c['spearman'] for c in ceiling]):.3f}"
-                + f"  ({time.perf_counter() - t0:.0f}s)")
+    rows = run_tasks(_mfms_split, [(path, obj, split, tuple(models)) for obj in objectives for split in splits],
+                     jobs, log)
     df = pd.DataFrame(rows)
     return {"rows": rows, "mean": _mean(df, ["objective", "model"]).to_dict("records"),
             "runs_per_size": int(table["run_id"].nunique() // 7)}
+
+
+def _mfms_split(path, obj: str, split: str, models: tuple[str, ...]) -> tuple[list[dict], str]:
+    """One (objective, split) of the simulator: the models' rows, the noise ceiling's, a log line."""
+    from engine.models.backtest import backtest
+
+    t0 = time.perf_counter()
+    table = mfms_table(path)
+    table = table.drop(columns=[c for c in table.columns if c.startswith("metric_") or c == "train_ce"])
+    clean = final_rows(mfms_table(path, noise=0.0, run_noise=0.0)).set_index("run_id")
+    cut = MFMS_SPLITS[split] * 1_000_000
+    res = backtest(table, obj, models=models, cut=cut, tokens_per_step=1_048_576)
+    rows = [_row(r) | {"objective": obj, "split": split} for r in res.rows.to_dict("records")]
+    ceiling = noise_ceiling(table, clean, obj, cut, split)
+    line = (f"extrapolation/mfms {obj} {split}: " + "  ".join(
+        f"{r.model}: rho {r.spearman:.3f} mre {r.mre:.1%} cov {r.coverage_1std:.0%}"
+        for r in res.summary.itertuples() if r.error is None)
+        + f"  {CEILING}: rho {np.mean([c['spearman'] for c in ceiling]):.3f}"
+        + f"  ({time.perf_counter() - t0:.0f}s)")
+    return rows + ceiling, line
 
 
 def noise_ceiling(table: pd.DataFrame, clean: pd.DataFrame, objective: str, cut: int, split: str) -> list[dict]:
@@ -156,11 +193,12 @@ def _mean(df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return out.merge(found, on=by)
 
 
-def run_extrapolation_bench(*, quick: bool = False, log=print) -> dict:
-    """Both tables; ``quick``: Pile-CC only on RegMix, mean_loss and split E4 on the simulator."""
-    return {"regmix": regmix_extrapolation(targets=["pile_cc"] if quick else None, log=log),
+def run_extrapolation_bench(*, quick: bool = False, jobs: int = 1, log=print) -> dict:
+    """Both tables; ``quick``: Pile-CC only on RegMix, mean_loss and split E4 on the simulator;
+    ``jobs``: backtests run at once (one process and one torch thread each)."""
+    return {"regmix": regmix_extrapolation(targets=["pile_cc"] if quick else None, jobs=jobs, log=log),
             "mfms": mfms_extrapolation(objectives=("mean_loss",) if quick else ("mean_loss", "loss_stackexchange"),
-                                       splits=("E4",) if quick else tuple(MFMS_SPLITS), log=log)}
+                                       splits=("E4",) if quick else tuple(MFMS_SPLITS), jobs=jobs, log=log)}
 
 
 def format_extrapolation_tables(res: dict) -> list:

@@ -362,8 +362,9 @@ def scaling_bench(path: str | Path | None = None, *, rows: int = 100_000, object
     return out
 
 
-def run_predict_bench(which: str = "all", *, quick: bool = False, log=print) -> dict:
-    """Run the chosen benchmarks; ``quick`` shrinks them (Pile-CC only, E1/E3, 20k rows)."""
+def run_predict_bench(which: str = "all", *, quick: bool = False, jobs: int = 1, log=print) -> dict:
+    """Run the chosen benchmarks; ``quick`` shrinks them (Pile-CC only, E1/E3, 20k rows);
+    ``jobs``: the extrapolation backtests run at once (separate processes)."""
     res: dict = {}
     if which in ("regmix", "all"):
         res["regmix"] = regmix_bench(targets=["pile_cc"] if quick else None, log=log)
@@ -375,7 +376,7 @@ def run_predict_bench(which: str = "all", *, quick: bool = False, log=print) -> 
     if which in ("extrapolation", "all"):
         from engine.bench.extrapolation import run_extrapolation_bench
 
-        res["extrapolation"] = run_extrapolation_bench(quick=quick, log=log)
+        res["extrapolation"] = run_extrapolation_bench(quick=quick, jobs=jobs, log=log)
     return res
 
 
