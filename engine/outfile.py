@@ -115,6 +115,32 @@ def check_out_path(path: str | Path, *, overwrite: bool, protect: Sequence[str |
     return p
 
 
+def write_atomic(path: str | Path, data: bytes | str, *, durable: bool = False, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` through a :func:`temp_path` file and a rename, so a reader never
+    meets half a file and a crash leaves the old one. ``durable``: fsync before the rename (a
+    spool record or a runner's input that must survive a power cut; a cache or progress file
+    need not). ``mode``: the file's permissions (a temp file is created 0600). The temp file is
+    removed if anything fails; the error is raised. Returns ``path``."""
+    p = Path(path)
+    tmp = temp_path(p, "tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
 def write_out_file(path: str | Path, write: Callable[[Path], None], *, overwrite: bool,
                    protect: Sequence[str | Path] = (), option: str = "--out", example: str = "out.csv") -> Path:
     """Check ``path`` (:func:`check_out_path`), then call ``write(tmp)`` on a temporary file

@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -380,13 +378,12 @@ def _write_cache(path: Path, rec: Recommendation) -> None:
 
 def _write_json(path: Path, obj: dict) -> None:
     """Atomic (temporary file, then rename); a cache that cannot be written is skipped."""
+    from engine.outfile import write_atomic
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".rec-", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, default=plain)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the app run as another user
-        os.replace(tmp, path)
+        # 0644: a temp file's 0600 would hide the cache from the app run as another user
+        write_atomic(path, json.dumps(obj, default=plain), mode=0o644)
     except OSError:
         pass
 

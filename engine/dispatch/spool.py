@@ -35,12 +35,12 @@ import json
 import os
 import shutil
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.outfile import write_atomic
 from engine.records import Checkpoint, RunResult
 
 SPOOL_DIRNAME = ".mixplan-spool"
@@ -93,23 +93,11 @@ def is_same_process(started: dict[str, Any] | None) -> bool:
     return process_start_time(int(started["pid"])) == int(recorded)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_dispatch_info(study_root: Path, info: dict[str, Any]) -> None:
     """Publish the running dispatcher's facts in ``<study_root>/dispatch.json`` (atomic rename;
     no fsync: advisory, rewritten at each submission)."""
     study_root.mkdir(parents=True, exist_ok=True)
-    path = study_root / DISPATCH_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(study_root / DISPATCH_FILE, json.dumps(info, default=str))
 
 
 def read_dispatch_info(study_root: Path) -> dict[str, Any] | None:
@@ -175,7 +163,7 @@ class Spool:
     # ---- worker side ---------------------------------------------------------------------
     def _json(self, name: str, obj: Any) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.path / name, json.dumps(obj, default=str).encode("utf-8"))
+        write_atomic(self.path / name, json.dumps(obj, default=str), durable=True)
 
     def mark_started(self, **info: Any) -> None:
         self._json("started.json", {"host": socket.gethostname(), "pid": os.getpid(),
@@ -210,7 +198,7 @@ class Spool:
     # ---- dispatcher side -----------------------------------------------------------------
     def request_cancel(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.path / "cancel", b"")
+        write_atomic(self.path / "cancel", b"", durable=True)
 
     def started(self) -> dict[str, Any] | None:
         try:

@@ -50,6 +50,7 @@ from pathlib import Path
 from string import Formatter
 from typing import Any
 
+from engine.outfile import write_atomic
 from engine.records import Checkpoint, RunResult, Trial
 from engine.runners.base import Runner, RunFailed, begin_attempt
 
@@ -171,16 +172,6 @@ class CappedLog:
             pass
         if not self._thread.is_alive():
             os.close(self.fd)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename (readers never see half)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ---- argv templates ------------------------------------------------------------------------
@@ -387,7 +378,7 @@ class CommandRunner(Runner):
             on_checkpoint: Callable[[Checkpoint], None] | None = None) -> RunResult:
         out_dir = Path(out_dir).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(out_dir / WEIGHTS_FILE, dict(trial.weights))
+        write_atomic(out_dir / WEIGHTS_FILE, json.dumps(dict(trial.weights)), durable=True)
         argv = render_argv(self.argv, self.placeholder_values(trial, out_dir))
         cancel = cancel or threading.Event()
         last: RunFailed | None = None

@@ -22,17 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
 from engine.errors import MixplanError, ValidationError
-
-
-def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+from engine.outfile import write_atomic
 
 
 def result_dict(checkpoints, cost, wall_s=None, info=None) -> dict:
@@ -132,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
 
         def on_checkpoint(ck) -> None:
             seen.append(ck)
-            _atomic_json(out / "progress.json",
-                         result_dict(seen, ck.cost, ck.wall_s, {"partial": True}))
+            write_atomic(out / "progress.json",
+                         json.dumps(result_dict(seen, ck.cost, ck.wall_s, {"partial": True}), indent=2))
 
         res = train(spec, corpus, on_checkpoint=on_checkpoint, device=args.device, log=log)
         info = dict(res.info)
         info.setdefault("corpus", {"root": str(root)})  # the trainer gives the full provenance
-        _atomic_json(out / "result.json", result_dict(res.checkpoints, res.cost, res.wall_s, info))
+        write_atomic(out / "result.json", json.dumps(result_dict(res.checkpoints, res.cost, res.wall_s, info),
+                                                     indent=2))
         log(f"wrote {out / 'result.json'} ({info['size']}, {info['tokens_per_s']:.0f} tokens/s)")
         return 0
     except MixplanError as exc:
