@@ -463,3 +463,27 @@ def test_a_killed_import_into_a_new_database_leaves_nothing_behind(data_dir: Pat
     rc, _, err = mixplan(capsys, "import", data_dir / "runs_checkpoints.csv", "--study", "s", "--db", db)
     assert rc == 0, err
     assert files_in(tmp_path) - {"new.duckdb.lock", "new.duckdb.gate"} == {"new.duckdb", live.name}
+
+
+def test_write_atomic_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
+    """The one atomic writer (spool records, runner inputs, trainer results, the recommendation
+    cache): the old file stays whole when the write fails, no temp file is left, and the
+    requested permissions are set whatever the umask (the cache must be readable by the app
+    run as another user)."""
+    from engine.outfile import write_atomic
+
+    path = tmp_path / "result.json"
+    old = os.umask(0o077)
+    try:
+        write_atomic(path, '{"a": 1}', mode=0o644)
+    finally:
+        os.umask(old)
+    assert path.read_text() == '{"a": 1}' and (path.stat().st_mode & 0o777) == 0o644
+    write_atomic(path, b'{"a": 2}', durable=True)
+    assert path.read_text() == '{"a": 2}'
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "missing-folder" / "x.json", "{}")
+    with pytest.raises(TypeError):
+        write_atomic(path, 3.5)  # type: ignore[arg-type]  # the write fails after the temp file exists
+    assert path.read_text() == '{"a": 2}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["result.json"]
