@@ -57,6 +57,35 @@ def validate_weights(
     return out
 
 
+#: a share this close to its lower bound is an optimiser's residue (3e-6 of a domain), not a choice
+MIN_SHARE = 1e-4
+
+
+def snap_to_bounds(w: np.ndarray, bounds: np.ndarray, tol: float = MIN_SHARE) -> np.ndarray:
+    """``w`` with every share within ``tol`` of its lower bound set to that bound and the mass
+    this frees given to the other shares in proportion to them (none beyond its upper bound).
+    Why: an optimum's 0.000003 of a domain would be exported into a training blend as a real
+    (tiny) share, and shown as 0.0000 beside it. ``w`` is returned unchanged where nothing is
+    that close, or no other share can take the mass."""
+    w = np.asarray(w, float)
+    lo, hi = np.asarray(bounds, float)[:, 0], np.asarray(bounds, float)[:, 1]
+    near = w < lo + tol
+    if not near.any() or (w[near] == lo[near]).all():
+        return w
+    out = w.copy()
+    out[near] = lo[near]
+    spare = w[near].sum() - lo[near].sum()
+    for _ in range(len(w)):  # each round fills at least one share to its upper bound
+        room = ~near & (out < hi)
+        if spare <= 1e-15 or not room.any() or out[room].sum() <= 0:
+            break
+        add = spare * out[room] / out[room].sum()
+        new = np.minimum(out[room] + add, hi[room])
+        spare -= float((new - out[room]).sum())
+        out[room] = new
+    return out if spare <= 1e-12 else w
+
+
 def project_to_simplex(V: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     """Euclidean projection of the rows of ``V`` onto {lo <= w <= hi, sum w = 1}.
 

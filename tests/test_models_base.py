@@ -101,6 +101,27 @@ def test_project_simplex_and_bounds():
     assert (W >= b[:, 0] - 1e-9).all() and (W <= b[:, 1] + 1e-9).all()
 
 
+def test_an_optimiser_residue_is_snapped_to_its_bound():
+    """3e-6 of a domain is not a share anyone chose: it goes to the bound (0, or the study's
+    lower bound) and the rest is scaled to sum to 1; real small shares and upper bounds stay."""
+    from engine.mixture import MIN_SHARE, snap_to_bounds
+
+    free = np.array([[0.0, 1.0]] * 4)
+    w = snap_to_bounds(np.array([0.6, 3.27e-6, 0.37474, 0.0252567]), free)
+    assert w[1] == 0.0 and w.sum() == pytest.approx(1.0) and w[0] > 0.6
+    assert np.array_equal(snap_to_bounds(np.array([0.6, 2 * MIN_SHARE, 0.3, 0.0998]), free),
+                          np.array([0.6, 2 * MIN_SHARE, 0.3, 0.0998]))
+    lower = np.array([[0.05, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    w = snap_to_bounds(np.array([0.05002, 0.45, 0.45, 0.04998]), lower)
+    assert w[0] == 0.05 and w.sum() == pytest.approx(1.0)
+    # a share at its upper bound takes nothing; the freed mass goes where there is room
+    capped = np.array([[0.0, 0.5], [0.0, 0.5], [0.0, 1.0], [0.0, 1.0]])
+    assert np.allclose(snap_to_bounds(np.array([0.5, 0.4999, 0.00005, 0.00005]), capped), [0.5, 0.5, 0, 0])
+    full = np.array([[0.0, 0.5], [0.0, 0.49995], [0.0, 1.0]])
+    v = np.array([0.5, 0.49995, 0.00005])
+    assert np.array_equal(snap_to_bounds(v, full), v)  # no share has room: unchanged
+
+
 def test_optimize_simplex_quadratic():
     target = np.array([0.6, 0.3, 0.1])
     w = optimize_simplex(lambda W: ((W - target) ** 2).sum(1), 3)

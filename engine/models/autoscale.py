@@ -536,6 +536,7 @@ class AutoScale(LossModel):
             return self._optimum(model_params, steps=steps, tokens=tokens, bounds=bounds, direction=direction)
 
     def _optimum(self, model_params, *, steps, tokens, bounds, direction):
+        from engine.mixture import snap_to_bounds
         from engine.models.base import Optimum, check_bounds
 
         natural = "maximize" if self.sign_ < 0 else "minimize"
@@ -549,7 +550,7 @@ class AutoScale(LossModel):
         z = self.encoding_.z_from(steps=steps, tokens=tokens)
         tok = float(self._tokens(np.array([z]))[0])
         Ns, info = self.allocation(model_params, tok, bounds=None if bounds is None else b)
-        w = project_simplex((Ns / Ns.sum())[None], b)[0]
+        w = snap_to_bounds(project_simplex((Ns / Ns.sum())[None], b)[0], b)
         mean, std = self._predict_arrays(w[None], np.array([float(model_params)]), np.array([z]))
         W_boot = []
         for j in range(self.n_bootstrap):

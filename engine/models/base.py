@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from engine.errors import ValidationError
+from engine.mixture import snap_to_bounds
 from engine.runtable.schema import (
     LOSS_PREFIX,
     METRIC_PREFIX,
@@ -484,7 +485,7 @@ class LossModel(ABC):
         m = float(model_params)
         sign = 1.0 if direction == "minimize" else -1.0
         with compute_threads(self.num_threads):
-            w = self._optimize(m, z, b, sign)
+            w = snap_to_bounds(self._optimize(m, z, b, sign), b)
             mean, std = self._predict_arrays(w[None, :], np.array([m]), np.array([z]))
         return Optimum({d: float(x) for d, x in zip(self.domains_, w)}, float(mean[0]), float(std[0]),
                        int(model_params), steps, tokens)
