@@ -154,11 +154,19 @@ def test_a_new_recommendation_is_trained_and_the_old_one_kept(study, tmp_path, m
     from engine.validation import verdict
 
     build_validation(study.path, "synthetic", seeds=(0,), workers=1)
-    first = next(a for a in verdict(study, "synthetic").arms if a.is_("recommended"))
-    monkeypatch.setattr(recommend, "from_optimum", functools.partial(recommend.from_optimum, model="mixing-law"))
+    before = verdict(study, "synthetic")
+    first = next(a for a in before.arms if a.is_("recommended"))
+    other = next(m for m in ("mfms-gp", "dmsl", "mixing-law") if m != before.model)  # not the current one
+    # the default model becomes `other`: for the recommended mixture and the small-scale optimum
+    import engine.recommendation as R
+
+    monkeypatch.setattr(recommend, "from_optimum", functools.partial(recommend.from_optimum, model=other))
+    orig = R.study_model
+    monkeypatch.setattr(R, "study_model", lambda store, name, model=None, objective=None: orig(store, name, other,
+                                                                                                objective))
     out = build_validation(study.path, "synthetic", seeds=(0,), workers=1)
     v = verdict(study, "synthetic")
-    assert v.model == "mixing-law"
+    assert v.model == other
     rec = next(a for a in v.arms if a.is_("recommended"))
     assert rec.key != first.key and len(out["done"]) >= 1
     old = next(a for a in v.arms if a.key == first.key and not a.current)
@@ -182,5 +190,7 @@ def test_demo_report_cli(study, tmp_path):
     assert "17x the largest size" in text and ("wins" in text or "loses" in text)
     r = CliRunner().invoke(app, ["demo", "report", "--db", str(study.path), "--study", "synthetic", "--json"])
     data = json.loads(r.output)
-    assert data["target"] == {"model_params": TARGET[0], "steps": TARGET[1]} and len(data["arms"]) >= 3
+    # recommended, uniform and the small-scale optimum (one arm where the two optima coincide)
+    assert data["target"] == {"model_params": TARGET[0], "steps": TARGET[1]}
+    assert {"recommended", "uniform", "small-scale optimum"} <= {lab for a in data["arms"] for lab in a["labels"]}
     assert all(len(a["observed"]) == 2 for a in data["arms"])
