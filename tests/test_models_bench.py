@@ -158,11 +158,20 @@ def test_simulator_leave_larger_out_scores_models_against_the_noise_ceiling():
 
 @pytest.mark.slow
 @pytest.mark.skipif(not (REGMIX / "train_mixture_1m.csv").exists(), reason="../shared/benchmarks/regmix absent")
-def test_extrapolation_backtests_in_parallel_give_the_serial_rows_in_order():
+def test_extrapolation_backtests_in_parallel_give_the_serial_rows_in_order(tmp_path, monkeypatch):
     """``--jobs 2`` runs the per-domain backtests in two processes: the same rows, in the same
-    order, as one process, and a log line per domain."""
+    order, as one process, and a log line per domain; also where ``__main__`` is a script that
+    must not run again (a Streamlit page run in-process by the app's tests stays ``__main__``)."""
+    import sys
+    import types
+
     from engine.bench.extrapolation import regmix_extrapolation
 
+    page = tmp_path / "page.py"
+    page.write_text("raise SystemExit('a page that must not run in a worker')\n")
+    main = types.ModuleType("__main__")
+    main.__file__, main.__spec__ = str(page), None
+    monkeypatch.setitem(sys.modules, "__main__", main)
     lines: list[str] = []
     kw = dict(models=("dmsl",), targets=["github", "pile_cc"])
     serial = regmix_extrapolation(REGMIX.parent, jobs=1, log=lambda *_: None, **kw)

@@ -23,6 +23,7 @@ is mixplan's default (the backtest-chosen, calibrated model, choosing on the fit
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -89,13 +90,34 @@ def run_tasks(fn, args: list[tuple], jobs: int, log) -> list[dict]:
 
     # spawn, not fork: a forked child of a process whose OpenMP pool is running can hang
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_one_thread) as ex:
-        futures = {ex.submit(fn, *a): i for i, a in enumerate(args)}
+        with _this_module_as_main():  # the workers start at the first submissions
+            futures = {ex.submit(fn, *a): i for i, a in enumerate(args)}
         done: dict[int, list[dict]] = {}
         for f in as_completed(futures):
             rows, line = f.result()
             log(line)
             done[futures[f]] = rows
     return [r for i in range(len(args)) for r in done[i]]
+
+
+@contextmanager
+def _this_module_as_main():
+    """A spawned worker first imports its parent's ``__main__``. Where that is a script that must
+    not run again (a Streamlit page run in-process, as the app's tests do, stays ``__main__``;
+    the worker running it died at once), the workers import this module instead."""
+    import importlib.util
+    import sys
+    import types
+
+    main = sys.modules.get("__main__")
+    stand_in = types.ModuleType("__main__")
+    stand_in.__spec__ = importlib.util.find_spec(__name__)
+    sys.modules["__main__"] = stand_in
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
 
 
 def _one_thread() -> None:
