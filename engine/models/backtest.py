@@ -314,7 +314,8 @@ def recommend_model(summary: pd.DataFrame, predictions: pd.DataFrame | None = No
     order = np.lexsort((-rho, np.round(total, 5)))
     best = ok.iloc[order[0]]
     tie = ""
-    if predictions is not None and preference and not predictions.empty:
+    earlier = [m for m in (preference or []) if m in set(ok["model"])]
+    if predictions is not None and not predictions.empty and earlier and earlier[0] != best.model:
         names = [str(m) for m in ok["model"]]
         leads = lead_shares(predictions, names, str(best.model), maximize=maximize, seed=seed)
         for name in preference:
@@ -368,10 +369,12 @@ def lead_shares(predictions: pd.DataFrame, models: Sequence[str], leader: str, *
     cost = np.zeros((resamples, len(names)))
     groups = 0
     sign = -1.0 if maximize else 1.0
-    for _, g in p.groupby(["cut", "model_params"], sort=True):
-        wide = g.pivot_table(index="run_id", columns="model", values="pred_mean", aggfunc="first")
-        obs = g.groupby("run_id")["observed"].first().reindex(wide.index).to_numpy(float)
-        M = wide.reindex(columns=names).to_numpy(float).T  # (models, runs)
+    key = ["cut", "model_params", "run_id"]
+    wide = p.pivot_table(index=key, columns="model", values="pred_mean", aggfunc="first").reindex(columns=names)
+    observed = p.groupby(key)["observed"].first().reindex(wide.index)
+    for (_, _), g in wide.groupby(level=[0, 1], sort=True):
+        obs = observed.loc[g.index].to_numpy(float)
+        M = g.to_numpy(float).T  # (models, runs)
         n = len(obs)
         if n < 3 or not np.isfinite(M).all():
             continue
