@@ -1,10 +1,12 @@
 """`mixplan backtest`: fit the models on a study's small sizes, score them on the larger ones.
 
-    mixplan backtest --study S [--models mfms-gp,dmsl,...] [--cut auto|N] [--json] [--csv FILE]
+    mixplan backtest --study S [--models dmsl,mfms-gp,...] [--cut auto|N] [--json] [--csv FILE]
 
 One row per (model, cut, held-out size): Spearman, mean relative error, the regret of the
 predicted best, +-1/+-2 std coverage (of the calibrated std mixplan reports), and the model to
-trust with the reason (:mod:`engine.models.backtest`).
+trust with the reason (:mod:`engine.models.backtest`). ``--models`` is also the order of
+preference: a later model must beat an earlier one clearly; by default the candidates of the
+study's recommendation, so the model named is the one the recommendation uses.
 """
 
 from __future__ import annotations
