@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.dispatch.base import Executor, JobState, hard_timeout_for
+from engine.dispatch.interrupt import ctrl_c_guard
 from engine.dispatch.spool import (
     Spool,
     process_start_time,
@@ -523,22 +524,29 @@ class Dispatcher:
                             self.summary.failed[t.trial_id] = str(exc)
                 self._report(f"{len(self.subs)} trial(s) on the {self.executor.name} executor")
                 last_check = time.monotonic()
-                while self.subs:
-                    self.executor.pump()
-                    if time.monotonic() - last_check > self.state_check_s:
-                        self._check_cancelled()
-                        last_check = time.monotonic()
-                    for sub in list(self.subs.values()):
-                        try:
-                            self._tick(sub)
-                        except MixplanError:
-                            raise
-                        except Exception as exc:  # noqa: BLE001 -- a broken spool costs one trial
-                            self._cancel_job(sub)
-                            self._fail(sub, f"the dispatcher could not read its results: {type(exc).__name__}: {exc}",
-                                       with_log=False)
-                    if self.subs:
-                        time.sleep(self.poll_s)
+                with ctrl_c_guard() as ctrl_c:
+                    try:
+                        while self.subs:
+                            ctrl_c.check()  # a Ctrl-C a store call swallowed
+                            self.executor.pump()
+                            if time.monotonic() - last_check > self.state_check_s:
+                                self._check_cancelled()
+                                last_check = time.monotonic()
+                            for sub in list(self.subs.values()):
+                                try:
+                                    self._tick(sub)
+                                except MixplanError:
+                                    raise
+                                except Exception as exc:  # noqa: BLE001 -- a broken spool costs one trial
+                                    ctrl_c.check()  # a Ctrl-C inside a store call arrives as its error
+                                    self._cancel_job(sub)
+                                    self._fail(sub, "the dispatcher could not read its results: "
+                                                    f"{type(exc).__name__}: {exc}", with_log=False)
+                            if self.subs:
+                                time.sleep(self.poll_s)
+                    except Exception:
+                        ctrl_c.check()  # the error is how a store call reported the Ctrl-C
+                        raise
             except KeyboardInterrupt:
                 self.summary.interrupted = True
                 self.executor.shutdown(wait=False)
