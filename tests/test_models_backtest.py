@@ -86,6 +86,38 @@ def test_backtest_scores_a_law_that_extrapolates_and_recommends_it():
             "coverage_2std", "recommended"} <= set(recs[0])
 
 
+def test_calibration_reuses_the_fits_of_the_cuts_below():
+    """A cut's calibration backtests the cuts below it; those fits are the backtest's own, so
+    each model is fitted once per cut (plus once below the first), and the calibrated std is
+    the one separate inner backtests give."""
+    from engine.models import get_model
+    from engine.models.backtest import INNER_CUTS
+    from engine.models.calibration import calibration_from_backtest
+
+    runs = law_table(sizes=(1e6, 2e6, 3e6, 5e6, 10e6, 30e6), n_mix=8)
+    fits = []
+
+    def make(name):
+        m = get_model(name)
+        fit = m.fit
+        m.fit = lambda df, *a, **k: (fits.append(df["model_params"].max()), fit(df, *a, **k))[1]
+        return m
+
+    res = backtest(runs, "loss_x", models=["dmsl"], make_model=make)
+    assert res.cuts == [2_000_000, 3_000_000, 5_000_000, 10_000_000]
+    # 4 cuts + the first cut's inner cut (1M); separate inner backtests fitted 4 + 1 + 1 + 2 + 2
+    assert sorted(fits) == [1_000_000, 2_000_000, 3_000_000, 5_000_000, 10_000_000]
+    p = res.predictions
+    for c in res.cuts:
+        fit_runs = runs[runs["model_params"] <= c].reset_index(drop=True)
+        inner = [backtest(fit_runs, "loss_x", models=["dmsl"], cut=ic, calibrate=False).predictions
+                 for ic in size_cuts(fit_runs)[-INNER_CUTS:]]
+        cal = calibration_from_backtest(pd.concat(inner, ignore_index=True), "dmsl")
+        mine = p[p["cut"] == c]
+        want = cal.apply(mine["pred_mean"].to_numpy(), mine["pred_std_raw"].to_numpy(), mine["distance"].to_numpy())
+        np.testing.assert_allclose(mine["pred_std"], want, rtol=1e-9)
+
+
 def _held_out(obs, preds: dict, cut=1_000_000, size=60_000_000) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A backtest's predictions and summary for one held-out group (``preds``: model -> means)."""
     from engine.models.backtest import summarise
