@@ -153,6 +153,22 @@ def test_mixing_law_recovers_exact_law():
     assert np.abs(np.array(list(o.weights.values())) - w_true).max() < 1e-3
 
 
+def test_mixing_law_screens_its_starts_and_finishes_the_best(monkeypatch):
+    """Starts of the wrong sign of k drift without converging; they are cut at a small budget
+    and only the best start runs on, which finds the law every start given the full budget
+    finds, at a fraction of the evaluations."""
+    import engine.models.mixing_law as ml
+
+    df, _ = _mixing_law_table()
+    m = get_model("mixing-law").fit(df, "loss_x")
+    n_starts = 2 * m.n_starts
+    assert m.nfev_ <= n_starts * ml.SCREEN_NFEV + ml.MAX_NFEV
+    monkeypatch.setattr(ml, "SCREEN_NFEV", ml.MAX_NFEV)  # every start to the end, as before
+    full = get_model("mixing-law").fit(df, "loss_x")
+    assert full.nfev_ > 2 * m.nfev_
+    np.testing.assert_allclose(m.params_, full.params_, rtol=1e-8)
+
+
 def test_mixing_law_across_scales():
     df = runs_table(30, every=250)
     m = get_model("mixing-law").fit(df, "loss_x")
