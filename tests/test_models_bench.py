@@ -180,3 +180,30 @@ def test_extrapolation_backtests_in_parallel_give_the_serial_rows_in_order(tmp_p
     for a, b in zip(serial["rows"], parallel["rows"]):
         assert {k: v for k, v in a.items() if k != "fit_s"} == {k: v for k, v in b.items() if k != "fit_s"}
     assert sorted(line.split()[1] for line in lines) == ["github", "pile_cc"]
+
+
+def test_backtest_speed_bench_times_each_model_against_one_fit(monkeypatch):
+    """`mixplan bench backtest`: per model the fits a calibrated backtest made (one per cut and
+    one below the first: the calibration reuses the cuts' own fits), its seconds and the ratio
+    to one fit on every run; a typo in --models is refused before any fitting."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import engine.bench.extrapolation as ex
+    from engine.cli import app as cli
+    from engine.errors import NotFoundError
+
+    monkeypatch.setattr(ex, "mfms_table", lambda *a, **k: None)  # the product's own study only
+    r = CliRunner().invoke(cli, ["bench", "backtest", "--quick", "--models", "dmsl,regmix", "--json"])
+    assert r.exit_code == 0, r.output
+    (tab,) = json.loads(r.output)["tables"]
+    assert tab["table"] == "synthetic" and tab["runs"] == 100 and tab["checkpoints"] == 2000
+    assert [row["model"] for row in tab["rows"]] == ["dmsl", "regmix"]
+    for row in tab["rows"]:
+        assert row["fits"] == len(tab["cuts"]) + 1
+        assert row["backtest_s"] > 0 and row["one_fit_s"] > 0
+        assert row["ratio"] == pytest.approx(row["backtest_s"] / row["one_fit_s"])
+    assert tab["total_s"] >= sum(row["backtest_s"] for row in tab["rows"]) and tab["recommended"] in ("dmsl", "regmix")
+    bad = CliRunner().invoke(cli, ["bench", "backtest", "--models", "dmsl,nope"])  # `mixplan` exits 2 on it
+    assert isinstance(bad.exception, NotFoundError) and "unknown model(s) nope" in str(bad.exception)

@@ -79,17 +79,13 @@ def register(app: typer.Typer) -> None:
         coverage; names the model to trust and why."""
         from engine.models.auto import CANDIDATES
 
-        names = [m.strip() for m in models.split(",") if m.strip()] if models else list(CANDIDATES)
+        from engine.models import model_names
+
+        names = model_names(models) if models else list(CANDIDATES)
         if csv is not None:  # a bad --csv is refused before the backtest runs, not after
             from engine.outfile import check_out_path
 
             check_out_path(csv, overwrite=True, example="backtest.csv")
-        from engine.models import MODELS
-        from engine.errors import NotFoundError
-
-        unknown = [m for m in names if m not in MODELS]
-        if unknown:
-            raise NotFoundError(f"unknown model(s) {', '.join(unknown)}. Models: {', '.join(MODELS)}.")
         res = run_backtest(db, study, names, cut, calibrate=not no_calibration, show_progress=not as_json,
                            objective=objective)
         if csv is not None:

@@ -12,7 +12,7 @@ import typer
 
 from engine.cli.common import JsonFlag, console, esc, print_json
 
-bench_app = typer.Typer(help="Benchmarks: store, predict, optimize, trainer.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: store, predict, backtest, optimize, trainer.", no_args_is_help=True)
 
 
 @bench_app.command("store")
@@ -105,6 +105,28 @@ def predict(
     from engine.bench.predict import format_tables
 
     for table in format_tables(result):
+        console.print(table)
+
+
+@bench_app.command("backtest")
+def backtest_speed(
+    models: Annotated[str, typer.Option("--models", help="Comma-separated models to backtest.")] =
+        "dmsl,mixing-law,mfms-gp,regmix",
+    quick: Annotated[bool, typer.Option("--quick", help="100 runs instead of 500.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """How long `mixplan backtest` takes on a 500-run study (4 models, calibrated; target < 60 s):
+    seconds and fits per model, against one fit of the same model on every run, same run (ratio).
+    The product's synthetic study, and the MFMS simulator's runs where ../shared/benchmarks has it."""
+    from engine.bench.backtest_speed import backtest_speed as run, format_backtest_speed
+    from engine.models import model_names
+
+    names = model_names(models)
+    result = run(models=names, quick=quick, log=(lambda *a, **k: None) if as_json else print)
+    if as_json:
+        print_json(result)
+        return
+    for table in format_backtest_speed(result):
         console.print(table)
 
 

@@ -64,4 +64,18 @@ def get_model(name: str, **kwargs) -> LossModel:
     return model_class(name)(**kwargs)
 
 
-__all__ = ["LossModel", "MODELS", "Optimum", "REGISTRY", "get_model", "model_class", "register_model"]
+def model_names(text: str) -> list[str]:
+    """The models of a comma-separated ``--models`` value, each checked against the registry (so a
+    typo is refused before minutes of fitting, not after)."""
+    from engine.errors import NotFoundError
+
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in REGISTRY.names()]
+    if unknown or not names:
+        raise NotFoundError(f"unknown model(s) {', '.join(unknown) or repr(text)}. "
+                            f"Models: {', '.join(REGISTRY.names())}.")
+    return names
+
+
+__all__ = ["LossModel", "MODELS", "Optimum", "REGISTRY", "get_model", "model_class", "model_names",
+           "register_model"]
