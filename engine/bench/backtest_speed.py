@@ -6,7 +6,7 @@ a 2-core machine. Two tables:
 
 - ``synthetic``: the product's own synthetic study (:mod:`engine.simulators.synthetic`), 500
   runs x 20 checkpoints at 5 sizes, the mean loss of 3 domains (always available);
-- ``mfms-sim``: 504 runs (72 per size, 7 sizes) of the MFMS-BO paper's simulator, every 1,000
+- ``mfms-sim``: 504 runs (72 per size, 7 sizes; 105 with ``quick``) of the MFMS-BO paper's simulator, every 1,000
   steps, one domain's loss (where ``../shared/benchmarks/mfms-sim`` is present).
 
 The baseline, measured in the same run, is one fit of the same model on every run (what
@@ -28,14 +28,14 @@ TARGET_S = 60.0
 
 
 def _tables(quick: bool) -> list[tuple[str, pd.DataFrame, str, float]]:
-    """(name, runs, objective, tokens_per_step) of each study timed; ``quick``: 100 runs."""
+    """(name, runs, objective, tokens_per_step) of each study timed; ``quick``: ~100 runs."""
     from engine.bench.extrapolation import mfms_table
     from engine.bench.predict import MFMS_TOKENS_PER_STEP
     from engine.simulators import synthetic
 
     n = 100 if quick else 500
     out = [("synthetic", synthetic.runs_table(n_runs=n, checkpoints=20), "mean_loss", synthetic.TOKENS_PER_STEP)]
-    sim = mfms_table(runs_per_size=max(1, n // 7), checkpoint_every=1000)
+    sim = mfms_table(runs_per_size=-(-n // 7), checkpoint_every=1000)  # 7 sizes: 504 runs
     if sim is not None:
         sim = sim[["run_id", "model_params", "steps"] + [c for c in sim.columns
                                                          if c.startswith("w_") or c == "loss_stackexchange"]]
