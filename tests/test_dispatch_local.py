@@ -381,22 +381,28 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_the_workers_and_the_next_run_resumes(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_ctrl_c_stops_the_workers_and_the_next_run_resumes(tmp_path, sig):
+    """Ctrl-C, and SIGTERM (`kill`, how a `nohup` run or a scheduler stops it), stop the workers
+    and leave the trials to the next run; the exit status is 128 + the signal."""
     db = tmp_path / "runs.duckdb"
     store = command_study(db, extra=("--checkpoints", "4", "--sleep", "1.5"))
     add_approved(store, "cmd", ["ok-1", "ok-2"])
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # as from a terminal: SIGINT at its default even where pytest runs as a background job (which
+    # starts with it ignored, and so would `mixplan run`: it then rightly ignores the signal)
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "--study", "cmd", "--db", str(db),
                              "--workers", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     root = spool_root(store, "cmd")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(root.glob("*/*/started.json"))) < 2:
         time.sleep(0.05)
     workers = [json.loads(p.read_text())["pid"] for p in root.glob("*/*/started.json")]
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (out, err)
+    assert proc.returncode == 128 + sig, (out, err)
     assert "picked up again by the next" in err
     deadline = time.monotonic() + 10
     while any(_alive(p) for p in workers) and time.monotonic() < deadline:
@@ -414,17 +420,41 @@ def test_a_ctrl_c_swallowed_on_its_way_up_is_still_seen(tmp_path):
     remembers the key press, so its loop raises it anyway."""
     import duckdb
 
-    from engine.dispatch.interrupt import ctrl_c_guard
+    from engine.dispatch.interrupt import Terminated, ctrl_c_guard
 
     con = duckdb.connect()
-    with ctrl_c_guard() as ctrl_c:
-        try:
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal
+    try:
+        with ctrl_c_guard() as ctrl_c:
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                con.execute("select sum(i) from range(1000) t(i)").fetchall()
+                time.sleep(0.05)
+            except BaseException:  # noqa: BLE001 - what a library that swallows it does
+                pass
+            assert ctrl_c.pressed
+            with pytest.raises(KeyboardInterrupt):
+                ctrl_c.check()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+        # started with SIGINT ignored (nohup, a background job): it stays ignored, as Python has it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with ctrl_c_guard() as ctrl_c:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
             os.kill(os.getpid(), signal.SIGINT)
-            con.execute("select sum(i) from range(1000) t(i)").fetchall()
             time.sleep(0.05)
-        except BaseException:  # noqa: BLE001 - what a library that swallows it does
-            pass
-        assert ctrl_c.pressed
-        with pytest.raises(KeyboardInterrupt):
+            assert not ctrl_c.pressed
             ctrl_c.check()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        # SIGTERM, swallowed the same way, comes out as Terminated (a KeyboardInterrupt)
+        with ctrl_c_guard() as ctrl_c:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                con.execute("select sum(i) from range(1000) t(i)").fetchall()
+                time.sleep(0.05)
+            except BaseException:  # noqa: BLE001
+                pass
+            with pytest.raises(Terminated):
+                ctrl_c.check()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated, Optional
 
@@ -71,10 +72,11 @@ def run(
         with bar:
             summary = run_approved(store, study, executor, workers=workers, timeout_s=timeout, progress=progress,
                                    trial_ids=trial or None, executor_options=options)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (engine.dispatch.interrupt.Terminated)
         console_err.print("[yellow]interrupted[/]: trials still queued or running are picked up again by the next "
                           f"`mixplan run --study {esc(study)}`.")
-        sys.exit(130)  # (typer.Exit's code is lost under `mixplan`'s standalone_mode=False)
+        # 128 + the signal, as a shell reports it (typer.Exit's code is lost under standalone_mode=False)
+        sys.exit(128 + int(getattr(exc, "signum", signal.SIGINT)))
     if as_json:
         print_json(summary.to_dict())
         return
