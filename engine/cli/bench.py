@@ -75,7 +75,7 @@ def predict(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller: Pile-CC only, splits E1/E3, 20k rows.")] = False,
     out: Annotated[str | None, typer.Option("--out", help="Also write the results as JSON here.")] = None,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Extrapolation backtests run at once (a process "
-                                      "and a CPU thread each; the full run took 9 min with 2 on a 2-core machine).")] = 1,
+                                      "and a CPU thread each; the full run took 4 min with 2 on a 2-core machine).")] = 1,
     as_json: JsonFlag = False,
 ) -> None:
     """Loss models on real data: leave-larger-out extrapolation (fit small sizes, predict larger:
