@@ -77,9 +77,8 @@ def register(app: typer.Typer) -> None:
         """Fit each model on the runs at sizes <= the cut and predict the final checkpoint of every larger
         run: per held-out size, Spearman, mean relative error, regret of the predicted best and +-1/+-2 std
         coverage; names the model to trust and why."""
-        from engine.models.auto import CANDIDATES
-
         from engine.models import model_names
+        from engine.models.auto import CANDIDATES
 
         names = model_names(models) if models else list(CANDIDATES)
         if csv is not None:  # a bad --csv is refused before the backtest runs, not after

@@ -174,7 +174,7 @@ def backtest(runs: pd.DataFrame, objective: str, *, models: Sequence[str] = DEFA
     # this backtest's own predictions per (model, cut): a later cut's calibration backtests the
     # cuts below it, whose fits (the runs <= that cut) and held-out runs these already are, so
     # they are reused instead of fitted again (a 500-run study: 6 fits per model instead of 13)
-    raw_preds: dict[tuple[str, int], pd.DataFrame] = {}
+    outer_preds: dict[tuple[str, int], pd.DataFrame] = {}
     for c in cuts:
         fit_runs = runs[mp <= c].reset_index(drop=True)
         held = final_rows(runs[mp > c])
@@ -203,7 +203,7 @@ def backtest(runs: pd.DataFrame, objective: str, *, models: Sequence[str] = DEFA
                     # the two largest inner cuts: the closest to this fit, and the cheapest way to
                     # measure how the error grows with the distance (all cuts made a 500-run study's
                     # backtest ~2x slower for the same calibration)
-                    inner = [_inner_predictions(raw_preds[(name, ic)], c) if (name, ic) in raw_preds
+                    inner = [_inner_predictions(outer_preds[(name, ic)], c) if (name, ic) in outer_preds
                              else backtest(fit_runs, objective, models=[name], cut=ic, domains=domains,
                                            tokens_per_step=tokens_per_step, direction=direction,
                                            calibrate=False, make_model=make).predictions
@@ -229,7 +229,7 @@ def backtest(runs: pd.DataFrame, objective: str, *, models: Sequence[str] = DEFA
                 "length": length if length is not None else np.nan, "distance": d,
                 "observed": obs, "pred_mean": mean, "pred_std": std, "pred_std_raw": std_raw})
             preds.append(pred)
-            raw_preds[(name, int(c))] = pred
+            outer_preds[(name, int(c))] = pred
     rows_df = pd.DataFrame(rows)
     for col in ROW_COLUMNS:
         if col not in rows_df.columns:
